@@ -1,0 +1,130 @@
+"""The signing primitives the exchange signers call; nothing here knows an exchange.
+
+    >>> hmac_sha256_hex(b"secret", b"symbol=BTCUSDT&timestamp=1")
+    '...64 hex characters...'
+
+HMAC functions take the key as the exchange means it (raw bytes of the secret
+string, or its base64 decoding: the caller decides). Asymmetric functions
+take the private key as PEM bytes; a PEM that does not parse, or is of the
+wrong type, raises ``SigningError`` with no detail about the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from functools import lru_cache
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from keybroker.errors import SigningError
+
+PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+
+
+def hmac_digest(key: bytes, message: bytes, algorithm: str) -> bytes:
+    """Raw HMAC with ``algorithm`` in {"sha256", "sha384", "sha512"}."""
+    return hmac.new(key, message, algorithm).digest()
+
+
+def hmac_sha256_hex(key: bytes, message: bytes) -> str:
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def hmac_sha256_b64(key: bytes, message: bytes) -> str:
+    return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode("ascii")
+
+
+def hmac_sha384_hex(key: bytes, message: bytes) -> str:
+    return hmac.new(key, message, hashlib.sha384).hexdigest()
+
+
+def hmac_sha512_hex(key: bytes, message: bytes) -> str:
+    return hmac.new(key, message, hashlib.sha512).hexdigest()
+
+
+def hmac_sha512_b64(key: bytes, message: bytes) -> str:
+    return base64.b64encode(hmac.new(key, message, hashlib.sha512).digest()).decode("ascii")
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def sha512_hex(data: bytes) -> str:
+    return hashlib.sha512(data).hexdigest()
+
+
+@lru_cache(maxsize=256)
+def _load_private_key(pem: bytes) -> PrivateKey:
+    # Parsing a PEM costs far more than signing with it; the cache is keyed by
+    # the PEM bytes that the caller already holds, so it adds no new copy of
+    # the secret beyond the parsed key object itself.
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise SigningError("private key is not a PEM this key type can use") from None
+    if not isinstance(
+        key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+    ):
+        raise SigningError("private key type is not supported (RSA, Ed25519 or EC P-256)")
+    return key
+
+
+def load_private_key(pem: bytes, key_type: str) -> PrivateKey:
+    """Parse a PEM private key and check it is of ``key_type`` (rsa, ed25519, es256)."""
+    key = _load_private_key(bytes(pem))
+    expected: type = {
+        "rsa": rsa.RSAPrivateKey,
+        "ed25519": ed25519.Ed25519PrivateKey,
+        "es256": ec.EllipticCurvePrivateKey,
+    }.get(key_type, type(None))
+    if not isinstance(key, expected):
+        raise SigningError(f"private key is not a {key_type} key")
+    if isinstance(key, ec.EllipticCurvePrivateKey) and not isinstance(key.curve, ec.SECP256R1):
+        raise SigningError("es256 keys must be on curve P-256")
+    return key
+
+
+def rsa_sha256_b64(pem: bytes, message: bytes) -> str:
+    """RSASSA-PKCS1-v1_5 with SHA-256, base64."""
+    key = load_private_key(pem, "rsa")
+    assert isinstance(key, rsa.RSAPrivateKey)
+    signature = key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    return base64.b64encode(signature).decode("ascii")
+
+
+def ed25519_sign(pem: bytes, message: bytes) -> bytes:
+    key = load_private_key(pem, "ed25519")
+    assert isinstance(key, ed25519.Ed25519PrivateKey)
+    return key.sign(message)
+
+
+def ed25519_b64(pem: bytes, message: bytes) -> str:
+    return base64.b64encode(ed25519_sign(pem, message)).decode("ascii")
+
+
+def es256_raw(pem: bytes, message: bytes) -> bytes:
+    """ECDSA P-256 / SHA-256 as JWS wants it: raw r‖s, 64 bytes, not DER."""
+    key = load_private_key(pem, "es256")
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def public_key_pem(pem: bytes, key_type: str) -> str:
+    """The public half of a private key, as PEM (what users register at the exchange)."""
+    key = load_private_key(pem, key_type)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii")
+    )
