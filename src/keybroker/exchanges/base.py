@@ -290,7 +290,7 @@ class ExchangeProfile:
     def check_credential(
         self, api_key: str, secret: Secret, passphrase: Secret | None, key_type: str
     ) -> None:
-        """Cheap shape checks before a key is stored; InvalidInput names the field, never the value."""
+        """Cheap shape checks before a key is stored; errors name the field, never the value."""
         if key_type not in self.credentials.key_types:
             raise InvalidInput(
                 f"{self.name} does not take {key_type} keys; "
