@@ -18,6 +18,7 @@ KeybrokerError
 ├── VaultError                 the encrypted store (exit 2)
 │   ├── VaultNotFound          no vault at that path: run `keybroker init`
 │   ├── VaultExists            `init` on a vault that is already there
+│   ├── VaultLocked            an operation needs the data key: unlock first
 │   ├── VaultDamaged           not a keybroker vault, truncated or garbage; left untouched
 │   ├── InsecurePermissions    the vault or its directory is writable by others
 │   ├── WrongPassphrase        the passphrase does not unwrap the data key
@@ -116,6 +117,10 @@ class VaultNotFound(VaultError):
 
 class VaultExists(VaultError):
     """`init` was asked to create a vault that already exists."""
+
+
+class VaultLocked(VaultError):
+    """The operation needs the vault's data key; unlock the vault first."""
 
 
 class VaultDamaged(VaultError):
