@@ -54,3 +54,32 @@ def replace_headers(
     kept.extend(headers.items())
     body = request.read()
     return httpx.Request(request.method, request.url, headers=kept, content=body)
+
+
+def replace_body(
+    request: httpx.Request,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    remove: Iterable[str] = (),
+) -> httpx.Request:
+    """A copy of ``request`` with a new body and ``headers`` set as ``replace_headers`` sets them.
+
+    For signers whose auth field lives in the body (a nonce parameter). The
+    method and URL (raw path and query bytes) are kept exactly. Content-Length
+    and Transfer-Encoding are dropped and recomputed from the new body: httpx
+    keeps a Content-Length it is handed, so a stale one would announce the old
+    body's length.
+    """
+    dropped = (
+        {name.lower() for name in headers}
+        | {name.lower() for name in remove}
+        | {"content-length", "transfer-encoding"}
+    )
+    kept = [
+        (name, value)
+        for name, value in request.headers.multi_items()
+        if name.lower() not in dropped
+    ]
+    kept.extend(headers.items())
+    return httpx.Request(request.method, request.url, headers=kept, content=body)
