@@ -13,10 +13,15 @@ exchange modules rely on their exact behaviour.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from keybroker.errors import InvalidInput
 
 # RFC 3986 section 2.3: the only characters that never need encoding.
 UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
@@ -83,3 +88,40 @@ def replace_body(
     ]
     kept.extend(headers.items())
     return httpx.Request(request.method, request.url, headers=kept, content=body)
+
+
+def load_json(body: bytes) -> Any:
+    """Parse a JSON body as a policy must read it: numbers as Decimal, duplicate keys refused.
+
+    A key given twice would let a request say one thing to keybroker and
+    another to an exchange whose parser keeps the other copy, so duplicates
+    (at any depth) raise InvalidInput, as do invalid UTF-8, invalid JSON and
+    NaN/Infinity. Messages name the problem, never the body.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("request body is not UTF-8") from None
+    try:
+        return json.loads(
+            text,
+            parse_float=Decimal,
+            parse_int=Decimal,
+            parse_constant=_refuse_json_constant,
+            object_pairs_hook=_refuse_duplicate_keys,
+        )
+    except json.JSONDecodeError:
+        raise InvalidInput("request body is not valid JSON") from None
+
+
+def _refuse_json_constant(name: str) -> Any:
+    raise InvalidInput("request body holds NaN or Infinity")
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise InvalidInput("request body repeats a JSON key")
+        result[key] = value
+    return result
