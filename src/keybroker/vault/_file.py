@@ -66,6 +66,7 @@ def check_mode(target: Path, *, is_dir: bool) -> list[str]:
 
 
 def damaged(reason: str) -> VaultDamaged:
+    """The one message shape for a damaged file: the CLI prints it as one line."""
     return VaultDamaged(f"vault file is damaged: {reason}")
 
 
@@ -112,6 +113,7 @@ def _wal_has_frames(path: Path) -> bool:
 
 
 def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A connection to an existing file, with the vault's durability and safety pragmas."""
     # mode=rw: SQLite must never create a vault as a side effect of opening one.
     conn = sqlite3.connect(
         f"file:{quote(str(path))}?mode=rw",
@@ -136,9 +138,11 @@ def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
 
 
 def check_database(conn: sqlite3.Connection) -> None:
+    """SQLite's own structural check, then nothing foreign in the schema; VaultDamaged otherwise."""
     result = conn.execute("PRAGMA quick_check").fetchone()
     if result is None or result[0] != "ok":
-        raise damaged(str(result[0]) if result else "integrity check failed")
+        detail = "; ".join(str(result[0]).splitlines()) if result else "no answer"
+        raise damaged(f"integrity check failed: {detail}")
     # A trigger or view in a vault was put there by someone else: a trigger
     # could copy rows or old wrapped keys aside on every write.
     extra = conn.execute(
@@ -151,6 +155,7 @@ def check_database(conn: sqlite3.Connection) -> None:
 
 
 def read_header(conn: sqlite3.Connection) -> Header:
+    """The header row, checked for shape only (unwrapping the data key authenticates it)."""
     rows = conn.execute(
         "SELECT magic, vault_id, kdf_memory_kib, kdf_iterations, kdf_lanes, kdf_salt, "
         "wrapped_key FROM header"
