@@ -238,6 +238,53 @@ def classify_with(
     return ClassifiedRequest("unknown_private", method, path, None)
 
 
+# How much harm a kind can do, for choosing between two readings of one request.
+KIND_RISK: Mapping[str, int] = {
+    "public": 0,
+    "account_read": 1,
+    "order_read": 1,
+    "order_cancel": 2,
+    "order_place": 3,
+    "unknown_private": 4,
+    "transfer": 5,
+    "withdraw": 5,
+    "key_management": 5,
+}
+
+
+def classify_either_method(
+    catalogue: Catalogue,
+    request: httpx.Request,
+    *,
+    is_public_path: Callable[[str], bool],
+    path_prefix: str = "",
+) -> ClassifiedRequest:
+    """``classify_with``, but a method-override header can only make a request look worse.
+
+    ``classify_with`` reads the overriding verb, yet signers sign the
+    request's own verb and most exchanges ignore override headers: ``POST
+    /v2/accounts/{id}/transactions`` (a send) with ``X-HTTP-Method-Override:
+    GET`` would be classified as the harmless GET and signed as the POST.
+    Either verb may be the one acted on, so the riskier reading wins.
+    """
+    by_override = classify_with(
+        catalogue, request, is_public_path=is_public_path, path_prefix=path_prefix
+    )
+    if by_override.method == request.method.upper():
+        return by_override
+    plain = httpx.Request(
+        request.method,
+        request.url,
+        headers=[
+            (name, value)
+            for name, value in request.headers.multi_items()
+            if name.lower() not in METHOD_OVERRIDE_HEADERS
+        ],
+    )
+    by_own = classify_with(catalogue, plain, is_public_path=is_public_path, path_prefix=path_prefix)
+    return by_own if KIND_RISK[by_own.kind] > KIND_RISK[by_override.kind] else by_override
+
+
 def check_no_whitespace(what: str, value: str) -> None:
     """Raise InvalidInput naming ``what`` (never the value) when it is empty or has spaces."""
     if not value:
