@@ -1,0 +1,272 @@
+"""Where a new exchange key comes from: prompts, environment variables, or JSON on stdin.
+
+    >>> material = from_environment(get_profile("okx"), None, os.environ)
+    >>> material.secret
+    Secret('***')
+
+Every path ends in ``build()``, which applies the same checks (nothing empty,
+no whitespace inside, a passphrase where the exchange needs one, the
+profile's shape checks), so ``keys add``, ``keys rotate`` and ``keys
+import-env`` refuse the same things with the same words. Messages name the
+field or the variable, never its value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import typer
+
+from keybroker.cli.passphrase import prompt_hidden
+from keybroker.errors import InvalidInput
+from keybroker.exchanges import ExchangeProfile
+from keybroker.model import KEY_TYPES, KeyType, check_choice
+from keybroker.secret import Secret
+from keybroker.vault import KeyMaterial
+
+PEM_KEY_TYPES = ("rsa", "ed25519", "es256")
+_STDIN_FIELDS = ("api_key", "secret", "passphrase", "private_key_pem")
+
+
+@dataclass(frozen=True, slots=True)
+class EnvNames:
+    """The variable names one exchange's key is read from (``BINANCE_API_KEY``, ...)."""
+
+    api_key: str
+    secret: str
+    passphrase: str
+    private_key_path: str
+
+    @classmethod
+    def of(cls, profile: ExchangeProfile) -> EnvNames:
+        prefix = profile.env_prefix
+        return cls(
+            api_key=f"{prefix}_API_KEY",
+            secret=f"{prefix}_API_SECRET",
+            passphrase=f"{prefix}_PASSPHRASE",
+            private_key_path=f"{prefix}_PRIVATE_KEY_PATH",
+        )
+
+
+def is_pem(text: str) -> bool:
+    return text.lstrip().startswith("-----BEGIN ")
+
+
+def prompt_key_type(profile: ExchangeProfile, requested: str | None) -> str:
+    """The key type to ask for: the one requested, else the first the profile allows."""
+    key_type = requested if requested is not None else profile.key_types[0]
+    _check_allowed(profile, key_type)
+    return key_type
+
+
+def _check_allowed(profile: ExchangeProfile, key_type: str) -> None:
+    if key_type not in profile.key_types:
+        raise InvalidInput(
+            f"{profile.name} does not take {key_type} keys; "
+            f"choose one of: {', '.join(profile.key_types)}"
+        )
+
+
+def build_detecting(
+    profile: ExchangeProfile,
+    requested: str | None,
+    api_key: str,
+    secret: str,
+    passphrase: str | None,
+    *,
+    preferred: str | None = None,
+) -> KeyMaterial:
+    """``build()`` with the key type requested, or else worked out from the secret.
+
+    A PEM does not say whether it is meant as RSA, Ed25519 or ES256 in a form
+    this module can read without ``cryptography``, so the profile's own shape
+    check decides, trying ``preferred`` (the type being rotated) first.
+    """
+    if requested is not None:
+        _check_allowed(profile, requested)
+        return build(profile, requested, api_key, secret, passphrase)
+    if not is_pem(secret):
+        hmac_or_first = "hmac" if "hmac" in profile.key_types else profile.key_types[0]
+        return build(profile, hmac_or_first, api_key, secret, passphrase)
+    candidates = sorted(
+        (key_type for key_type in profile.key_types if key_type in PEM_KEY_TYPES),
+        key=lambda key_type: key_type != preferred,
+    )
+    if not candidates:
+        raise InvalidInput(f"{profile.name} keys are API secrets, not private-key files")
+    failure: InvalidInput | None = None
+    for key_type in candidates:
+        try:
+            return build(profile, key_type, api_key, secret, passphrase)
+        except InvalidInput as error:
+            failure = error
+    assert failure is not None
+    raise failure
+
+
+def build(
+    profile: ExchangeProfile,
+    key_type: str,
+    api_key: str,
+    secret: str,
+    passphrase: str | None,
+) -> KeyMaterial:
+    """Check one key's parts and wrap them; raises InvalidInput naming the part.
+
+    Surrounding whitespace (the newline ``echo`` adds, a space from pasting)
+    is dropped; whitespace inside a value means it was pasted wrong.
+    """
+    api_key = api_key.strip()
+    if not api_key:
+        raise InvalidInput("the API key is empty")
+    if any(ch.isspace() for ch in api_key):
+        raise InvalidInput("the API key contains whitespace")
+    if key_type in PEM_KEY_TYPES:
+        if not is_pem(secret):
+            raise InvalidInput(f"a {key_type} key must be a PEM private key (-----BEGIN ...)")
+        secret = secret.strip() + "\n"
+    else:
+        if is_pem(secret):
+            raise InvalidInput(
+                f"this is a PEM private key, not an API secret; use --key-type "
+                f"{'/'.join(t for t in profile.key_types if t in PEM_KEY_TYPES) or 'rsa'}"
+            )
+        secret = secret.strip()
+        if not secret:
+            raise InvalidInput("the API secret is empty")
+        if any(ch.isspace() for ch in secret):
+            raise InvalidInput("the API secret contains whitespace")
+    kept_passphrase: Secret | None = None
+    if profile.needs_passphrase:
+        passphrase = (passphrase or "").strip()
+        if not passphrase:
+            raise InvalidInput(f"{profile.name} keys need the API passphrase set at the exchange")
+        if any(ch.isspace() for ch in passphrase):
+            raise InvalidInput("the API passphrase contains whitespace")
+        kept_passphrase = Secret(passphrase)
+    elif passphrase:
+        raise InvalidInput(f"{profile.name} keys have no API passphrase; leave it out")
+    secret_value = Secret(secret)
+    profile.check_credential(api_key, secret_value, kept_passphrase, key_type)
+    check_choice("key type", key_type, KEY_TYPES)
+    return KeyMaterial(
+        api_key=api_key,
+        secret=secret_value,
+        passphrase=kept_passphrase,
+        key_type=cast(KeyType, key_type),
+    )
+
+
+def read_private_key_file(path: Path) -> str:
+    """The PEM text of a private key file; the error names the path and the reason only."""
+    path = path.expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a text file"
+        raise InvalidInput(f"cannot read private key file {path}: {reason}") from None
+    if not is_pem(text):
+        raise InvalidInput(f"private key file {path} is not PEM (no -----BEGIN line)")
+    return text
+
+
+def from_environment(
+    profile: ExchangeProfile,
+    requested: str | None,
+    environ: Mapping[str, str],
+    *,
+    preferred: str | None = None,
+) -> KeyMaterial:
+    """Read ``<PREFIX>_API_KEY`` and friends; a missing variable is named, never a value."""
+    names = EnvNames.of(profile)
+    return from_mapping(profile, requested, environ, names, preferred=preferred)
+
+
+def from_mapping(
+    profile: ExchangeProfile,
+    requested: str | None,
+    values: Mapping[str, str],
+    names: EnvNames,
+    *,
+    preferred: str | None = None,
+) -> KeyMaterial:
+    """The key named by ``names`` in ``values`` (the environment, or a parsed .env file)."""
+    if not values.get(names.api_key, "").strip():
+        raise InvalidInput(f"{names.api_key} is not set")
+    key_path = values.get(names.private_key_path, "").strip()
+    if key_path:
+        secret = read_private_key_file(Path(key_path))
+    else:
+        secret = values.get(names.secret, "")
+        if not secret.strip():
+            wanted = requested in PEM_KEY_TYPES or "hmac" not in profile.key_types
+            missing = names.private_key_path if wanted else names.secret
+            raise InvalidInput(f"{missing} is not set")
+    passphrase: str | None = None
+    if profile.needs_passphrase:
+        passphrase = values.get(names.passphrase, "")
+        if not passphrase.strip():
+            raise InvalidInput(f"{names.passphrase} is not set")
+    return build_detecting(
+        profile, requested, values[names.api_key], secret, passphrase, preferred=preferred
+    )
+
+
+def from_json(
+    profile: ExchangeProfile, requested: str | None, text: str, *, preferred: str | None = None
+) -> KeyMaterial:
+    """One JSON object: ``api_key``, ``secret`` or ``private_key_pem``, ``passphrase``."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        # The decoder's message quotes the input around the error: not shown.
+        raise InvalidInput("standard input is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidInput("standard input must be one JSON object")
+    if set(document) - set(_STDIN_FIELDS):
+        # Not named: a secret pasted as a key would be printed back.
+        raise InvalidInput(f"unknown field in the JSON; the fields are: {', '.join(_STDIN_FIELDS)}")
+    for field_name, value in document.items():
+        if not isinstance(value, str):
+            raise InvalidInput(f"JSON field {field_name!r} must be a string")
+    if "api_key" not in document:
+        raise InvalidInput("JSON field 'api_key' is missing")
+    if "secret" in document and "private_key_pem" in document:
+        raise InvalidInput("give 'secret' or 'private_key_pem', not both")
+    if "private_key_pem" in document:
+        secret = document["private_key_pem"]
+        if not is_pem(secret):
+            raise InvalidInput("'private_key_pem' is not PEM (no -----BEGIN line)")
+    elif "secret" in document:
+        secret = document["secret"]
+    else:
+        raise InvalidInput("JSON field 'secret' (or 'private_key_pem') is missing")
+    return build_detecting(
+        profile,
+        requested,
+        document["api_key"],
+        secret,
+        document.get("passphrase"),
+        preferred=preferred,
+    )
+
+
+def from_prompts(profile: ExchangeProfile, requested_type: str | None) -> KeyMaterial:
+    """Ask for the key: the API key shows as typed, secrets do not."""
+    key_type = prompt_key_type(profile, requested_type)
+    api_key: str = typer.prompt(f"{profile.name} API key", err=True)
+    if key_type in PEM_KEY_TYPES:
+        path: str = typer.prompt(f"Path to the {key_type} private key file (PEM)", err=True)
+        secret = read_private_key_file(Path(path.strip()))
+    else:
+        secret = prompt_hidden(f"{profile.name} API secret (not shown)", confirm=False)
+    passphrase = None
+    if profile.needs_passphrase:
+        passphrase = prompt_hidden(
+            f"{profile.name} API passphrase (the one set when the key was made)", confirm=False
+        )
+    return build(profile, key_type, api_key, secret, passphrase)
