@@ -1,20 +1,48 @@
-"""okx: everything keybroker knows about this exchange's wire format.
+"""okx: everything keybroker knows about OKX API v5's wire format.
+
+    >>> signed = PROFILE.sign(httpx.Request("GET", url), credential, now_ms=1_700_000_000_000)
+    >>> signed.headers["OK-ACCESS-TIMESTAMP"]
+    '2023-11-14T22:13:20.000Z'
 
 Sections, in the order of ``_template.py``: base URLs, credential rules,
 signer, endpoint catalogue, order-intent parser, error map, key-permission
-query, PROFILE. Source of truth: ../shared/design/exchange-auth.md.
+query, PROFILE. Source of truth: ../shared/design/exchange-auth.md §4.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
 import httpx
 
-from keybroker.errors import UpstreamError
+from keybroker.crypto.signing import hmac_sha256_b64
+from keybroker.errors import (
+    AuthenticationFailed,
+    ExchangeRejected,
+    ExchangeUnavailable,
+    InsufficientBalance,
+    InvalidInput,
+    OrderRejected,
+    RateLimitedUpstream,
+    SigningError,
+    TimestampOutsideWindow,
+    UpstreamError,
+)
+from keybroker.exchanges._wire import load_json, replace_headers
 from keybroker.exchanges.base import (
+    DANGEROUS_KINDS,
+    METHOD_OVERRIDE_HEADERS,
     Catalogue,
     ClassifiedRequest,
     CredentialRules,
+    Endpoint,
     ExchangeProfile,
+    KeyPermissions,
     OrderIntent,
     classify_with,
 )
@@ -23,51 +51,679 @@ from keybroker.model import Credential
 NAME = "okx"
 
 # -- 1. Base URLs ------------------------------------------------------------------
+# One REST host serves every product. Demo trading is chosen by the
+# ``x-simulated-trading: 1`` header together with a demo key, not by the host:
+# ccxt 4.5.90 and the official SDK send demo requests to www.okx.com, and the
+# 2026 docs list https://openapi.okx.com for demo REST. We follow the current
+# docs for demo (it is the host OKX now promises for it) and keep the
+# long-standing production host; the signer adds or strips the header from the
+# credential's environment, so either host is safe, and Credential.base_url
+# overrides both (regional sites such as my.okx.com need their own host).
 BASE_URLS: dict[str, dict[str, str]] = {
     "rest": {
         "production": "https://www.okx.com",
-        "testnet": "https://www.okx.com",
-        "demo": "https://www.okx.com",
+        "testnet": "https://openapi.okx.com",
+        "demo": "https://openapi.okx.com",
     },
 }
 
 
 def base_url(path: str, environment: str) -> str:
-    urls = next(iter(BASE_URLS.values()))
-    return urls.get(environment) or urls["production"]
+    """The REST base URL for ``environment``; OKX has one host for all paths."""
+    urls = BASE_URLS["rest"]
+    try:
+        return urls[environment]
+    except KeyError:
+        raise InvalidInput(
+            f"unknown environment {environment!r}; choose one of: {', '.join(urls)}"
+        ) from None
 
 
 # -- 2. Credential rules --------------------------------------------------------------
+# Every OKX key has a passphrase chosen at creation; it is sent in clear in a
+# header, so it is as secret as the key's secret. Only HMAC keys exist.
 CREDENTIALS = CredentialRules(needs_passphrase=True, key_types=("hmac",))
 
 
 # -- 3. Signer ---------------------------------------------------------------------------
+HEADER_KEY = "OK-ACCESS-KEY"
+HEADER_SIGN = "OK-ACCESS-SIGN"
+HEADER_TIMESTAMP = "OK-ACCESS-TIMESTAMP"
+HEADER_PASSPHRASE = "OK-ACCESS-PASSPHRASE"  # noqa: S105 (a header name)
+HEADER_DEMO = "x-simulated-trading"
+
+
+def timestamp(now_ms: int) -> str:
+    """``now_ms`` as OKX wants it: ISO-8601 UTC with milliseconds (``2020-12-08T09:08:57.715Z``).
+
+    Integer arithmetic, so no float rounding can move the millisecond.
+    """
+    seconds, millis = divmod(now_ms, 1000)
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
+
+
+def prehash(request: httpx.Request, stamp: str) -> bytes:
+    """The string OKX signs: ``timestamp + METHOD + requestPath(?query) + body``.
+
+    ``requestPath`` is the path and query exactly as they go on the wire
+    (httpx's ``raw_path``), and ``body`` the exact body bytes, so the
+    signature covers what OKX receives, whatever encoding the client chose.
+    """
+    return (
+        stamp.encode("ascii")
+        + request.method.upper().encode("ascii")
+        + request.url.raw_path
+        + request.read()
+    )
+
+
 def sign(
     request: httpx.Request, credential: Credential, now_ms: int, nonce: int | None
 ) -> httpx.Request:
-    raise NotImplementedError("okx signer: issue #3")
+    """Sign ``request`` with an OKX HMAC key; existing OK-ACCESS-* headers are replaced.
+
+    A testnet credential is an OKX demo-trading key: it gets
+    ``x-simulated-trading: 1``. A production credential has that header
+    removed, so a request prepared for demo can never be signed as a demo
+    request with a live key (OKX would reject it with 50101 anyway).
+    Raises SigningError when the credential cannot sign for OKX.
+    """
+    if credential.key_type != "hmac":
+        raise SigningError("okx keys are HMAC keys; this credential is not")
+    if credential.passphrase is None or not credential.passphrase:
+        raise SigningError("okx credentials need a passphrase")
+    stamp = timestamp(now_ms)
+    signature = hmac_sha256_b64(credential.secret.reveal(), prehash(request, stamp))
+    headers = {
+        HEADER_KEY: credential.api_key,
+        HEADER_SIGN: signature,
+        HEADER_TIMESTAMP: stamp,
+        HEADER_PASSPHRASE: credential.passphrase.reveal_text(),
+    }
+    if request.method.upper() != "GET":
+        # Re-set (not merely added) so the header order is the same when a
+        # signed request is signed again.
+        headers["Content-Type"] = request.headers.get("Content-Type", "application/json")
+    remove: tuple[str, ...] = ()
+    if credential.environment == "testnet":
+        headers[HEADER_DEMO] = "1"
+    else:
+        remove = (HEADER_DEMO,)
+    return replace_headers(request, headers, remove=remove)
 
 
 # -- 4. Endpoint catalogue -----------------------------------------------------------------
-CATALOGUE = Catalogue({})
+# OKX limits each endpoint on its own (e.g. place order 60 requests / 2 s per
+# instrument, account config 5 / 2 s); there is no shared weight budget, so
+# every weight is 1: one request against that endpoint's own limit. Order
+# endpoints count one order each; batch endpoints carry up to 20, one per
+# intent that parse_order returns.
+_ACCOUNT = Endpoint("account_read")
+_ORDER_READ = Endpoint("order_read")
+_PLACE = Endpoint("order_place", order_count=1)
+_PLACE_BATCH = Endpoint("order_place", order_count=1, is_batch=True)
+_CANCEL = Endpoint("order_cancel")
+_CANCEL_BATCH = Endpoint("order_cancel", is_batch=True)
+# Changes the risk of later orders on one instrument; an order-kind so that
+# symbol rules and leverage caps apply to it.
+_SETTING = Endpoint("order_place")
+_TRANSFER = Endpoint("transfer")
+_WITHDRAW = Endpoint("withdraw")
+_KEYS = Endpoint("key_management")
+
+_V5 = "/api/v5"
+
+ENDPOINTS: dict[tuple[str, str], Endpoint] = {
+    # account reads
+    **{
+        ("GET", f"{_V5}/account/{name}"): _ACCOUNT
+        for name in (
+            "balance",
+            "positions",
+            "positions-history",
+            "account-position-risk",
+            "bills",
+            "bills-archive",
+            "config",
+            "instruments",
+            "max-size",
+            "max-avail-size",
+            "leverage-info",
+            "adjust-leverage-info",
+            "max-loan",
+            "trade-fee",
+            "interest-accrued",
+            "interest-rate",
+            "interest-limits",
+            "max-withdrawal",
+            "risk-state",
+            "greeks",
+            "position-tiers",
+            "collateral-assets",
+        )
+    },
+    **{
+        ("GET", f"{_V5}/asset/{name}"): _ACCOUNT
+        for name in (
+            "balances",
+            "currencies",
+            "asset-valuation",
+            "non-tradable-assets",
+            "bills",
+            "transfer-state",
+            "deposit-address",
+            "deposit-history",
+            "withdrawal-history",
+            "deposit-withdraw-status",
+        )
+    },
+    ("GET", f"{_V5}/trade/account-rate-limit"): _ACCOUNT,
+    ("GET", f"{_V5}/users/subaccount/list"): _ACCOUNT,
+    # order reads
+    **{
+        ("GET", f"{_V5}/trade/{name}"): _ORDER_READ
+        for name in (
+            "order",
+            "orders-pending",
+            "orders-history",
+            "orders-history-archive",
+            "fills",
+            "fills-history",
+            "order-algo",
+            "orders-algo-pending",
+            "orders-algo-history",
+        )
+    },
+    # orders
+    ("POST", f"{_V5}/trade/order"): _PLACE,
+    ("POST", f"{_V5}/trade/batch-orders"): _PLACE_BATCH,
+    ("POST", f"{_V5}/trade/amend-order"): _PLACE,
+    ("POST", f"{_V5}/trade/amend-batch-orders"): _PLACE_BATCH,
+    ("POST", f"{_V5}/trade/order-algo"): _PLACE,
+    ("POST", f"{_V5}/trade/amend-algos"): _PLACE,
+    ("POST", f"{_V5}/trade/close-position"): _PLACE,
+    ("POST", f"{_V5}/account/set-leverage"): _SETTING,
+    ("POST", f"{_V5}/trade/cancel-order"): _CANCEL,
+    ("POST", f"{_V5}/trade/cancel-batch-orders"): _CANCEL_BATCH,
+    ("POST", f"{_V5}/trade/cancel-algos"): _CANCEL_BATCH,
+    ("POST", f"{_V5}/trade/cancel-advance-algos"): _CANCEL_BATCH,
+    ("POST", f"{_V5}/trade/mass-cancel"): _CANCEL,
+    ("POST", f"{_V5}/trade/cancel-all-after"): _CANCEL,
+    # -- must refuse (§4.5): withdrawals ---------------------------------------
+    ("POST", f"{_V5}/asset/withdrawal"): _WITHDRAW,
+    ("POST", f"{_V5}/asset/withdrawal-lightning"): _WITHDRAW,
+    ("POST", f"{_V5}/asset/cancel-withdrawal"): _WITHDRAW,
+    ("POST", f"{_V5}/fiat/create-withdrawal"): _WITHDRAW,
+    ("POST", f"{_V5}/fiat/cancel-withdrawal"): _WITHDRAW,
+    # -- must refuse: transfers, conversions, earn, loans ---------------------
+    ("POST", f"{_V5}/asset/transfer"): _TRANSFER,
+    ("POST", f"{_V5}/asset/subaccount/transfer"): _TRANSFER,
+    ("POST", f"{_V5}/users/subaccount/set-transfer-out"): _TRANSFER,
+    ("POST", f"{_V5}/asset/convert/trade"): _TRANSFER,
+    ("POST", f"{_V5}/asset/convert-dust-assets"): _TRANSFER,
+    ("POST", f"{_V5}/trade/easy-convert"): _TRANSFER,
+    ("POST", f"{_V5}/trade/one-click-repay"): _TRANSFER,
+    ("POST", f"{_V5}/trade/one-click-repay-v2"): _TRANSFER,
+    ("POST", f"{_V5}/fiat/buy-sell/trade"): _TRANSFER,
+    # Moves a grid bot's profit out of the bot; named "withdraw" but internal.
+    ("POST", f"{_V5}/tradingBot/grid/withdraw-income"): _TRANSFER,
+    ("POST", f"{_V5}/account/borrow-repay"): _TRANSFER,
+    ("POST", f"{_V5}/account/spot-manual-borrow-repay"): _TRANSFER,
+    ("POST", f"{_V5}/account/quick-margin-borrow-repay"): _TRANSFER,
+    ("POST", f"{_V5}/account/move-positions"): _TRANSFER,
+    ("POST", f"{_V5}/account/fixed-loan/borrowing-order"): _TRANSFER,
+    ("POST", f"{_V5}/account/fixed-loan/amend-borrowing-order"): _TRANSFER,
+    ("POST", f"{_V5}/account/fixed-loan/manual-reborrow"): _TRANSFER,
+    ("POST", f"{_V5}/account/fixed-loan/repay-borrowing-order"): _TRANSFER,
+    ("POST", f"{_V5}/finance/savings/purchase-redempt"): _TRANSFER,
+    ("POST", f"{_V5}/finance/savings/set-lending-rate"): _TRANSFER,
+    **{
+        ("POST", f"{_V5}/finance/staking-defi/{name}"): _TRANSFER
+        for name in (
+            "purchase",
+            "redeem",
+            "cancel",
+            "eth/purchase",
+            "eth/redeem",
+            "eth/cancel-redeem",
+            "sol/purchase",
+            "sol/redeem",
+            "sol/cancel-redeem",
+        )
+    },
+    ("POST", f"{_V5}/finance/flexible-loan/borrow"): _TRANSFER,
+    ("POST", f"{_V5}/finance/flexible-loan/repay"): _TRANSFER,
+    ("POST", f"{_V5}/finance/flexible-loan/adjust-collateral"): _TRANSFER,
+    ("POST", f"{_V5}/finance/okusd/subscribe"): _TRANSFER,
+    ("POST", f"{_V5}/finance/okusd/redeem"): _TRANSFER,
+    ("POST", f"{_V5}/finance/sfp/dcd/order"): _TRANSFER,
+    ("POST", f"{_V5}/finance/sfp/dcd/trade"): _TRANSFER,
+    ("POST", f"{_V5}/finance/sfp/dcd/redeem"): _TRANSFER,
+    ("POST", f"{_V5}/broker/nd/set-subaccount-assets"): _TRANSFER,
+    ("POST", f"{_V5}/asset/broker/nd/subaccount-deposit-address"): _TRANSFER,
+    ("POST", f"{_V5}/asset/broker/nd/modify-subaccount-deposit-address"): _TRANSFER,
+    # -- must refuse: API keys and sub-accounts -------------------------------
+    ("GET", f"{_V5}/users/subaccount/apikey"): _KEYS,
+    ("POST", f"{_V5}/users/subaccount/apikey"): _KEYS,
+    ("POST", f"{_V5}/users/subaccount/modify-apikey"): _KEYS,
+    ("POST", f"{_V5}/users/subaccount/delete-apikey"): _KEYS,
+    ("POST", f"{_V5}/users/subaccount/subaccount-apikey"): _KEYS,
+    ("POST", f"{_V5}/users/subaccount/create-subaccount"): _KEYS,
+    ("GET", f"{_V5}/broker/nd/subaccount/apikey"): _KEYS,
+    ("POST", f"{_V5}/broker/nd/subaccount/apikey"): _KEYS,
+    ("POST", f"{_V5}/broker/nd/subaccount/modify-apikey"): _KEYS,
+    ("POST", f"{_V5}/broker/nd/subaccount/delete-apikey"): _KEYS,
+    ("POST", f"{_V5}/broker/nd/create-subaccount"): _KEYS,
+    ("POST", f"{_V5}/broker/nd/delete-subaccount"): _KEYS,
+    ("POST", f"{_V5}/broker/nd/report-subaccount-ip"): _KEYS,
+    ("GET", f"{_V5}/broker/dma/subaccount/apikey"): _KEYS,
+    ("POST", f"{_V5}/broker/dma/subaccount/apikey"): _KEYS,
+}
+
+CATALOGUE = Catalogue(ENDPOINTS)
+
+_PUBLIC_PREFIXES = (
+    f"{_V5}/market/",
+    f"{_V5}/public/",
+    f"{_V5}/system/",
+    f"{_V5}/rubik/",
+)
 
 
 def is_public_path(path: str) -> bool:
-    return False
+    """Market data, instruments, server time and statistics need no key."""
+    return path.startswith(_PUBLIC_PREFIXES)
+
+
+def _classify_one(request: httpx.Request) -> ClassifiedRequest:
+    result = classify_with(CATALOGUE, request, is_public_path=is_public_path)
+    if result.endpoint is None:
+        if "withdraw" in result.path:
+            return ClassifiedRequest("withdraw", result.method, result.path, None)
+        if "apikey" in result.path or "api-key" in result.path:
+            return ClassifiedRequest("key_management", result.method, result.path, None)
+    return result
 
 
 def classify(request: httpx.Request) -> ClassifiedRequest:
-    return classify_with(CATALOGUE, request, is_public_path=is_public_path)
+    """Classify against the catalogue (an allowlist: anything unknown is denied).
+
+    Two additions to the shared matcher. An unknown path that names a
+    withdrawal or an API key is classified as one, so a new endpoint of that
+    sort (OKX adds some every quarter) is logged as the attempt it is. And a
+    method-override header that disagrees with the real method is read both
+    ways: OKX acts on the real method, the shared matcher on the override, so
+    ``POST /trade/order`` dressed as a GET would otherwise pass as an order
+    read; the dangerous reading wins, and any other disagreement is unknown.
+    """
+    result = _classify_one(request)
+    if result.method == request.method.upper():
+        return result
+    plain = _classify_one(_without_override(request))
+    for candidate in (result, plain):
+        if candidate.kind in DANGEROUS_KINDS:
+            return candidate
+    if plain.kind == result.kind:
+        return plain
+    return ClassifiedRequest("unknown_private", plain.method, plain.path, None)
+
+
+def _without_override(request: httpx.Request) -> httpx.Request:
+    headers = [
+        (name, value)
+        for name, value in request.headers.multi_items()
+        if name.lower() not in METHOD_OVERRIDE_HEADERS
+    ]
+    return httpx.Request(request.method, request.url, headers=headers)
 
 
 # -- 5. Order-intent parser ----------------------------------------------------------------
+_DECIMAL_TEXT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+# Instruments whose id has exactly two parts (BTC-USDT) are spot or margin;
+# swaps, futures and options have more (BTC-USDT-SWAP, BTC-USD-250328).
+_SPOT_INSTRUMENT = re.compile(r"[^-]+-[^-]+")
+
+
+def _decimal(order: Mapping[str, Any], field: str) -> Decimal | None:
+    value = order.get(field)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InvalidInput(f"okx order field {field} is not a number")
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value):
+        number = Decimal(value)
+    else:
+        raise InvalidInput(f"okx order field {field} is not a decimal number")
+    if not number.is_finite():
+        raise InvalidInput(f"okx order field {field} is not a finite number")
+    return number
+
+
+def _text(order: Mapping[str, Any], field: str) -> str | None:
+    value = order.get(field)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"okx order field {field} is not a string")
+    return value
+
+
+def _flag(order: Mapping[str, Any], field: str) -> bool | None:
+    value = order.get(field)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise InvalidInput(f"okx order field {field} is not true or false")
+
+
+def _non_negative(value: Decimal | None, field: str) -> Decimal | None:
+    if value is not None and value < 0:
+        raise InvalidInput(f"okx order field {field} is negative")
+    return value
+
+
+def _symbol(order: Mapping[str, Any]) -> str:
+    symbol = _text(order, "instId")
+    if symbol is None:
+        raise InvalidInput("okx order has no instId")
+    return symbol
+
+
+def _lower(value: str | None) -> str | None:
+    return value.lower() if value is not None else None
+
+
+def _size_is_quote(order: Mapping[str, Any], symbol: str) -> bool:
+    # sz counts the quote currency when tgtCcy says so, and by default for a
+    # SPOT market buy (OKX: "Default is quote_ccy for buy, base_ccy for
+    # sell"). A two-part instrument traded with tdMode cross may be margin,
+    # where tgtCcy does not apply: reading its sz as base overstates a quote
+    # amount, never understates a base one, so policy limits stay safe.
+    target = _text(order, "tgtCcy")
+    if target is not None:
+        return target == "quote_ccy"
+    return (
+        _text(order, "ordType") == "market"
+        and _text(order, "side") == "buy"
+        and _text(order, "tdMode") == "cash"
+        and _SPOT_INSTRUMENT.fullmatch(symbol) is not None
+    )
+
+
+def _place_intent(order: Mapping[str, Any]) -> OrderIntent:
+    symbol = _symbol(order)
+    size = _non_negative(_decimal(order, "sz"), "sz")
+    price = _decimal(order, "px")
+    if price is None:
+        # Algo orders: orderPx "-1" means "at market" (no limit price).
+        algo_price = _decimal(order, "orderPx")
+        price = algo_price if algo_price is not None and algo_price >= 0 else None
+    quote = _size_is_quote(order, symbol)
+    return OrderIntent(
+        symbol=symbol,
+        side=_lower(_text(order, "side")),
+        type=_lower(_text(order, "ordType")),
+        quantity=None if quote else size,
+        price=_non_negative(price, "px"),
+        quote_quantity=size if quote else None,
+        client_order_id=_text(order, "clOrdId") or _text(order, "algoClOrdId"),
+        reduce_only=_flag(order, "reduceOnly"),
+    )
+
+
+def _amend_intent(order: Mapping[str, Any]) -> OrderIntent:
+    return OrderIntent(
+        symbol=_symbol(order),
+        type="amend",
+        quantity=_non_negative(_decimal(order, "newSz"), "newSz"),
+        price=_non_negative(_decimal(order, "newPx"), "newPx"),
+        client_order_id=_text(order, "clOrdId") or _text(order, "algoClOrdId"),
+    )
+
+
+def _close_intent(order: Mapping[str, Any]) -> OrderIntent:
+    return OrderIntent(
+        symbol=_symbol(order),
+        type="close_position",
+        client_order_id=_text(order, "clOrdId"),
+        reduce_only=True,
+    )
+
+
+def _leverage_intent(order: Mapping[str, Any]) -> OrderIntent:
+    symbol = _text(order, "instId") or _text(order, "ccy")
+    if symbol is None:
+        raise InvalidInput("okx set-leverage names neither instId nor ccy")
+    return OrderIntent(
+        symbol=symbol,
+        type="set_leverage",
+        leverage=_non_negative(_decimal(order, "lever"), "lever"),
+    )
+
+
+_INTENT_PARSERS = {
+    f"{_V5}/trade/order": _place_intent,
+    f"{_V5}/trade/batch-orders": _place_intent,
+    f"{_V5}/trade/order-algo": _place_intent,
+    f"{_V5}/trade/amend-order": _amend_intent,
+    f"{_V5}/trade/amend-batch-orders": _amend_intent,
+    f"{_V5}/trade/amend-algos": _amend_intent,
+    f"{_V5}/trade/close-position": _close_intent,
+    f"{_V5}/account/set-leverage": _leverage_intent,
+}
+_PARSERS_BY_PATH = {key.lower(): parser for key, parser in _INTENT_PARSERS.items()}
+
+
 def parse_order(request: httpx.Request) -> list[OrderIntent]:
-    raise NotImplementedError("okx order parser: issue #3")
+    """One intent per order in an order-placing request (batch endpoints: a JSON array).
+
+    Requests of any other kind give no intents. OKX reads order parameters
+    from the JSON body only, so parameters in the query string of an order
+    request are refused (InvalidInput) rather than left unchecked, as are
+    bodies that are not strict JSON (duplicate keys, NaN) or lack instId.
+    """
+    classified = classify(request)
+    if classified.kind != "order_place" or classified.pattern is None:
+        return []
+    parser = _PARSERS_BY_PATH[classified.pattern.lower()]
+    if request.url.query:
+        raise InvalidInput("okx order parameters must be in the JSON body, not the query string")
+    payload = load_json(request.read())
+    orders = payload if isinstance(payload, list) else [payload]
+    if not orders:
+        raise InvalidInput("okx order request holds no order")
+    if not all(isinstance(order, dict) for order in orders):
+        raise InvalidInput("okx order request is not a JSON object or array of objects")
+    return [parser(order) for order in orders]
 
 
 # -- 6. Error map ----------------------------------------------------------------------------
-def map_error(status: int, body: bytes, headers: object) -> UpstreamError | None:
-    raise NotImplementedError("okx error map: issue #3")
+# OKX answers most errors with HTTP 200 and a non-"0" code in the body. Codes
+# from §4.7 and ccxt's exact table. Messages are our own: the exchange's msg
+# is never copied, since some venues echo the signed request text in theirs.
+_AUTH_CODES = frozenset(
+    {
+        "50007",  # account blocked
+        "50008",  # user does not exist
+        "50009",  # account blocked by liquidation
+        "50030",  # no permission for this endpoint
+        "50035",  # endpoint requires an IP-bound key
+        "50100",  # API frozen
+        "50101",  # key does not match the environment (live vs demo)
+        "50103",  # OK-ACCESS-KEY header missing
+        "50104",  # OK-ACCESS-PASSPHRASE header missing
+        "50105",  # passphrase incorrect
+        "50106",  # OK-ACCESS-SIGN header missing
+        "50107",  # OK-ACCESS-TIMESTAMP header missing
+        "50110",  # source IP not in the key's allowlist
+        "50111",  # invalid OK-ACCESS-KEY
+        "50113",  # invalid signature
+        "50114",  # invalid authorization
+        "50119",  # key does not exist
+        "50120",  # key lacks the permission
+    }
+)
+_TIMESTAMP_CODES = frozenset({"50102", "50112"})
+_RATE_CODES = frozenset({"50011", "50061", "51113"})
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "50001",  # service temporarily unavailable
+        "50004",  # endpoint timed out: the order may or may not exist
+        "50005",  # API offline
+        "50013",  # system busy
+        "50026",  # system error
+    }
+)
+_BALANCE_CODES = frozenset({"51008", "51119", "51127", "51131", "51502"})
+# Every OKX limit is counted over 2 s; OKX sends no Retry-After.
+_RATE_WINDOW_SECONDS = 2.0
+
+
+def _retry_after(headers: Mapping[str, str]) -> float:
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                break
+    return _RATE_WINDOW_SECONDS
+
+
+def _error_for_code(
+    code: str, status: int, headers: Mapping[str, str], *, is_order: bool
+) -> UpstreamError:
+    base = code.split("_", 1)[0]  # sub-codes such as 51008_1000
+    if base in _AUTH_CODES:
+        return AuthenticationFailed(
+            f"okx refused the key (code {code})", exchange=NAME, code=code, status=status
+        )
+    if base in _TIMESTAMP_CODES:
+        return TimestampOutsideWindow(
+            f"okx says the request timestamp is outside its 30 s window (code {code})",
+            exchange=NAME,
+            code=code,
+            status=status,
+        )
+    if base in _RATE_CODES:
+        return RateLimitedUpstream(
+            f"okx rate limit reached (code {code})",
+            exchange=NAME,
+            code=code,
+            status=status,
+            retry_after=_retry_after(headers),
+        )
+    if base in _UNAVAILABLE_CODES:
+        return ExchangeUnavailable(
+            f"okx is unavailable or busy (code {code})", exchange=NAME, code=code, status=status
+        )
+    if base in _BALANCE_CODES:
+        return InsufficientBalance(
+            f"okx: insufficient balance (code {code})", exchange=NAME, code=code, status=status
+        )
+    if is_order or base.startswith(("51", "54", "55")):
+        return OrderRejected(
+            f"okx rejected the order (code {code})", exchange=NAME, code=code, status=status
+        )
+    return ExchangeRejected(
+        f"okx rejected the request (code {code})", exchange=NAME, code=code, status=status
+    )
+
+
+def _error_for_status(status: int, headers: Mapping[str, str]) -> UpstreamError | None:
+    if status == 429:
+        return RateLimitedUpstream(
+            "okx rate limit reached (HTTP 429)",
+            exchange=NAME,
+            status=status,
+            retry_after=_retry_after(headers),
+        )
+    if status in (401, 403):
+        return AuthenticationFailed(
+            f"okx refused the key (HTTP {status})", exchange=NAME, status=status
+        )
+    if status >= 500:
+        return ExchangeUnavailable(
+            f"okx is unavailable (HTTP {status})", exchange=NAME, status=status
+        )
+    if status >= 400:
+        return ExchangeRejected(
+            f"okx rejected the request (HTTP {status})", exchange=NAME, status=status
+        )
+    return None
+
+
+def map_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError | None:
+    """The typed error an OKX response stands for, or None for a success.
+
+    Batch answers with code "2" (some orders accepted, some not) are a
+    success: the body says which order failed, and calling the whole request
+    failed would invite a resend that duplicates the accepted orders. Code
+    "1" (every order failed) maps from the first order's sCode.
+    """
+    try:
+        payload = json.loads(body) if body else None
+    except ValueError:
+        payload = None
+    code = payload.get("code") if isinstance(payload, dict) else None
+    code = str(code) if code is not None else None
+    if code in (None, "", "0"):
+        return _error_for_status(status, headers)
+    if code == "2":
+        return None
+    if code == "1":
+        data = payload.get("data") if isinstance(payload, dict) else None
+        for entry in data if isinstance(data, list) else []:
+            order_code = entry.get("sCode") if isinstance(entry, dict) else None
+            if order_code not in (None, "", "0", 0):
+                return _error_for_code(str(order_code), status, headers, is_order=True)
+        return OrderRejected(
+            "okx rejected the order (code 1)", exchange=NAME, code=code, status=status
+        )
+    return _error_for_code(code, status, headers, is_order=False)
+
+
+# -- 7. Key-permission query -----------------------------------------------------------------
+PERMISSION_PATH = f"{_V5}/account/config"
+
+
+def permission_request(environment: str) -> httpx.Request:
+    """The unsigned request for the key's own configuration (``perm``, ``ip``)."""
+    return httpx.Request("GET", base_url(PERMISSION_PATH, environment) + PERMISSION_PATH)
+
+
+def parse_permissions(body: bytes) -> KeyPermissions:
+    """Read ``perm`` (read_only, trade, withdraw) and ``ip`` from the account config.
+
+    Raises the mapped UpstreamError when OKX answered with an error, and
+    InvalidInput when the answer lacks ``perm``: a key whose withdrawal right
+    cannot be read must not pass as one without it.
+    """
+    error = map_error(200, body, {})
+    if error is not None:
+        raise error
+    try:
+        payload = json.loads(body)
+        config = payload["data"][0]
+        perm = config["perm"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise InvalidInput("okx account config has no perm field") from None
+    if not isinstance(perm, str):
+        raise InvalidInput("okx account config perm is not a string")
+    rights = {part.strip() for part in perm.split(",") if part.strip()}
+    ips = config.get("ip")
+    return KeyPermissions(
+        can_read=bool(rights),
+        can_trade="trade" in rights,
+        can_withdraw="withdraw" in rights,
+        # "" means the key is bound to no IP; absent means OKX did not say.
+        ip_restricted=bool(ips.strip()) if isinstance(ips, str) else None,
+    )
 
 
 PROFILE = ExchangeProfile(
@@ -80,5 +736,7 @@ PROFILE = ExchangeProfile(
     catalogue=CATALOGUE,
     classify_request=classify,
     parse_order_request=parse_order,
-    map_error_response=map_error,  # type: ignore[arg-type]
+    map_error_response=map_error,
+    permission_request=permission_request,
+    parse_permission_response=parse_permissions,
 )
