@@ -1,28 +1,62 @@
-"""bybit: everything keybroker knows about this exchange's wire format.
+"""bybit: everything keybroker knows about Bybit API v5's wire format.
+
+    >>> signed = PROFILE.sign(httpx.Request("GET", url), credential, now_ms=1_658_384_314_791)
+    >>> signed.headers["X-BAPI-TIMESTAMP"], signed.headers["X-BAPI-RECV-WINDOW"]
+    ('1658384314791', '5000')
 
 Sections, in the order of ``_template.py``: base URLs, credential rules,
 signer, endpoint catalogue, order-intent parser, error map, key-permission
-query, PROFILE. Source of truth: ../shared/design/exchange-auth.md.
+query, PROFILE. Source of truth: ../shared/design/exchange-auth.md §5.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
 import httpx
 
-from keybroker.errors import UpstreamError
+from keybroker.crypto.signing import hmac_sha256_hex, load_private_key, rsa_sha256_b64
+from keybroker.errors import (
+    AuthenticationFailed,
+    ExchangeRejected,
+    ExchangeUnavailable,
+    InsufficientBalance,
+    InvalidInput,
+    IPBanned,
+    OrderRejected,
+    RateLimitedUpstream,
+    SigningError,
+    TimestampOutsideWindow,
+    UpstreamError,
+)
+from keybroker.exchanges._wire import load_json, replace_headers
 from keybroker.exchanges.base import (
+    DANGEROUS_KINDS,
+    METHOD_OVERRIDE_HEADERS,
     Catalogue,
     ClassifiedRequest,
     CredentialRules,
+    Endpoint,
     ExchangeProfile,
+    KeyPermissions,
     OrderIntent,
     classify_with,
 )
 from keybroker.model import Credential
+from keybroker.secret import Secret
 
 NAME = "bybit"
 
 # -- 1. Base URLs ------------------------------------------------------------------
+# One host per environment serves spot, derivatives and options alike. Demo
+# trading keys are made in the mainnet account's Demo Trading mode and work
+# only against api-demo; a Credential has no "demo" environment, so such a key
+# is stored with base_url set to the demo host. Regional mainnets
+# (api.bybit.nl, api.bybit.tr, ...) likewise go through Credential.base_url.
 BASE_URLS: dict[str, dict[str, str]] = {
     "rest": {
         "production": "https://api.bybit.com",
@@ -33,41 +67,669 @@ BASE_URLS: dict[str, dict[str, str]] = {
 
 
 def base_url(path: str, environment: str) -> str:
-    urls = next(iter(BASE_URLS.values()))
-    return urls.get(environment) or urls["production"]
+    """The REST base URL for ``environment``; Bybit has one host for all paths."""
+    urls = BASE_URLS["rest"]
+    try:
+        return urls[environment]
+    except KeyError:
+        raise InvalidInput(
+            f"unknown environment {environment!r}; choose one of: {', '.join(urls)}"
+        ) from None
 
 
 # -- 2. Credential rules --------------------------------------------------------------
-CREDENTIALS = CredentialRules(needs_passphrase=False, key_types=("hmac", "rsa"))
+def check_secret(secret: Secret, key_type: str) -> None:
+    """An RSA key's secret must be a PEM RSA private key (HMAC secrets: base checks suffice)."""
+    if key_type != "rsa":
+        return
+    try:
+        load_private_key(secret.reveal(), "rsa")
+    except SigningError:
+        raise InvalidInput("secret is not an RSA private key in PEM form") from None
+
+
+# System-generated keys are HMAC; self-generated keys are RSA (the public key
+# is uploaded to Bybit, the PEM private key is our secret). No passphrase.
+CREDENTIALS = CredentialRules(
+    needs_passphrase=False, key_types=("hmac", "rsa"), check_secret=check_secret
+)
 
 
 # -- 3. Signer ---------------------------------------------------------------------------
+HEADER_KEY = "X-BAPI-API-KEY"
+HEADER_TIMESTAMP = "X-BAPI-TIMESTAMP"
+HEADER_SIGN = "X-BAPI-SIGN"
+HEADER_RECV_WINDOW = "X-BAPI-RECV-WINDOW"
+# v3's signature-type header; v5 has none, so a stale copy is dropped.
+HEADER_SIGN_TYPE = "X-BAPI-SIGN-TYPE"
+DEFAULT_RECV_WINDOW = "5000"
+_RECV_WINDOW = re.compile(r"[1-9][0-9]{0,5}")
+
+
+def string_to_sign(request: httpx.Request, api_key: str, stamp: str, recv_window: str) -> bytes:
+    """``timestamp + apiKey + recvWindow + payload``, no separators.
+
+    The payload is the query string exactly as it goes on the wire for GET,
+    and the exact body bytes otherwise: Bybit verifies over what it receives,
+    so neither is rebuilt or re-encoded here.
+    """
+    payload = request.url.query if request.method.upper() == "GET" else request.read()
+    return (stamp + api_key + recv_window).encode("utf-8") + payload
+
+
 def sign(
     request: httpx.Request, credential: Credential, now_ms: int, nonce: int | None
 ) -> httpx.Request:
-    raise NotImplementedError("bybit signer: issue #3")
+    """Sign ``request`` for Bybit v5; existing X-BAPI-* auth headers are replaced.
+
+    A recv window the client already set is kept (it is the client's choice
+    of how stale a request may be); otherwise the default 5000 ms is sent.
+    HMAC keys sign with HMAC-SHA256 as lowercase hex, RSA keys with
+    RSASSA-PKCS1-v1_5/SHA-256 as base64. Raises SigningError for other key
+    types or an unusable key, InvalidInput for a malformed recv window.
+    """
+    recv_window = request.headers.get(HEADER_RECV_WINDOW, DEFAULT_RECV_WINDOW).strip()
+    if not _RECV_WINDOW.fullmatch(recv_window):
+        raise InvalidInput("X-BAPI-RECV-WINDOW must be a whole number of milliseconds")
+    stamp = str(now_ms)
+    message = string_to_sign(request, credential.api_key, stamp, recv_window)
+    if credential.key_type == "hmac":
+        signature = hmac_sha256_hex(credential.secret.reveal(), message)
+    elif credential.key_type == "rsa":
+        signature = rsa_sha256_b64(credential.secret.reveal(), message)
+    else:
+        raise SigningError("bybit keys are HMAC or RSA keys; this credential is neither")
+    headers = {
+        HEADER_KEY: credential.api_key,
+        HEADER_TIMESTAMP: stamp,
+        HEADER_SIGN: signature,
+        HEADER_RECV_WINDOW: recv_window,
+    }
+    if request.method.upper() != "GET":
+        # Re-set (not merely added) so the header order is the same when a
+        # signed request is signed again.
+        headers["Content-Type"] = request.headers.get("Content-Type", "application/json")
+    return replace_headers(request, headers, remove=(HEADER_SIGN_TYPE,))
 
 
 # -- 4. Endpoint catalogue -----------------------------------------------------------------
-CATALOGUE = Catalogue({})
+# Bybit limits each endpoint per UID per second (e.g. /v5/order/create 10/s
+# for derivatives, 20/s for spot), plus 600 requests per 5 s per IP; there is
+# no shared weight budget, so every weight is 1: one request against that
+# endpoint's own limit. Batch endpoints carry up to 10-20 orders, one per
+# intent that parse_order returns.
+_ACCOUNT = Endpoint("account_read")
+_ORDER_READ = Endpoint("order_read")
+_PLACE = Endpoint("order_place", order_count=1)
+_PLACE_BATCH = Endpoint("order_place", order_count=1, is_batch=True)
+_CANCEL = Endpoint("order_cancel")
+_CANCEL_BATCH = Endpoint("order_cancel", is_batch=True)
+# Change the risk of positions on one symbol; order-kinds so that symbol
+# rules and leverage caps apply to them.
+_SETTING = Endpoint("order_place")
+_TRANSFER = Endpoint("transfer")
+_WITHDRAW = Endpoint("withdraw")
+_KEYS = Endpoint("key_management")
+
+ENDPOINTS: dict[tuple[str, str], Endpoint] = {
+    # account reads
+    **{
+        ("GET", f"/v5/account/{name}"): _ACCOUNT
+        for name in (
+            "wallet-balance",
+            "info",
+            "fee-rate",
+            "transaction-log",
+            "collateral-info",
+            "borrow-history",
+            "withdrawal",
+        )
+    },
+    **{
+        ("GET", f"/v5/asset/{name}"): _ACCOUNT
+        for name in (
+            "transfer/query-account-coins-balance",
+            "transfer/query-account-coin-balance",
+            "transfer/query-asset-info",
+            "transfer/query-transfer-coin-list",
+            "transfer/query-inter-transfer-list",
+            "transfer/query-universal-transfer-list",
+            "deposit/query-record",
+            "deposit/query-address",
+            "withdraw/query-record",
+            "withdraw/withdrawable-amount",
+            "coin/query-info",
+            "delivery-record",
+            "settlement-record",
+        )
+    },
+    ("GET", "/v5/user/query-api"): _ACCOUNT,
+    ("GET", "/v5/user/get-member-type"): _ACCOUNT,
+    ("GET", "/v5/user/query-sub-members"): _ACCOUNT,
+    # order and position reads
+    ("GET", "/v5/order/realtime"): _ORDER_READ,
+    ("GET", "/v5/order/history"): _ORDER_READ,
+    ("GET", "/v5/order/spot-borrow-check"): _ORDER_READ,
+    ("GET", "/v5/execution/list"): _ORDER_READ,
+    ("GET", "/v5/position/list"): _ORDER_READ,
+    ("GET", "/v5/position/closed-pnl"): _ORDER_READ,
+    # orders
+    ("POST", "/v5/order/create"): _PLACE,
+    ("POST", "/v5/order/create-batch"): _PLACE_BATCH,
+    ("POST", "/v5/order/amend"): _PLACE,
+    ("POST", "/v5/order/amend-batch"): _PLACE_BATCH,
+    ("POST", "/v5/position/set-leverage"): _SETTING,
+    ("POST", "/v5/position/trading-stop"): _SETTING,
+    ("POST", "/v5/order/cancel"): _CANCEL,
+    ("POST", "/v5/order/cancel-batch"): _CANCEL_BATCH,
+    ("POST", "/v5/order/cancel-all"): _CANCEL,
+    ("POST", "/v5/order/disconnected-cancel-all"): _CANCEL,
+    # -- must refuse (§5.5): withdrawals ---------------------------------------
+    ("POST", "/v5/asset/withdraw/create"): _WITHDRAW,
+    ("POST", "/v5/asset/withdraw/cancel"): _WITHDRAW,
+    # -- must refuse: transfers, conversions, earn, loans ---------------------
+    ("POST", "/v5/asset/transfer/inter-transfer"): _TRANSFER,
+    ("POST", "/v5/asset/transfer/universal-transfer"): _TRANSFER,
+    ("POST", "/v5/asset/transfer/save-transfer-sub-member"): _TRANSFER,
+    ("POST", "/v5/asset/deposit/deposit-to-account"): _TRANSFER,
+    ("POST", "/v5/asset/exchange/quote-apply"): _TRANSFER,
+    ("POST", "/v5/asset/exchange/convert-execute"): _TRANSFER,
+    # "covert" is Bybit's own spelling of this path; both are listed.
+    ("POST", "/v5/asset/covert/small-balance-execute"): _TRANSFER,
+    ("POST", "/v5/asset/convert/small-balance-execute"): _TRANSFER,
+    ("POST", "/v5/fiat/quote-apply"): _TRANSFER,
+    ("POST", "/v5/fiat/trade-execute"): _TRANSFER,
+    ("POST", "/v5/lending/purchase"): _TRANSFER,
+    ("POST", "/v5/lending/redeem"): _TRANSFER,
+    ("POST", "/v5/lending/redeem-cancel"): _TRANSFER,
+    ("POST", "/v5/spot-lever-token/purchase"): _TRANSFER,
+    ("POST", "/v5/spot-lever-token/redeem"): _TRANSFER,
+    ("POST", "/v5/position/move-positions"): _TRANSFER,
+    ("POST", "/v5/account/borrow"): _TRANSFER,
+    ("POST", "/v5/account/repay"): _TRANSFER,
+    ("POST", "/v5/account/quick-repayment"): _TRANSFER,
+    ("POST", "/v5/account/no-convert-repay"): _TRANSFER,
+    ("POST", "/v5/earn/place-order"): _TRANSFER,
+    ("POST", "/v5/crypto-loan/borrow"): _TRANSFER,
+    ("POST", "/v5/crypto-loan/repay"): _TRANSFER,
+    ("POST", "/v5/crypto-loan/adjust-ltv"): _TRANSFER,
+    ("POST", "/v5/ins-loan/repay-loan"): _TRANSFER,
+    ("POST", "/v5/spot-margin-trade/fixedborrow"): _TRANSFER,
+    ("POST", "/v5/spot-cross-margin-trade/loan"): _TRANSFER,
+    ("POST", "/v5/spot-cross-margin-trade/repay"): _TRANSFER,
+    ("POST", "/v5/broker/award/distribute-award"): _TRANSFER,
+    # -- must refuse: API keys and sub-members --------------------------------
+    ("POST", "/v5/user/create-sub-api"): _KEYS,
+    ("POST", "/v5/user/update-api"): _KEYS,
+    ("POST", "/v5/user/update-sub-api"): _KEYS,
+    ("POST", "/v5/user/delete-api"): _KEYS,
+    ("POST", "/v5/user/delete-sub-api"): _KEYS,
+    ("POST", "/v5/user/create-sub-member"): _KEYS,
+    ("POST", "/v5/user/frozen-sub-member"): _KEYS,
+    # A GET that deletes a sub-member (ccxt's API map lists it as GET).
+    ("GET", "/v5/user/del-submember"): _KEYS,
+    ("GET", "/v5/user/sub-apikeys"): _KEYS,
+}
+
+CATALOGUE = Catalogue(ENDPOINTS)
+
+_PUBLIC_PREFIXES = ("/v5/market/", "/v5/announcements/", "/v5/system/")
 
 
 def is_public_path(path: str) -> bool:
-    return False
+    """Market data, announcements and system status need no key."""
+    return path.startswith(_PUBLIC_PREFIXES)
+
+
+def _classify_one(request: httpx.Request) -> ClassifiedRequest:
+    result = classify_with(CATALOGUE, request, is_public_path=is_public_path)
+    if result.endpoint is None:
+        if "withdraw" in result.path:
+            return ClassifiedRequest("withdraw", result.method, result.path, None)
+        # Everything under /v5/user/ that is not listed above manages
+        # sub-members or API keys.
+        if result.path.startswith("/v5/user/") or "apikey" in result.path:
+            return ClassifiedRequest("key_management", result.method, result.path, None)
+    return result
 
 
 def classify(request: httpx.Request) -> ClassifiedRequest:
-    return classify_with(CATALOGUE, request, is_public_path=is_public_path)
+    """Classify against the catalogue (an allowlist: anything unknown is denied).
+
+    Two additions to the shared matcher. An unknown path that names a
+    withdrawal, or lies under /v5/user/, is classified as the dangerous kind
+    it is, so a new endpoint of that sort is logged as the attempt it is. And
+    a method-override header that disagrees with the real method is read both
+    ways: Bybit acts on the real method, the shared matcher on the override,
+    so ``POST /v5/order/create`` dressed as a GET would otherwise pass as a
+    read; the dangerous reading wins, and any other disagreement is unknown.
+    """
+    result = _classify_one(request)
+    if result.method == request.method.upper():
+        return result
+    plain = _classify_one(_without_override(request))
+    for candidate in (result, plain):
+        if candidate.kind in DANGEROUS_KINDS:
+            return candidate
+    if plain.kind == result.kind:
+        return plain
+    return ClassifiedRequest("unknown_private", plain.method, plain.path, None)
+
+
+def _without_override(request: httpx.Request) -> httpx.Request:
+    headers = [
+        (name, value)
+        for name, value in request.headers.multi_items()
+        if name.lower() not in METHOD_OVERRIDE_HEADERS
+    ]
+    return httpx.Request(request.method, request.url, headers=headers)
 
 
 # -- 5. Order-intent parser ----------------------------------------------------------------
+_DECIMAL_TEXT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def _decimal(order: Mapping[str, Any], field: str) -> Decimal | None:
+    value = order.get(field)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InvalidInput(f"bybit order field {field} is not a number")
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value):
+        number = Decimal(value)
+    else:
+        raise InvalidInput(f"bybit order field {field} is not a decimal number")
+    if not number.is_finite():
+        raise InvalidInput(f"bybit order field {field} is not a finite number")
+    if number < 0:
+        raise InvalidInput(f"bybit order field {field} is negative")
+    return number
+
+
+def _text(order: Mapping[str, Any], field: str) -> str | None:
+    value = order.get(field)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"bybit order field {field} is not a string")
+    return value
+
+
+def _flag(order: Mapping[str, Any], field: str) -> bool | None:
+    value = order.get(field)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise InvalidInput(f"bybit order field {field} is not true or false")
+
+
+def _symbol(order: Mapping[str, Any]) -> str:
+    symbol = _text(order, "symbol")
+    if symbol is None:
+        raise InvalidInput("bybit order has no symbol")
+    return symbol
+
+
+def _lower(value: str | None) -> str | None:
+    return value.lower() if value is not None else None
+
+
+def _qty_is_quote(order: Mapping[str, Any], category: str) -> bool:
+    # Bybit's spot Market Buy counts qty in the quote coin unless marketUnit
+    # says baseCoin; marketUnit quoteCoin makes any spot market order's qty a
+    # quote amount. Everywhere else qty is the base amount (or contracts).
+    if category.lower() != "spot" or (_lower(_text(order, "orderType")) != "market"):
+        return False
+    unit = _text(order, "marketUnit")
+    if unit is not None:
+        return unit == "quoteCoin"
+    return _lower(_text(order, "side")) == "buy"
+
+
+def _reduce_only(order: Mapping[str, Any]) -> bool | None:
+    reduce_only = _flag(order, "reduceOnly")
+    close_on_trigger = _flag(order, "closeOnTrigger")
+    if reduce_only is None and close_on_trigger is None:
+        return None
+    return bool(reduce_only) or bool(close_on_trigger)
+
+
+def _place_intent(order: Mapping[str, Any], category: str) -> OrderIntent:
+    quantity = _decimal(order, "qty")
+    quote = _qty_is_quote(order, category)
+    return OrderIntent(
+        symbol=_symbol(order),
+        side=_lower(_text(order, "side")),
+        type=_lower(_text(order, "orderType")),
+        quantity=None if quote else quantity,
+        price=_decimal(order, "price"),
+        quote_quantity=quantity if quote else None,
+        client_order_id=_text(order, "orderLinkId"),
+        reduce_only=_reduce_only(order),
+    )
+
+
+def _amend_intent(order: Mapping[str, Any], category: str) -> OrderIntent:
+    return OrderIntent(
+        symbol=_symbol(order),
+        type="amend",
+        quantity=_decimal(order, "qty"),
+        price=_decimal(order, "price"),
+        client_order_id=_text(order, "orderLinkId"),
+    )
+
+
+def _leverage_intent(order: Mapping[str, Any], category: str) -> OrderIntent:
+    levels = [
+        level
+        for level in (_decimal(order, "buyLeverage"), _decimal(order, "sellLeverage"))
+        if level is not None
+    ]
+    return OrderIntent(
+        symbol=_symbol(order),
+        type="set_leverage",
+        leverage=max(levels) if levels else None,
+    )
+
+
+def _trading_stop_intent(order: Mapping[str, Any], category: str) -> OrderIntent:
+    # Take-profit / stop-loss on an open position: it can only close it.
+    return OrderIntent(symbol=_symbol(order), type="trading_stop", reduce_only=True)
+
+
+_INTENT_PARSERS = {
+    "/v5/order/create": _place_intent,
+    "/v5/order/create-batch": _place_intent,
+    "/v5/order/amend": _amend_intent,
+    "/v5/order/amend-batch": _amend_intent,
+    "/v5/position/set-leverage": _leverage_intent,
+    "/v5/position/trading-stop": _trading_stop_intent,
+}
+
+
 def parse_order(request: httpx.Request) -> list[OrderIntent]:
-    raise NotImplementedError("bybit order parser: issue #3")
+    """One intent per order in an order-placing request (batch: the ``request`` array).
+
+    Requests of any other kind give no intents. Bybit reads POST parameters
+    from the JSON body only, so parameters in the query string of an order
+    request are refused (InvalidInput) rather than left unchecked, as are
+    bodies that are not strict JSON (duplicate keys, NaN) or lack ``category``
+    or ``symbol``. A batch's top-level ``category`` applies to every order.
+    """
+    classified = classify(request)
+    if classified.kind != "order_place" or classified.pattern is None:
+        return []
+    parser = _INTENT_PARSERS[classified.pattern]
+    if request.url.query:
+        raise InvalidInput("bybit order parameters must be in the JSON body, not the query string")
+    payload = load_json(request.read())
+    if not isinstance(payload, dict):
+        raise InvalidInput("bybit order request is not a JSON object")
+    category = _text(payload, "category")
+    if category is None:
+        raise InvalidInput("bybit order request has no category")
+    if classified.endpoint is not None and classified.endpoint.is_batch:
+        orders = payload.get("request")
+        if not isinstance(orders, list) or not orders:
+            raise InvalidInput("bybit batch order request has no request array")
+    else:
+        orders = [payload]
+    if not all(isinstance(order, dict) for order in orders):
+        raise InvalidInput("bybit batch order entries are not JSON objects")
+    return [parser(order, category) for order in orders]
 
 
 # -- 6. Error map ----------------------------------------------------------------------------
-def map_error(status: int, body: bytes, headers: object) -> UpstreamError | None:
-    raise NotImplementedError("bybit error map: issue #3")
+# retCodes from §5.7 and ccxt's exact table. Messages are our own: Bybit's
+# retMsg for a bad signature ("error sign! origin_string[...]") echoes the
+# signed text, api key and request parameters included, so it is never copied.
+_AUTH_CODES = frozenset(
+    {
+        -2015,  # key expired (legacy)
+        10003,  # API key invalid, or for another environment
+        10004,  # signature invalid
+        10005,  # permission denied
+        10007,  # authentication failed
+        10008,  # account banned
+        10009,  # IP banned for this key
+        10010,  # source IP not in the key's allowlist
+        10020,  # permission denied (sub-member)
+        10024,  # compliance rules
+        10027,  # trading banned
+        10028,  # endpoint not open for this account
+        10029,  # symbol not allowed for this key
+        33004,  # key expired
+    }
+)
+_TIMESTAMP_CODES = frozenset({10002, -1021})
+_RATE_CODES = frozenset({10006, 10018, 170222})
+_UNAVAILABLE_CODES = frozenset(
+    {
+        10000,  # server timeout: the order may or may not exist
+        10016,  # server error
+        170007,  # backend timeout
+    }
+)
+_BALANCE_CODES = frozenset(
+    {
+        110004,
+        110006,
+        110007,
+        110012,
+        110014,
+        110044,
+        110045,
+        110051,
+        110052,
+        110053,
+        130021,
+        131001,
+        131212,
+        170033,
+        170034,
+        170131,
+        170223,
+        170226,
+        175003,
+        175006,
+        176015,
+    }
+)
+_ORDER_CODE_PREFIXES = ("110", "130", "131", "140", "170", "175", "176", "181", "182")
+# The per-UID limits roll over 1 s; an IP ban lasts at least 10 minutes.
+_RATE_WINDOW_SECONDS = 1.0
+_IP_BAN_SECONDS = 600.0
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _retry_after(headers: Mapping[str, str], payload: Mapping[str, Any]) -> float:
+    retry_after = _header(headers, "retry-after")
+    if retry_after is not None:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            pass
+    # X-Bapi-Limit-Reset-Timestamp is when the window resets, in the
+    # exchange's ms; the body's "time" is the exchange's now, so the
+    # difference needs no clock of ours.
+    reset = _header(headers, "x-bapi-limit-reset-timestamp")
+    now = payload.get("time")
+    if reset is not None and isinstance(now, int) and reset.strip().isdigit():
+        return max(0.0, (int(reset) - now) / 1000)
+    return _RATE_WINDOW_SECONDS
+
+
+def _error_for_code(
+    code: int, status: int, headers: Mapping[str, str], payload: Mapping[str, Any]
+) -> UpstreamError:
+    if code in _AUTH_CODES:
+        return AuthenticationFailed(
+            f"bybit refused the key (retCode {code})", exchange=NAME, code=code, status=status
+        )
+    if code in _TIMESTAMP_CODES:
+        return TimestampOutsideWindow(
+            f"bybit says the request timestamp is outside the recv window (retCode {code})",
+            exchange=NAME,
+            code=code,
+            status=status,
+        )
+    if code in _RATE_CODES:
+        return RateLimitedUpstream(
+            f"bybit rate limit reached (retCode {code})",
+            exchange=NAME,
+            code=code,
+            status=status,
+            retry_after=_retry_after(headers, payload),
+        )
+    if code in _UNAVAILABLE_CODES:
+        return ExchangeUnavailable(
+            f"bybit is unavailable or timed out (retCode {code})",
+            exchange=NAME,
+            code=code,
+            status=status,
+        )
+    if code in _BALANCE_CODES:
+        return InsufficientBalance(
+            f"bybit: insufficient balance (retCode {code})", exchange=NAME, code=code, status=status
+        )
+    if code == 10001 or str(code).startswith(_ORDER_CODE_PREFIXES):
+        return OrderRejected(
+            f"bybit rejected the order (retCode {code})", exchange=NAME, code=code, status=status
+        )
+    return ExchangeRejected(
+        f"bybit rejected the request (retCode {code})", exchange=NAME, code=code, status=status
+    )
+
+
+def _error_for_status(status: int, headers: Mapping[str, str]) -> UpstreamError | None:
+    if status == 403:
+        # Bybit's IP limit (600 requests / 5 s) answers 403 and bans the IP
+        # for at least 10 minutes; so do blocked regions. Either way: stop.
+        return IPBanned(
+            "bybit refused this IP (HTTP 403): rate-limit ban or blocked region",
+            exchange=NAME,
+            status=status,
+            retry_after=_IP_BAN_SECONDS,
+        )
+    if status == 429:
+        return RateLimitedUpstream(
+            "bybit system-level rate limit (HTTP 429)",
+            exchange=NAME,
+            status=status,
+            retry_after=_retry_after(headers, {}),
+        )
+    if status == 401:
+        return AuthenticationFailed(
+            "bybit refused the key (HTTP 401)", exchange=NAME, status=status
+        )
+    if status >= 500:
+        return ExchangeUnavailable(
+            f"bybit is unavailable (HTTP {status})", exchange=NAME, status=status
+        )
+    if status >= 400:
+        return ExchangeRejected(
+            f"bybit rejected the request (HTTP {status})", exchange=NAME, status=status
+        )
+    return None
+
+
+def _code(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def map_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError | None:
+    """The typed error a Bybit response stands for, or None for a success.
+
+    A batch answer with retCode 0 lists each order's own code in
+    ``retExtInfo.list``. If some succeeded it is a success (the body says
+    which failed; calling it a failure would invite a resend that duplicates
+    the accepted orders); if every one failed, the first failure is mapped.
+    """
+    try:
+        payload = json.loads(body) if body else None
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        return _error_for_status(status, headers)
+    code = _code(payload.get("retCode"))
+    if code is None:
+        return _error_for_status(status, headers)
+    if code != 0:
+        return _error_for_code(code, status, headers, payload)
+    extra = payload.get("retExtInfo")
+    entries = extra.get("list") if isinstance(extra, dict) else None
+    if isinstance(entries, list) and entries:
+        codes = [_code(entry.get("code")) if isinstance(entry, dict) else None for entry in entries]
+        if all(entry_code not in (None, 0) for entry_code in codes):
+            first = next(entry_code for entry_code in codes if entry_code is not None)
+            return _error_for_code(first, status, headers, payload)
+    return _error_for_status(status, headers)
+
+
+# -- 7. Key-permission query -----------------------------------------------------------------
+PERMISSION_PATH = "/v5/user/query-api"
+# Permission groups that let a key place orders.
+_TRADING_GROUPS = ("ContractTrade", "Spot", "Options", "Derivatives")
+
+
+def permission_request(environment: str) -> httpx.Request:
+    """The unsigned request for the key's own record (``readOnly``, ``permissions``, ``ips``)."""
+    return httpx.Request("GET", base_url(PERMISSION_PATH, environment) + PERMISSION_PATH)
+
+
+def parse_permissions(body: bytes) -> KeyPermissions:
+    """Read what ``/v5/user/query-api`` says the key may do.
+
+    ``permissions.Wallet`` containing ``Withdraw`` means the key can withdraw.
+    ``ips`` of ``["*"]`` means bound to no IP. Raises the mapped UpstreamError
+    when Bybit answered with an error, and InvalidInput when the answer lacks
+    ``permissions``: a key whose withdrawal right cannot be read must not
+    pass as one without it.
+    """
+    error = map_error(200, body, {})
+    if error is not None:
+        raise error
+    try:
+        result = json.loads(body)["result"]
+        permissions = result["permissions"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidInput("bybit query-api answer has no permissions") from None
+    if not isinstance(permissions, dict):
+        raise InvalidInput("bybit query-api permissions is not an object")
+
+    def group(name: str) -> list[Any]:
+        value = permissions.get(name) or []
+        if not isinstance(value, list):
+            raise InvalidInput(f"bybit query-api permissions.{name} is not a list")
+        return value
+
+    read_only = _code(result.get("readOnly"))
+    ips = result.get("ips")
+    return KeyPermissions(
+        can_read=True,
+        can_trade=read_only == 0 and any(group(name) for name in _TRADING_GROUPS),
+        can_withdraw="Withdraw" in group("Wallet"),
+        ip_restricted=(
+            bool(ips) and "*" not in ips and "" not in ips if isinstance(ips, list) else None
+        ),
+    )
 
 
 PROFILE = ExchangeProfile(
@@ -80,5 +742,7 @@ PROFILE = ExchangeProfile(
     catalogue=CATALOGUE,
     classify_request=classify,
     parse_order_request=parse_order,
-    map_error_response=map_error,  # type: ignore[arg-type]
+    map_error_response=map_error,
+    permission_request=permission_request,
+    parse_permission_response=parse_permissions,
 )
