@@ -1,24 +1,53 @@
-"""coinbase-exchange: everything keybroker knows about this exchange's wire format.
+"""coinbase-exchange: the legacy Coinbase Exchange REST API (HMAC keys with a passphrase).
 
-Sections, in the order of ``_template.py``: base URLs, credential rules,
-signer, endpoint catalogue, order-intent parser, error map, key-permission
-query, PROFILE. Source of truth: ../shared/design/exchange-auth.md.
+    >>> request = httpx.Request("GET", "https://api.exchange.coinbase.com/orders?status=open")
+    >>> PROFILE.sign(request, credential).headers["CB-ACCESS-TIMESTAMP"]
+    '1700000000'
+
+``CB-ACCESS-SIGN = base64(HMAC-SHA256(base64decode(secret), timestamp + METHOD
++ path?query + body))``: unlike Advanced Trade, the query and body are
+signed, exactly as sent. The timestamp is in seconds and must be within
+30 s of the exchange's clock. Keys belong to one profile (portfolio); their
+View/Trade/Transfer/Manage permissions are chosen at creation and cannot be
+queried. Source: exchange-auth.md §8.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
 import httpx
 
-from keybroker.errors import UpstreamError
+from keybroker.crypto import signing
+from keybroker.errors import (
+    AuthenticationFailed,
+    ExchangeRejected,
+    ExchangeUnavailable,
+    InsufficientBalance,
+    InvalidInput,
+    OrderRejected,
+    RateLimitedUpstream,
+    SigningError,
+    TimestampOutsideWindow,
+    UpstreamError,
+)
+from keybroker.exchanges import _wire
 from keybroker.exchanges.base import (
     Catalogue,
     ClassifiedRequest,
     CredentialRules,
+    Endpoint,
     ExchangeProfile,
     OrderIntent,
-    classify_with,
+    classify_either_method,
 )
 from keybroker.model import Credential
+from keybroker.secret import Secret
 
 NAME = "coinbase-exchange"
 
@@ -32,41 +61,332 @@ BASE_URLS: dict[str, dict[str, str]] = {
 
 
 def base_url(path: str, environment: str) -> str:
-    urls = next(iter(BASE_URLS.values()))
-    return urls.get(environment) or urls["production"]
+    """The REST host for ``environment``; InvalidInput for an unknown one."""
+    url = BASE_URLS["rest"].get(environment)
+    if url is None:
+        raise InvalidInput(f"coinbase-exchange has no {environment} environment")
+    return url
 
 
 # -- 2. Credential rules --------------------------------------------------------------
-CREDENTIALS = CredentialRules(needs_passphrase=True, key_types=("hmac",))
+def _decoded_secret(secret: Secret) -> bytes:
+    # The HMAC key is the base64 *decoding* of the secret Coinbase shows.
+    try:
+        key = base64.b64decode(secret.reveal(), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("secret is not base64 (Coinbase Exchange secrets are)") from None
+    if not key:
+        raise InvalidInput("secret is empty")
+    return key
+
+
+def check_secret(secret: Secret, key_type: str) -> None:
+    """The secret must be base64 that decodes; the message never shows the value."""
+    _decoded_secret(secret)
+
+
+CREDENTIALS = CredentialRules(needs_passphrase=True, key_types=("hmac",), check_secret=check_secret)
 
 
 # -- 3. Signer ---------------------------------------------------------------------------
 def sign(
     request: httpx.Request, credential: Credential, now_ms: int, nonce: int | None
 ) -> httpx.Request:
-    raise NotImplementedError("coinbase-exchange signer: issue #3")
+    """Set the four ``CB-ACCESS-*`` headers, signing the exact path, query and body bytes.
+
+    The timestamp is whole seconds (``now_ms // 1000``). Existing
+    ``CB-ACCESS-*`` headers are replaced; nothing else changes. Raises
+    SigningError without a passphrase.
+    """
+    if credential.passphrase is None or not credential.passphrase:
+        raise SigningError("coinbase-exchange keys need a passphrase")
+    timestamp = str(now_ms // 1000)
+    body = request.read()
+    # raw_path is the path and query exactly as they go on the wire.
+    prehash = timestamp.encode("ascii") + request.method.encode("ascii") + request.url.raw_path
+    signature = signing.hmac_sha256_b64(_decoded_secret(credential.secret), prehash + body)
+    headers = {
+        "CB-ACCESS-KEY": credential.api_key,
+        "CB-ACCESS-SIGN": signature,
+        "CB-ACCESS-TIMESTAMP": timestamp,
+        "CB-ACCESS-PASSPHRASE": credential.passphrase.reveal_text(),
+    }
+    if body:
+        # Always re-set, so a re-signed request keeps its header order.
+        headers["Content-Type"] = request.headers.get("content-type") or "application/json"
+    return _wire.replace_headers(request, headers)
 
 
 # -- 4. Endpoint catalogue -----------------------------------------------------------------
-CATALOGUE = Catalogue({})
+# Every weight is 1: the limit is a token bucket per profile (private) or per IP
+# (public), about 15 and 10 requests per second (unverified).
+_PUBLIC = Endpoint("public")
+_READ = Endpoint("account_read")
+_ORDER_READ = Endpoint("order_read")
+_CANCEL = Endpoint("order_cancel", order_count=1)
+_TRANSFER = Endpoint("transfer")
+_WITHDRAW = Endpoint("withdraw")
+# Creating, renaming or deactivating profiles and account settings:
+# administration of the account itself, never signed.
+_ADMIN = Endpoint("key_management")
+
+ENDPOINTS: dict[tuple[str, str], Endpoint] = {
+    # market data
+    ("GET", "/currencies"): _PUBLIC,
+    ("GET", "/currencies/{currency_id}"): _PUBLIC,
+    ("GET", "/products"): _PUBLIC,
+    ("GET", "/products/{product_id}"): _PUBLIC,
+    ("GET", "/products/{product_id}/book"): _PUBLIC,
+    ("GET", "/products/{product_id}/candles"): _PUBLIC,
+    ("GET", "/products/{product_id}/stats"): _PUBLIC,
+    ("GET", "/products/{product_id}/ticker"): _PUBLIC,
+    ("GET", "/products/{product_id}/trades"): _PUBLIC,
+    ("GET", "/products/spark-lines"): _PUBLIC,
+    ("GET", "/products/volume-summary"): _PUBLIC,
+    ("GET", "/time"): _PUBLIC,
+    ("GET", "/wrapped-assets"): _PUBLIC,
+    ("GET", "/wrapped-assets/{wrapped_asset_id}"): _PUBLIC,
+    ("GET", "/wrapped-assets/{wrapped_asset_id}/conversion-rate"): _PUBLIC,
+    # account reads
+    ("GET", "/accounts"): _READ,
+    ("GET", "/accounts/{account_id}"): _READ,
+    ("GET", "/accounts/{account_id}/holds"): _READ,
+    ("GET", "/accounts/{account_id}/ledger"): _READ,
+    ("GET", "/accounts/{account_id}/transfers"): _READ,
+    ("GET", "/coinbase-accounts"): _READ,
+    ("GET", "/fees"): _READ,
+    ("GET", "/funding"): _READ,
+    ("GET", "/oracle"): _READ,
+    ("GET", "/payment-methods"): _READ,
+    ("GET", "/position"): _READ,
+    ("GET", "/profiles"): _READ,
+    ("GET", "/profiles/{profile_id}"): _READ,
+    ("GET", "/reports/{report_id}"): _READ,
+    ("POST", "/reports"): _READ,
+    ("GET", "/transfers"): _READ,
+    ("GET", "/transfers/{transfer_id}"): _READ,
+    ("GET", "/travel-rules"): _READ,
+    ("GET", "/users/self/exchange-limits"): _READ,
+    ("GET", "/users/self/hold-balances"): _READ,
+    ("GET", "/users/self/trailing-volume"): _READ,
+    ("GET", "/users/{user_id}/trading-volumes"): _READ,
+    ("GET", "/conversions"): _READ,
+    ("GET", "/conversions/fees"): _READ,
+    ("GET", "/conversions/{conversion_id}"): _READ,
+    ("GET", "/margin/profile_information"): _READ,
+    ("GET", "/margin/buying_power"): _READ,
+    ("GET", "/margin/withdrawal_power"): _READ,
+    ("GET", "/margin/withdrawal_power_all"): _READ,
+    ("GET", "/margin/exit_plan"): _READ,
+    ("GET", "/margin/liquidation_history"): _READ,
+    ("GET", "/margin/position_refresh_amounts"): _READ,
+    ("GET", "/margin/status"): _READ,
+    ("GET", "/loans"): _READ,
+    ("GET", "/loans/assets"): _READ,
+    ("GET", "/loans/interest"): _READ,
+    ("GET", "/loans/interest/{loan_id}"): _READ,
+    ("GET", "/loans/interest/history/{loan_id}"): _READ,
+    ("GET", "/loans/lending-overview"): _READ,
+    ("GET", "/loans/lending-overview-xm"): _READ,
+    ("GET", "/loans/loan-preview"): _READ,
+    ("GET", "/loans/loan-preview-xm"): _READ,
+    ("GET", "/loans/options"): _READ,
+    ("GET", "/loans/repayment-preview"): _READ,
+    ("GET", "/loans/repayment-preview-xm"): _READ,
+    ("GET", "/wrapped-assets/redeem"): _READ,
+    ("GET", "/wrapped-assets/redeem/{redeem_id}"): _READ,
+    ("GET", "/wrapped-assets/stake-wrap"): _READ,
+    ("GET", "/wrapped-assets/stake-wrap/{stake_wrap_id}"): _READ,
+    # orders
+    ("GET", "/orders"): _ORDER_READ,
+    ("GET", "/orders/{order_id}"): _ORDER_READ,
+    ("GET", "/orders/client:{client_oid}"): _ORDER_READ,
+    ("GET", "/fills"): _ORDER_READ,
+    ("GET", "/otc/orders"): _ORDER_READ,
+    ("POST", "/orders"): Endpoint("order_place", order_count=1),
+    ("DELETE", "/orders"): Endpoint("order_cancel"),
+    ("DELETE", "/orders/{order_id}"): _CANCEL,
+    ("DELETE", "/orders/client:{client_oid}"): _CANCEL,
+    # withdrawals, and what exists only to prepare one (fee quotes, the address
+    # book of destinations)
+    ("POST", "/withdrawals/crypto"): _WITHDRAW,
+    ("POST", "/withdrawals/coinbase"): _WITHDRAW,
+    ("POST", "/withdrawals/coinbase-account"): _WITHDRAW,
+    ("POST", "/withdrawals/payment-method"): _WITHDRAW,
+    ("POST", "/withdrawals/counterparty"): _WITHDRAW,
+    ("GET", "/withdrawals/fee-estimate"): _WITHDRAW,
+    ("GET", "/address-book"): _WITHDRAW,
+    ("GET", "/address-book/counterparty"): _WITHDRAW,
+    ("POST", "/address-book"): _WITHDRAW,
+    ("PUT", "/address-book/{entry_id}"): _WITHDRAW,
+    ("DELETE", "/address-book/{entry_id}"): _WITHDRAW,
+    # funds moving between profiles, currencies, products and the bank
+    ("POST", "/profiles/transfer"): _TRANSFER,
+    ("POST", "/profiles/margin-transfer"): _TRANSFER,
+    ("POST", "/deposits/coinbase-account"): _TRANSFER,
+    ("POST", "/deposits/payment-method"): _TRANSFER,
+    ("POST", "/coinbase-accounts/{account_id}/addresses"): _TRANSFER,
+    ("POST", "/conversions"): _TRANSFER,
+    ("POST", "/funding/repay"): _TRANSFER,
+    ("POST", "/travel-rules"): _TRANSFER,
+    ("DELETE", "/travel-rules/{travel_rule_id}"): _TRANSFER,
+    ("POST", "/transfers/{transfer_id}/travel-rules"): _TRANSFER,
+    ("POST", "/loans/open"): _TRANSFER,
+    ("POST", "/loans/repay-interest"): _TRANSFER,
+    ("POST", "/loans/repay-principal"): _TRANSFER,
+    ("POST", "/wrapped-assets/redeem"): _TRANSFER,
+    ("POST", "/wrapped-assets/stake-wrap"): _TRANSFER,
+    # account administration
+    ("POST", "/profiles"): _ADMIN,
+    ("PUT", "/profiles/{profile_id}"): _ADMIN,
+    ("PUT", "/profiles/{profile_id}/deactivate"): _ADMIN,
+    ("POST", "/users/{user_id}/settlement-preferences"): _ADMIN,
+}
+CATALOGUE = Catalogue(ENDPOINTS)
 
 
 def is_public_path(path: str) -> bool:
-    return False
+    """Market data not listed above (new ``/products/...`` reads) is public; nothing else."""
+    return path in ("/products", "/currencies", "/time") or path.startswith(
+        ("/products/", "/currencies/")
+    )
 
 
 def classify(request: httpx.Request) -> ClassifiedRequest:
-    return classify_with(CATALOGUE, request, is_public_path=is_public_path)
+    """Classify by method and path: the operation is never in the body here."""
+    return classify_either_method(CATALOGUE, request, is_public_path=is_public_path)
 
 
 # -- 5. Order-intent parser ----------------------------------------------------------------
 def parse_order(request: httpx.Request) -> list[OrderIntent]:
-    raise NotImplementedError("coinbase-exchange order parser: issue #3")
+    """The intent of ``POST /orders`` (JSON); [] for any other request.
+
+    ``size`` is the quantity, ``funds`` the quote quantity (market orders),
+    ``price`` the limit price; ``stop_price`` is a trigger, not a price.
+    """
+    if classify(request).kind != "order_place":
+        return []
+    body = _wire.load_json(request.read())
+    if not isinstance(body, dict):
+        raise InvalidInput("coinbase-exchange order body must be a JSON object")
+    side = _text(body.get("side"))
+    order_type = _text(body.get("type"))
+    return [
+        OrderIntent(
+            symbol=_text(body.get("product_id")) or "",
+            side=side.lower() if side else None,
+            type=order_type.lower() if order_type else None,
+            quantity=_amount(body, "size"),
+            price=_amount(body, "price"),
+            quote_quantity=_amount(body, "funds"),
+            client_order_id=_text(body.get("client_oid")),
+        )
+    ]
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def _amount(fields: Mapping[str, Any], name: str) -> Decimal | None:
+    value = fields.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool | dict | list):
+        raise InvalidInput(f"coinbase-exchange order field {name} is not a number")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise InvalidInput(f"coinbase-exchange order field {name} is not a number") from None
+    if not amount.is_finite():
+        raise InvalidInput(f"coinbase-exchange order field {name} is not a number")
+    return amount
 
 
 # -- 6. Error map ----------------------------------------------------------------------------
-def map_error(status: int, body: bytes, headers: object) -> UpstreamError | None:
-    raise NotImplementedError("coinbase-exchange error map: issue #3")
+# Coinbase Exchange answers errors as {"message": "..."} with no code, so the
+# message (matched case-insensitively, whole or as a phrase) is the code.
+ERRORS: dict[str, type[UpstreamError]] = {
+    "invalid signature": AuthenticationFailed,
+    "invalid api key": AuthenticationFailed,
+    "invalid passphrase": AuthenticationFailed,
+    "request timestamp expired": TimestampOutsideWindow,
+    "private rate limit exceeded": RateLimitedUpstream,
+    "public rate limit exceeded": RateLimitedUpstream,
+    "insufficient funds": InsufficientBalance,
+    "trading pair not available": OrderRejected,
+    "product not found": OrderRejected,
+    "size is too small": OrderRejected,
+    "size is too large": OrderRejected,
+    "price too small": OrderRejected,
+    "price too precise": OrderRejected,
+    "post only mode": OrderRejected,
+    "invalid order id": OrderRejected,
+    "under maintenance": ExchangeUnavailable,
+    "cancel only mode": ExchangeUnavailable,
+}
+
+
+def map_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError | None:
+    """The typed error for a Coinbase Exchange answer, or None for a 2xx.
+
+    The known message (whole or as a phrase) decides first, then the status:
+    401/403 authentication, 429 rate limit, 5xx unavailable, other 4xx a
+    plain refusal. The code is the matched phrase, or the HTTP status.
+    """
+    if status < 400:
+        return None
+    text = _message(body).lower()
+    matched = next((phrase for phrase in ERRORS if phrase in text), None)
+    kind = ERRORS.get(matched) if matched else None
+    code: str | int = matched or status
+    if status == 429 or (kind is not None and issubclass(kind, RateLimitedUpstream)):
+        return RateLimitedUpstream(
+            f"coinbase-exchange: rate limited ({code})",
+            exchange=NAME,
+            code=code,
+            status=status,
+            retry_after=_retry_after(headers),
+        )
+    if kind is None:
+        if status in (401, 403):
+            kind = AuthenticationFailed
+        elif status >= 500:
+            kind = ExchangeUnavailable
+        else:
+            kind = ExchangeRejected
+    return kind(
+        f"coinbase-exchange: {code} (HTTP {status})", exchange=NAME, code=code, status=status
+    )
+
+
+def _message(body: bytes) -> str:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    message = payload.get("message") if isinstance(payload, dict) else None
+    return message if isinstance(message, str) else ""
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    for key, value in headers.items():
+        if key.lower() == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                return None
+    return None
+
+
+# -- 7. Key-permission query -------------------------------------------------------------------
+PERMISSION_NOTE = (
+    "Coinbase Exchange has no endpoint that describes the calling key: its View, Trade, "
+    "Transfer and Manage permissions and IP allowlist are fixed when the key is created. "
+    "Create keys with View and Trade only, and an IP allowlist."
+)
 
 
 PROFILE = ExchangeProfile(
@@ -79,5 +399,6 @@ PROFILE = ExchangeProfile(
     catalogue=CATALOGUE,
     classify_request=classify,
     parse_order_request=parse_order,
-    map_error_response=map_error,  # type: ignore[arg-type]
+    map_error_response=map_error,
+    permission_note=PERMISSION_NOTE,
 )
