@@ -440,20 +440,23 @@ def _lower(value: str | None) -> str | None:
 
 
 def _size_is_quote(order: Mapping[str, Any], symbol: str) -> bool:
-    # sz counts the quote currency when tgtCcy says so, and by default for a
-    # SPOT market buy (OKX: "Default is quote_ccy for buy, base_ccy for
-    # sell"). A two-part instrument traded with tdMode cross may be margin,
-    # where tgtCcy does not apply: reading its sz as base overstates a quote
-    # amount, never understates a base one, so policy limits stay safe.
+    # sz counts the quote currency only in a SPOT market order, where tgtCcy
+    # decides and defaults to quote for a buy (OKX: "Only applicable to SPOT
+    # Market Orders. Default is quote_ccy for buy, base_ccy for sell").
+    # Elsewhere OKX ignores tgtCcy and sz is base or contracts. SPOT is certain
+    # only with tdMode cash on a two-part instrument; a cross-margin order on
+    # BTC-USDT may or may not be SPOT, and reading its sz as base can only
+    # overstate a quote amount, never understate a base one: limits stay safe.
+    if (
+        _text(order, "ordType") != "market"
+        or _text(order, "tdMode") != "cash"
+        or _SPOT_INSTRUMENT.fullmatch(symbol) is None
+    ):
+        return False
     target = _text(order, "tgtCcy")
     if target is not None:
         return target == "quote_ccy"
-    return (
-        _text(order, "ordType") == "market"
-        and _text(order, "side") == "buy"
-        and _text(order, "tdMode") == "cash"
-        and _SPOT_INSTRUMENT.fullmatch(symbol) is not None
-    )
+    return _text(order, "side") == "buy"
 
 
 def _place_intent(order: Mapping[str, Any]) -> OrderIntent:

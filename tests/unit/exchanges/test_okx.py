@@ -438,6 +438,18 @@ def test_spot_market_buy_size_is_quote_by_default_and_tgtccy_decides() -> None:
         order_request("/api/v5/trade/order", {**base, "tdMode": "cross"})
     )
     assert margin.quantity == Decimal(100)
+    # tgtCcy outside a SPOT market order is ignored by OKX: sz stays base or contracts
+    for other in (
+        {**base, "tgtCcy": "quote_ccy", "tdMode": "cross"},
+        {**base, "tgtCcy": "quote_ccy", "ordType": "limit", "px": "1"},
+        {**base, "tgtCcy": "quote_ccy", "instId": "BTC-USDT-SWAP"},
+    ):
+        [intent] = okx.PROFILE.parse_order(order_request("/api/v5/trade/order", other))
+        assert (intent.quantity, intent.quote_quantity) == (Decimal(100), None)
+    [sell_quote] = okx.PROFILE.parse_order(
+        order_request("/api/v5/trade/order", {**base, "side": "sell", "tgtCcy": "quote_ccy"})
+    )
+    assert sell_quote.quote_quantity == Decimal(100)
 
 
 def test_amend_algo_close_and_leverage_intents() -> None:
