@@ -332,7 +332,7 @@ def disguised_path(draw: st.DrawFn, path: str) -> str:
     return "".join(out) + draw(st.sampled_from(["", "/", "/.", "//"]))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_no_spelling_disguises_a_dangerous_endpoint(data: st.DataObject) -> None:
     method, path, kind = data.draw(st.sampled_from(DANGEROUS))
