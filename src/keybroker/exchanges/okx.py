@@ -53,12 +53,13 @@ NAME = "okx"
 # -- 1. Base URLs ------------------------------------------------------------------
 # One REST host serves every product. Demo trading is chosen by the
 # ``x-simulated-trading: 1`` header together with a demo key, not by the host:
-# ccxt 4.5.90 and the official SDK send demo requests to www.okx.com, and the
-# 2026 docs list https://openapi.okx.com for demo REST. We follow the current
-# docs for demo (it is the host OKX now promises for it) and keep the
-# long-standing production host; the signer adds or strips the header from the
-# credential's environment, so either host is safe, and Credential.base_url
-# overrides both (regional sites such as my.okx.com need their own host).
+# ccxt 4.5.90 sends demo requests to www.okx.com with the header, while the
+# 2026 docs list https://openapi.okx.com as the demo REST host. We follow the
+# current docs for demo (the host OKX now documents for it) and keep the
+# long-standing production host of the spec. The signer sets or strips the
+# header from the credential's environment, so the host never decides which
+# account trades; Credential.base_url overrides both (regional sites such as
+# my.okx.com need their own host, and their keys work nowhere else).
 BASE_URLS: dict[str, dict[str, str]] = {
     "rest": {
         "production": "https://www.okx.com",
