@@ -73,7 +73,10 @@ class _Group(TyperGroup):
                     "unexpected extra argument (not shown); secrets never go on the command "
                     "line: use the prompt, --from-env or --stdin"
                 )
-            code = _report(f"keybroker: {message}{hint}", error, state, EXIT_USAGE)
+            # No traceback even with --debug: it would be the parser's internals,
+            # and its message quotes the arguments.
+            typer.echo(f"keybroker: {message}{hint}", err=True)
+            code = EXIT_USAGE
         except Exception as error:
             # Not one of ours: a bug. Its text may quote input, so only the type is shown.
             code = _report(

@@ -17,16 +17,19 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import typer
 
 from keybroker.cli.passphrase import prompt_hidden
 from keybroker.errors import InvalidInput
-from keybroker.exchanges import ExchangeProfile
 from keybroker.model import KEY_TYPES, KeyType, check_choice
 from keybroker.secret import Secret
 from keybroker.vault import KeyMaterial
+
+if TYPE_CHECKING:
+    # Typing only: the exchange profiles (httpx, the signers) load when a key is added.
+    from keybroker.exchanges import ExchangeProfile
 
 PEM_KEY_TYPES = ("rsa", "ed25519", "es256")
 _STDIN_FIELDS = ("api_key", "secret", "passphrase", "private_key_pem")
