@@ -274,15 +274,18 @@ def unseal_credential(
     plaintext = unseal(data_key.reveal(), sealed, aad)
     try:
         content = json.loads(plaintext)
-        passphrase = content["passphrase"]
-        key_type = content["key_type"]
+        api_key, passphrase, key_type = (
+            content["api_key"],
+            content["passphrase"],
+            content["key_type"],
+        )
         # The clear key_type column is authenticated too; both must agree.
-        if key_type != record.key_type:
-            raise ValueError("key_type")
+        if not isinstance(api_key, str) or key_type != record.key_type:
+            raise ValueError("content")
         return Credential(
             name=record.name,
             exchange=record.exchange,
-            api_key=content["api_key"],
+            api_key=api_key,
             secret=Secret(base64.b64decode(content["secret"], validate=True)),
             passphrase=(
                 None if passphrase is None else Secret(base64.b64decode(passphrase, validate=True))

@@ -410,7 +410,11 @@ class Vault:
         return record
 
     def remove(self, name: str) -> None:
-        """Delete a credential and scrub its ciphertext from the file. Raises CredentialNotFound."""
+        """Delete a credential and scrub its ciphertext from the file. Raises CredentialNotFound.
+
+        Works locked: deleting needs no key, and a record that fails
+        authentication must stay removable.
+        """
         with self._lock:
             with _file.sqlite_errors(), write_transaction(self._conn):
                 deleted = self._conn.execute("DELETE FROM credentials WHERE name = ?", (name,))
@@ -430,6 +434,10 @@ class Vault:
         _check_new_passphrase(new)
         with self._lock:
             data_key = self._require_key()
+            # The KDF runs outside the lock and the transaction; _replace_header
+            # then refuses if another process changed the parameters meanwhile.
+            # A concurrent passphrase change (same parameters) is simply
+            # superseded: the last passphrase set wins.
             header = self._header
         salt = new_salt()
         kek = derive_key(new.reveal(), salt, header.params)
