@@ -59,7 +59,7 @@ def test_import_moves_the_keys_and_remove_strips_only_their_lines(vault: Kb, dot
     assert stored["okx"][2] == Secret(OKX_ENV["OKX_PASSPHRASE"])
     assert dotenv.read_text() == KEPT
     assert dotenv.stat().st_mode & 0o777 == 0o640  # the file keeps its mode
-    assert "Removed 5 variables" in run.stdout
+    assert "Removed 5 variables" in run.stderr
     assert [p.name for p in dotenv.parent.iterdir()] == [".env"]  # no temporary file left
     for value in (*BINANCE_ENV.values(), *OKX_ENV.values()):
         assert value not in run.text
@@ -77,7 +77,14 @@ def test_import_without_remove_leaves_the_file_and_says_so(vault: Kb, dotenv: Pa
 
 
 def test_name_prefix_and_production(vault: Kb, dotenv: Path) -> None:
-    vault("keys", "import-env", str(dotenv), "--name-prefix", "live-", "--production")
+    run = vault("keys", "import-env", str(dotenv), "--name-prefix", "live-", "--production",
+                "--json")  # fmt: skip
+    assert json.loads(run.stdout) == [
+        {"name": "live-binance", "exchange": "binance", "environment": "production",
+         "key_type": "hmac", "key_id": "FAKE…0001"},
+        {"name": "live-okx", "exchange": "okx", "environment": "production",
+         "key_type": "hmac", "key_id": "0000…0001"},
+    ]  # fmt: skip
     rows = json.loads(vault("keys", "list", "--json").stdout)
     assert [(row["name"], row["environment"]) for row in rows] == [
         ("live-binance", "production"),
@@ -115,7 +122,8 @@ def test_wrong_passphrase_leaves_the_file(vault: Kb, dotenv: Path) -> None:
 def test_a_file_without_exchange_keys(vault: Kb, tmp_path: Path) -> None:
     path = tmp_path / ".env"
     path.write_text("LOG_LEVEL=info\n")
-    assert "No exchange keys in" in vault("keys", "import-env", str(path)).stdout
+    assert "No exchange keys in" in vault("keys", "import-env", str(path)).stderr
+    assert json.loads(vault("keys", "import-env", str(path), "--json").stdout) == []
 
 
 def test_an_unparsable_line_is_named_by_number_only(vault: Kb, tmp_path: Path) -> None:

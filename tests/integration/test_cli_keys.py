@@ -186,6 +186,34 @@ def test_add_refuses_bad_input_with_exit_1(
     assert "FAKE" not in run.stderr
 
 
+def test_a_pasted_key_where_a_path_belongs_is_not_printed_back(vault: Kb) -> None:
+    env = {"BINANCE_API_KEY": "FAKEkey0000001", "BINANCE_PRIVATE_KEY_PATH": "FAKEpastedKeyBody01"}
+    run = vault("keys", "add", "b", "-e", "binance", "--key-type", "ed25519", "--from-env",
+                env=env, expect=1)  # fmt: skip
+    assert run.stderr == (
+        "keybroker: cannot read the file named by BINANCE_PRIVATE_KEY_PATH: "
+        "No such file or directory\n"
+    )
+    run = vault("keys", "add", "b", "-e", "binance", "--key-type", "rsa",
+                input="FAKEkey0000001\nFAKEpastedKeyBody01\n", expect=1)  # fmt: skip
+    assert "FAKEpastedKeyBody01" not in run.stderr
+    assert run.stderr.endswith("cannot read that private key file: No such file or directory\n")
+
+
+def test_stdin_key_without_a_passphrase_source_or_terminal_says_what_to_use(vault: Kb) -> None:
+    document = {"api_key": "FAKEkey0000001", "secret": "FAKEsecret0001"}
+    run = vault.subprocess(
+        *("keys", "add", "b", "-e", "binance", "--stdin"),
+        input=json.dumps(document),
+        env={"KEYBROKER_PASSPHRASE": None},
+        expect=1,
+    )
+    assert run.stderr.splitlines()[-1].startswith(
+        "keybroker: nothing was entered; without a terminal, use --passphrase-file"
+    )
+    assert "FAKEsecret0001" not in run.text
+
+
 def test_add_refuses_a_taken_name_before_asking_anything(vault: Kb) -> None:
     vault("keys", "add", "b1", "-e", "binance", "--from-env", env=BINANCE_ENV)
     run = vault("keys", "add", "b1", "-e", "binance", expect=2)

@@ -288,6 +288,8 @@ def bad_input(case: Case) -> None:
         (("-e", "binance", "--stdin"), {}, json.dumps({"api_key": "k" * 12, "secret": SECRET,
                                                        "passphrase": OKX_PASSPHRASE})),
         (("-e", "binance", SECRET), {}, None),
+        (("-e", "binance", "--key-type", "rsa", "--from-env"),
+         {"BINANCE_API_KEY": BINANCE_KEY, "BINANCE_PRIVATE_KEY_PATH": SECRET}, None),
         (("-e", "binance", "--key-type", "ed25519", "--stdin"), {},
          json.dumps({"api_key": BINANCE_KEY, "private_key_pem": f"-----BEGIN {SECRET}"})),
     ]  # fmt: skip

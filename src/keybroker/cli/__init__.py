@@ -87,7 +87,9 @@ class _Group(TyperGroup):
             )
         finally:
             if state.log_handler is not None:
-                logging.getLogger("keybroker").removeHandler(state.log_handler)
+                logger = logging.getLogger("keybroker")
+                logger.removeHandler(state.log_handler)
+                logger.setLevel(logging.NOTSET)
                 state.log_handler = None
         if standalone_mode:
             sys.exit(code)

@@ -138,17 +138,16 @@ def schedule_clear(tool: ClipboardTool, data: bytes, seconds: int) -> None:
     try:
         # posix_spawn rather than subprocess.Popen: nothing waits for this
         # child, and a Popen object would warn when collected with it running.
-        os.posix_spawn(
-            sys.executable,
-            argv,
-            os.environ,
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, read_end, 0),
-                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
-            ],
-            setsid=True,
-        )
+        file_actions = [
+            (os.POSIX_SPAWN_DUP2, read_end, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+        ]
+        try:
+            # A session of its own: closing the terminal (SIGHUP) does not stop the clear.
+            os.posix_spawn(sys.executable, argv, os.environ, file_actions=file_actions, setsid=True)
+        except NotImplementedError:  # no POSIX_SPAWN_SETSID: at least leave our process group
+            os.posix_spawn(sys.executable, argv, os.environ, file_actions=file_actions, setpgroup=0)
     finally:
         os.close(read_end)
     try:

@@ -23,6 +23,7 @@ from pathlib import Path
 import typer
 
 from keybroker.cli.output import say
+from keybroker.errors import KeybrokerError
 
 DEMO_PASSPHRASE = "demo passphrase, not for real use"  # noqa: S105 - a throwaway demo vault
 DEMO_KDF = ("--kdf-memory-mib", "64", "--kdf-iterations", "1", "--kdf-lanes", "1")
@@ -72,7 +73,9 @@ class _Walkthrough:
                 ["--home", str(self.home), *args], standalone_mode=False
             )
         if code != expect:
-            raise typer.Exit(2)
+            raise KeybrokerError(
+                f"the demo stopped at step {self.step}: exit code {code}, expected {expect}"
+            )
 
 
 @contextlib.contextmanager

@@ -405,6 +405,7 @@ def import_env(
     production: Annotated[
         bool, typer.Option("--production", help="The keys are live-money keys (default: testnet).")
     ] = False,
+    json_output: JsonOutput = False,
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Move exchange keys from a .env file into the vault (BINANCE_API_KEY, OKX_API_KEY, ...).
@@ -426,7 +427,9 @@ def import_env(
     found = _keys_in(envfile.values(assignments))
     if not found:
         prefixes = ", ".join(f"{p.env_prefix}_API_KEY" for p in PROFILES.values())
-        say(f"No exchange keys in {file} (looked for {prefixes}).")
+        note(f"No exchange keys in {file} (looked for {prefixes}).")
+        if json_output:
+            print_json([])
         return
     environment = "production" if production else "testnet"
     with open_vault(state) as vault:
@@ -437,20 +440,30 @@ def import_env(
             vault.add(name_prefix + profile.name, profile.name, material, environment=environment)
         for profile, material, _used in found:
             _check_read_back(vault, name_prefix + profile.name, material)
-    print_table(
-        f"imported from {file} ({environment})",
-        ("name", "exchange", "key type", "key id"),
-        (
-            (name_prefix + profile.name, profile.name, material.key_type, mask(material.api_key))
-            for profile, material, _used in found
-        ),
-    )
+    imported = [
+        {
+            "name": name_prefix + profile.name,
+            "exchange": profile.name,
+            "environment": environment,
+            "key_type": material.key_type,
+            "key_id": mask(material.api_key),
+        }
+        for profile, material, _used in found
+    ]
+    if json_output:
+        print_json(imported)
+    else:
+        print_table(
+            f"imported from {file} ({environment})",
+            ("name", "exchange", "key type", "key id"),
+            ((row["name"], row["exchange"], row["key_type"], row["key_id"]) for row in imported),
+        )
     used = {variable for _profile, _material, names in found for variable in names}
     if remove_lines:
         envfile.replace_atomically(
             file, envfile.without(text, (a for a in assignments if a.key in used))
         )
-        say(f"Removed {len(used)} variables from {file}; the rest of it is unchanged.")
+        note(f"Removed {len(used)} variables from {file}; the rest of it is unchanged.")
     else:
         note(
             f"The keys are still in {file}. Delete them (or rerun with --remove), and "

@@ -164,16 +164,20 @@ def build(
     )
 
 
-def read_private_key_file(path: Path) -> str:
-    """The PEM text of a private key file; the error names the path and the reason only."""
-    path = path.expanduser()
+def read_private_key_file(path: Path, where: str) -> str:
+    """The PEM text of a private key file.
+
+    Errors describe the file by ``where`` it was named ("the file named by
+    BINANCE_PRIVATE_KEY_PATH"), never by the path text: people paste the key
+    itself where the path should go, and the error would print it back.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.expanduser().read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not a text file"
-        raise InvalidInput(f"cannot read private key file {path}: {reason}") from None
+        raise InvalidInput(f"cannot read {where}: {reason}") from None
     if not is_pem(text):
-        raise InvalidInput(f"private key file {path} is not PEM (no -----BEGIN line)")
+        raise InvalidInput(f"{where} is not a PEM private key (no -----BEGIN line)")
     return text
 
 
@@ -202,7 +206,9 @@ def from_mapping(
         raise InvalidInput(f"{names.api_key} is not set")
     key_path = values.get(names.private_key_path, "").strip()
     if key_path:
-        secret = read_private_key_file(Path(key_path))
+        secret = read_private_key_file(
+            Path(key_path), f"the file named by {names.private_key_path}"
+        )
     else:
         secret = values.get(names.secret, "")
         if not secret.strip():
@@ -264,7 +270,7 @@ def from_prompts(profile: ExchangeProfile, requested_type: str | None) -> KeyMat
     api_key: str = typer.prompt(f"{profile.name} API key", err=True)
     if key_type in PEM_KEY_TYPES:
         path: str = typer.prompt(f"Path to the {key_type} private key file (PEM)", err=True)
-        secret = read_private_key_file(Path(path.strip()))
+        secret = read_private_key_file(Path(path.strip()), "that private key file")
     else:
         secret = prompt_hidden(f"{profile.name} API secret (not shown)", confirm=False)
     passphrase = None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import typer
 
-from keybroker.errors import InsecurePermissions, InvalidInput, WeakPassphrase
+from keybroker.errors import InsecurePermissions, InvalidInput, UsageError, WeakPassphrase
 from keybroker.secret import Secret
 from keybroker.settings import PASSPHRASE_VARIABLE
 
@@ -112,7 +112,14 @@ def prompt_hidden(text: str, confirm: bool) -> str:
     # a pipe, so the warning would only be noise on stderr.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", getpass.GetPassWarning)
-        value: str = typer.prompt(
-            text, hide_input=True, confirmation_prompt=confirm, err=True, show_default=False
-        )
+        try:
+            value: str = typer.prompt(
+                text, hide_input=True, confirmation_prompt=confirm, err=True, show_default=False
+            )
+        except typer.Abort:
+            # End of input (or Ctrl-C): in CI this is "no source was configured".
+            raise UsageError(
+                "nothing was entered; without a terminal, use --passphrase-file or "
+                "KEYBROKER_PASSPHRASE for the vault, --from-env or --stdin for keys"
+            ) from None
     return value
