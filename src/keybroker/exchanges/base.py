@@ -91,6 +91,11 @@ class OrderIntent:
     reduce_only: bool | None = None
     leverage: Decimal | None = None
 
+    def __post_init__(self) -> None:
+        # One spelling across exchanges ("buy"/"sell"), so policies compare sides simply.
+        if self.side is not None:
+            object.__setattr__(self, "side", self.side.lower())
+
 
 @dataclass(frozen=True, slots=True)
 class KeyPermissions:
@@ -173,7 +178,7 @@ def effective_method(request: httpx.Request) -> str:
     for header in METHOD_OVERRIDE_HEADERS:
         value = request.headers.get(header)
         if value:
-            return value.strip().upper()
+            return str(value).strip().upper()
     return request.method.upper()
 
 
@@ -207,37 +212,6 @@ class Catalogue:
         return None
 
 
-def classify_with(
-    catalogue: Catalogue,
-    request: httpx.Request,
-    *,
-    is_public_path: Callable[[str], bool],
-    path_prefix: str = "",
-) -> ClassifiedRequest:
-    """Classify against a catalogue; anything unknown that is not plainly public is private.
-
-    ``path_prefix`` is stripped first for exchanges whose base URL carries a
-    path (``/api/v3/brokerage``-style hosts), so catalogues list short paths.
-    """
-    method = effective_method(request)
-    path = normalize_path(request.url.raw_path.decode("ascii", "replace"))
-    prefix = normalize_path(path_prefix) if path_prefix else ""
-    if prefix and prefix != "/" and path.startswith(prefix + "/"):
-        path = path[len(prefix) :]
-    found = catalogue.lookup(method, path)
-    if found is not None:
-        pattern, endpoint = found
-        return ClassifiedRequest(endpoint.kind, method, path, endpoint, pattern)
-    # A dangerous endpoint must not become reachable by sending it with another verb.
-    for other in ("GET", "POST", "PUT", "DELETE", "PATCH"):
-        found = catalogue.lookup(other, path)
-        if found is not None and found[1].kind in DANGEROUS_KINDS:
-            return ClassifiedRequest(found[1].kind, method, path, found[1], found[0])
-    if is_public_path(path):
-        return ClassifiedRequest("public", method, path, None)
-    return ClassifiedRequest("unknown_private", method, path, None)
-
-
 # How much harm a kind can do, for choosing between two readings of one request.
 KIND_RISK: Mapping[str, int] = {
     "public": 0,
@@ -252,37 +226,62 @@ KIND_RISK: Mapping[str, int] = {
 }
 
 
-def classify_either_method(
+def _classify_as(
+    catalogue: Catalogue, method: str, path: str, is_public_path: Callable[[str], bool]
+) -> ClassifiedRequest:
+    found = catalogue.lookup(method, path)
+    if found is not None:
+        pattern, endpoint = found
+        return ClassifiedRequest(endpoint.kind, method, path, endpoint, pattern)
+    # A dangerous endpoint must not become reachable by sending it with another verb.
+    for other in ("GET", "POST", "PUT", "DELETE", "PATCH"):
+        found = catalogue.lookup(other, path)
+        if found is not None and found[1].kind in DANGEROUS_KINDS:
+            return ClassifiedRequest(found[1].kind, method, path, found[1], found[0])
+    if is_public_path(path):
+        return ClassifiedRequest("public", method, path, None)
+    return ClassifiedRequest("unknown_private", method, path, None)
+
+
+def classify_with(
     catalogue: Catalogue,
     request: httpx.Request,
     *,
     is_public_path: Callable[[str], bool],
     path_prefix: str = "",
 ) -> ClassifiedRequest:
-    """``classify_with``, but a method-override header can only make a request look worse.
+    """Classify against a catalogue; anything unknown that is not plainly public is private.
 
-    ``classify_with`` reads the overriding verb, yet signers sign the
-    request's own verb and most exchanges ignore override headers: ``POST
+    A method-override header can only make a request look worse: signers
+    sign the request's own verb and most exchanges ignore override headers,
+    yet a lenient server would act on the override. ``POST
     /v2/accounts/{id}/transactions`` (a send) with ``X-HTTP-Method-Override:
-    GET`` would be classified as the harmless GET and signed as the POST.
-    Either verb may be the one acted on, so the riskier reading wins.
+    GET`` must not pass as the harmless GET, nor a GET dressed up as a POST
+    the other way round. So both readings are taken; when they disagree the
+    request is ``unknown_private`` (denied), or the dangerous reading if one is.
+
+    ``path_prefix`` is stripped first for exchanges whose base URL carries a
+    path (``/api/v3/brokerage``-style hosts), so catalogues list short paths.
     """
-    by_override = classify_with(
-        catalogue, request, is_public_path=is_public_path, path_prefix=path_prefix
-    )
-    if by_override.method == request.method.upper():
-        return by_override
-    plain = httpx.Request(
-        request.method,
-        request.url,
-        headers=[
-            (name, value)
-            for name, value in request.headers.multi_items()
-            if name.lower() not in METHOD_OVERRIDE_HEADERS
-        ],
-    )
-    by_own = classify_with(catalogue, plain, is_public_path=is_public_path, path_prefix=path_prefix)
-    return by_own if KIND_RISK[by_own.kind] > KIND_RISK[by_override.kind] else by_override
+    path = normalize_path(request.url.raw_path.decode("ascii", "replace"))
+    prefix = normalize_path(path_prefix) if path_prefix else ""
+    if prefix and prefix != "/" and path.startswith(prefix + "/"):
+        path = path[len(prefix) :]
+    own = request.method.upper()
+    result = _classify_as(catalogue, own, path, is_public_path)
+    override = effective_method(request)
+    if override != own:
+        other = _classify_as(catalogue, override, path, is_public_path)
+        if other.kind != result.kind:
+            # No honest bot disguises its verb: unless a reading is worse
+            # still, a request whose two readings disagree is unknown (denied).
+            unknown = ClassifiedRequest("unknown_private", own, path, None)
+            result = max((other, result, unknown), key=lambda c: KIND_RISK[c.kind])
+    return result
+
+
+# Kept for the modules that named it; classify_with now takes both readings itself.
+classify_either_method = classify_with
 
 
 def check_no_whitespace(what: str, value: str) -> None:
