@@ -693,7 +693,7 @@ class Binance:
         return payloads.usdm_account(self.engine, request.account, request.call.now_ms, 3)
 
     def usdm_balance(self, request: Request) -> object:
-        return payloads.usdm_balance(self.engine, request.account)
+        return payloads.usdm_balance(self.engine, request.account, request.call.now_ms)
 
     def position_risk(self, request: Request) -> object:
         rows = payloads.position_risk(self.engine, request.account)

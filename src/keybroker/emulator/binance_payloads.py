@@ -541,7 +541,8 @@ def usdm_account(engine: Engine, account: str, now_ms: int, version: int) -> dic
         "availableBalance": d8(available),
         "maxWithdrawAmount": d8(max(ZERO, available)),
         "marginAvailable": True,
-        "updateTime": wallet.updated_ms,
+        # Binance marks never-used assets with updateTime 0 (ccxt skips them); this one is funded.
+        "updateTime": wallet.updated_ms or now_ms,
     }
     body: dict[str, object] = {
         "totalInitialMargin": asset["initialMargin"],
@@ -573,7 +574,7 @@ def usdm_account(engine: Engine, account: str, now_ms: int, version: int) -> dic
     return body
 
 
-def usdm_balance(engine: Engine, account: str) -> list[dict[str, object]]:
+def usdm_balance(engine: Engine, account: str, now_ms: int) -> list[dict[str, object]]:
     wallet = engine.account(account)
     available = engine.available_margin(account, "usdm")
     return [
@@ -586,7 +587,7 @@ def usdm_balance(engine: Engine, account: str) -> list[dict[str, object]]:
             "availableBalance": d8(available),
             "maxWithdrawAmount": d8(max(ZERO, available)),
             "marginAvailable": True,
-            "updateTime": wallet.updated_ms,
+            "updateTime": wallet.updated_ms or now_ms,
         }
     ]
 

@@ -47,7 +47,7 @@ def base_url(sock: socket.socket) -> str:
 
 
 def run(app: ASGIApp, sock: socket.socket, on_ready: Callable[[str], None]) -> None:
-    """Serve on ``sock`` until interrupted; call ``on_ready(base_url)`` once accepting."""
+    """Serve on ``sock`` until Ctrl-C; call ``on_ready(base_url)`` once accepting connections."""
     url = base_url(sock)
 
     class _Announcing(uvicorn.Server):
@@ -57,7 +57,11 @@ def run(app: ASGIApp, sock: socket.socket, on_ready: Callable[[str], None]) -> N
                 on_ready(url)
 
     server = _Announcing(_config(app, quiet=False))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn shuts down gracefully on Ctrl-C, then re-raises it; stopping is the point.
+        pass
 
 
 def serve_in_thread(
