@@ -214,6 +214,12 @@ def test_stdin_key_without_a_passphrase_source_or_terminal_says_what_to_use(vaul
     assert "FAKEsecret0001" not in run.text
 
 
+def test_a_bad_name_is_refused_before_any_prompt(vault: Kb) -> None:
+    run = vault("keys", "add", "bad name", "-e", "binance", input="", expect=1)
+    assert run.stderr.startswith("keybroker: credential name must be 1-64 characters")
+    assert "Vault passphrase" not in run.stderr
+
+
 def test_add_refuses_a_taken_name_before_asking_anything(vault: Kb) -> None:
     vault("keys", "add", "b1", "-e", "binance", "--from-env", env=BINANCE_ENV)
     run = vault("keys", "add", "b1", "-e", "binance", expect=2)

@@ -30,6 +30,7 @@ from keybroker.errors import (
 )
 from keybroker.model import EXCHANGES, SCOPES, mask
 from keybroker.vault import CredentialRecord, KeyMaterial, Vault, rotation_status
+from keybroker.vault.records import check_base_url, check_name
 
 if TYPE_CHECKING:
     from keybroker.exchanges import ExchangeProfile
@@ -175,6 +176,10 @@ def add(
     from keybroker.exchanges import get_profile
 
     state = CliState.of(ctx)
+    # Everything that can be checked is checked before anything is asked for.
+    check_name(name)
+    if base_url is not None:
+        check_base_url(base_url)
     profile = get_profile(exchange)
     scopes = _scopes(scope)
     environment = "production" if production else "testnet"
@@ -387,6 +392,8 @@ def copy(
         warn(f"{tool.paste_argv[0]} is missing, so the clipboard cannot be checked and cleared")
     del data
     credential.secret.wipe()
+    if credential.passphrase is not None:
+        credential.passphrase.wipe()
 
 
 @app.command("import-env")
@@ -432,8 +439,10 @@ def import_env(
             print_json([])
         return
     environment = "production" if production else "testnet"
+    for profile, _material, _used in found:
+        check_name(name_prefix + profile.name)
     with open_vault(state) as vault:
-        for profile, _material_found, _used in found:
+        for profile, _material, _used in found:
             _require_absent(vault, name_prefix + profile.name)
         unlock(vault, state, passphrase_file)
         for profile, material, _used in found:
