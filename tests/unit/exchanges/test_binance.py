@@ -718,7 +718,9 @@ def test_market_order_by_quote_quantity_and_query_wins_over_body() -> None:
         f"{SPOT}/api/v3/order?symbol=ETHUSDT&quoteOrderQty=100",
         "symbol=BTCUSDT&side=SELL&type=MARKET&quoteOrderQty=5",
     )
-    assert (intent.symbol, intent.quote_quantity, intent.side) == ("ETHUSDT", Decimal(100), "sell")
+    assert intent == OrderIntent(
+        symbol="ETHUSDT", side="SELL", type="MARKET", quote_quantity=Decimal(100)
+    )
 
 
 def test_a_parameter_given_twice_is_refused() -> None:
@@ -802,7 +804,9 @@ def test_order_lists_give_one_intent_per_leg() -> None:
         "symbol=BTCUSDT&side=SELL&quantity=1&aboveType=LIMIT_MAKER&abovePrice=40000"
         "&belowType=STOP_LOSS_LIMIT&belowStopPrice=29000&belowPrice=28900&belowTimeInForce=GTC",
     )
-    assert (above.type, above.price, above.side) == ("LIMIT_MAKER", Decimal(40000), "sell")
+    assert above == OrderIntent(
+        symbol="BTCUSDT", side="SELL", type="LIMIT_MAKER", quantity=Decimal(1), price=Decimal(40000)
+    )
     assert (below.type, below.price, below.quantity) == (
         "STOP_LOSS_LIMIT",
         Decimal(28900),
@@ -825,11 +829,11 @@ def test_order_lists_give_one_intent_per_leg() -> None:
         "symbol=BTCUSDT&workingType=LIMIT&workingSide=BUY&workingPrice=30000&workingQuantity=1"
         "&pendingType=LIMIT_MAKER&pendingSide=SELL&pendingPrice=31000&pendingQuantity=1",
     )
-    assert (working.side, working.price, pending.side, pending.price) == (
-        "buy",
-        Decimal(30000),
-        "sell",
-        Decimal(31000),
+    assert working == OrderIntent(
+        symbol="BTCUSDT", side="BUY", type="LIMIT", quantity=Decimal(1), price=Decimal(30000)
+    )
+    assert pending == OrderIntent(
+        symbol="BTCUSDT", side="SELL", type="LIMIT_MAKER", quantity=Decimal(1), price=Decimal(31000)
     )
     legs = intents(
         "POST",
