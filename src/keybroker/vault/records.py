@@ -24,7 +24,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 from urllib.parse import urlsplit
@@ -125,7 +125,7 @@ class CredentialRecord:
     key_id: str
     created_at: datetime
     rotated_at: datetime | None
-    key_history: tuple[tuple[str, datetime], ...] = field(default=())
+    key_history: tuple[tuple[str, datetime], ...] = ()
     base_url: str | None = None
     notes: str = ""
     version: int = 1
