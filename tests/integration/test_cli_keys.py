@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 from contextlib import closing
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from cli_harness import BINANCE_ENV, OKX_ENV, PASSPHRASE, Kb, StartTerminal
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from keybroker.model import Credential
 from keybroker.secret import Secret
@@ -196,8 +197,39 @@ def test_a_pasted_key_where_a_path_belongs_is_not_printed_back(vault: Kb) -> Non
     )
     run = vault("keys", "add", "b", "-e", "binance", "--key-type", "rsa",
                 input="FAKEkey0000001\nFAKEpastedKeyBody01\n", expect=1)  # fmt: skip
-    assert "FAKEpastedKeyBody01" not in run.stderr
-    assert run.stderr.endswith("cannot read that private key file: No such file or directory\n")
+    assert "FAKEpastedKeyBody01" not in run.text  # the prompt is hidden, too
+    assert "secret is not an unencrypted PEM rsa private key" in run.stderr
+
+
+def test_a_pem_pasted_into_the_one_line_prompt_is_refused(vault: Kb) -> None:
+    run = vault("keys", "add", "b", "-e", "binance", "--key-type", "ed25519",
+                input="FAKEkey0000001\n-----BEGIN PRIVATE KEY-----\nFAKE\n", expect=1)  # fmt: skip
+    assert "a PEM key is several lines: give the path to its file" in run.stderr
+
+
+def test_coinbase_keys_work_out_their_type(vault: Kb, tmp_path: Path) -> None:
+    # A CDP Ed25519 key arrives as base64 of seed + public key, not as PEM.
+    private = ed25519.Ed25519PrivateKey.generate()
+    raw = private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    ) + private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    document = {"api_key": "organizations/fake/apiKeys/fake1", "secret": base64.b64encode(raw)
+                .decode()}  # fmt: skip
+    vault("keys", "add", "cb-ed", "-e", "coinbase", "--stdin", input=json.dumps(document))
+    assert stored(vault, "cb-ed").key_type == "ed25519"
+    es256 = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path = tmp_path / "cdp.pem"
+    path.write_bytes(es256)
+    env = {"COINBASE_API_KEY": "organizations/fake/apiKeys/fake2",
+           "COINBASE_PRIVATE_KEY_PATH": str(path)}  # fmt: skip
+    vault("keys", "add", "cb-ec", "-e", "coinbase", "--from-env", env=env)
+    assert stored(vault, "cb-ec").key_type == "es256"
 
 
 def test_stdin_key_without_a_passphrase_source_or_terminal_says_what_to_use(vault: Kb) -> None:

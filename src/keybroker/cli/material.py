@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     # Typing only: the exchange profiles (httpx, the signers) load when a key is added.
     from keybroker.exchanges import ExchangeProfile
 
-PEM_KEY_TYPES = ("rsa", "ed25519", "es256")
+# Key types whose secret is a private key (PEM; Coinbase also gives Ed25519 as base64).
+PRIVATE_KEY_TYPES = ("rsa", "ed25519", "es256")
 _STDIN_FIELDS = ("api_key", "secret", "passphrase", "private_key_pem")
 
 
@@ -85,22 +86,22 @@ def build_detecting(
 ) -> KeyMaterial:
     """``build()`` with the key type requested, or else worked out from the secret.
 
-    A PEM does not say whether it is meant as RSA, Ed25519 or ES256 in a form
-    this module can read without ``cryptography``, so the profile's own shape
-    check decides, trying ``preferred`` (the type being rotated) first.
+    An HMAC secret is a plain token. A private key does not say in a form this
+    module can read (without ``cryptography``) whether it is RSA, Ed25519 or
+    ES256, so the profile's own shape check decides, trying ``preferred`` (the
+    type being rotated) first and then the profile's private-key types in order.
     """
     if requested is not None:
         _check_allowed(profile, requested)
         return build(profile, requested, api_key, secret, passphrase)
-    if not is_pem(secret):
-        hmac_or_first = "hmac" if "hmac" in profile.key_types else profile.key_types[0]
-        return build(profile, hmac_or_first, api_key, secret, passphrase)
+    if not is_pem(secret) and "hmac" in profile.key_types:
+        return build(profile, "hmac", api_key, secret, passphrase)
     candidates = sorted(
-        (key_type for key_type in profile.key_types if key_type in PEM_KEY_TYPES),
+        (key_type for key_type in profile.key_types if key_type in PRIVATE_KEY_TYPES),
         key=lambda key_type: key_type != preferred,
     )
     if not candidates:
-        raise InvalidInput(f"{profile.name} keys are API secrets, not private-key files")
+        raise InvalidInput(f"{profile.name} keys are API secrets, not private keys")
     failure: InvalidInput | None = None
     for key_type in candidates:
         try:
@@ -121,28 +122,30 @@ def build(
     """Check one key's parts and wrap them; raises InvalidInput naming the part.
 
     Surrounding whitespace (the newline ``echo`` adds, a space from pasting)
-    is dropped; whitespace inside a value means it was pasted wrong.
+    is dropped; whitespace inside a token means it was pasted wrong. Whether
+    a private key is the right kind is the exchange profile's check.
     """
     api_key = api_key.strip()
     if not api_key:
         raise InvalidInput("the API key is empty")
     if any(ch.isspace() for ch in api_key):
         raise InvalidInput("the API key contains whitespace")
-    if key_type in PEM_KEY_TYPES:
-        if not is_pem(secret):
-            raise InvalidInput(f"a {key_type} key must be a PEM private key (-----BEGIN ...)")
+    if key_type == "hmac" and is_pem(secret):
+        others = "/".join(t for t in profile.key_types if t in PRIVATE_KEY_TYPES)
+        raise InvalidInput(
+            "this is a PEM private key, not an API secret"
+            + (f"; use --key-type {others}" if others else f"; {profile.name} takes API secrets")
+        )
+    if is_pem(secret):
         secret = secret.strip() + "\n"
     else:
-        if is_pem(secret):
-            raise InvalidInput(
-                f"this is a PEM private key, not an API secret; use --key-type "
-                f"{'/'.join(t for t in profile.key_types if t in PEM_KEY_TYPES) or 'rsa'}"
-            )
+        # An HMAC secret, or a private key given as one base64 token (Coinbase CDP Ed25519).
         secret = secret.strip()
+        what = "API secret" if key_type == "hmac" else "private key"
         if not secret:
-            raise InvalidInput("the API secret is empty")
+            raise InvalidInput(f"the {what} is empty")
         if any(ch.isspace() for ch in secret):
-            raise InvalidInput("the API secret contains whitespace")
+            raise InvalidInput(f"the {what} contains whitespace")
     kept_passphrase: Secret | None = None
     if profile.needs_passphrase:
         passphrase = (passphrase or "").strip()
@@ -212,7 +215,7 @@ def from_mapping(
     else:
         secret = values.get(names.secret, "")
         if not secret.strip():
-            wanted = requested in PEM_KEY_TYPES or "hmac" not in profile.key_types
+            wanted = requested in PRIVATE_KEY_TYPES or "hmac" not in profile.key_types
             missing = names.private_key_path if wanted else names.secret
             raise InvalidInput(f"{missing} is not set")
     passphrase: str | None = None
@@ -264,13 +267,34 @@ def from_json(
     )
 
 
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).expanduser().is_file()
+    except (OSError, ValueError):  # too long for a file name, or a NUL in it: not a path
+        return False
+
+
 def from_prompts(profile: ExchangeProfile, requested_type: str | None) -> KeyMaterial:
-    """Ask for the key: the API key shows as typed, secrets do not."""
+    """Ask for the key: the API key shows as typed; secrets and private keys do not."""
     key_type = prompt_key_type(profile, requested_type)
     api_key: str = typer.prompt(f"{profile.name} API key", err=True)
-    if key_type in PEM_KEY_TYPES:
-        path: str = typer.prompt(f"Path to the {key_type} private key file (PEM)", err=True)
-        secret = read_private_key_file(Path(path.strip()), "that private key file")
+    if key_type in PRIVATE_KEY_TYPES:
+        # Hidden even though a path is not secret: people paste the key itself here.
+        answer = prompt_hidden(
+            f"{key_type} private key: path to its PEM file, or a one-line base64 key (not shown)",
+            confirm=False,
+        ).strip()
+        if is_pem(answer):
+            # A prompt reads one line; the rest of a pasted PEM is still waiting in the
+            # terminal, where the next prompt or the shell would read it.
+            raise InvalidInput(
+                "a PEM key is several lines: give the path to its file instead "
+                "(and clear the rest of the paste from the terminal, e.g. Ctrl-U)"
+            )
+        if _is_file(answer):
+            secret = read_private_key_file(Path(answer).expanduser(), "that private key file")
+        else:
+            secret = answer
     else:
         secret = prompt_hidden(f"{profile.name} API secret (not shown)", confirm=False)
     passphrase = None
