@@ -18,6 +18,16 @@ at most 60000). Only then does the endpoint run.
 
 Withdrawals (``POST /sapi/v1/capital/withdraw/apply``) are journaled and
 answered, never executed: no balance moves.
+
+What ccxt 4.5.90 calls, all served (so ccxt needs no special options, only its
+``urls['api']`` pointed here): ``load_markets`` → ``GET /api/v3/exchangeInfo``,
+``/fapi/v1/exchangeInfo``, ``/dapi/v1/exchangeInfo`` (COIN-M: answered with no
+symbols), ``/sapi/v1/capital/config/getall`` and ``/sapi/v1/margin/allPairs``
+(plus ``/sapi/v1/margin/isolated/allPairs``; margin is not emulated, so no
+pairs). ``fetch_balance`` → ``/api/v3/account`` or ``/fapi/v3/account``; orders
+→ ``POST|GET|DELETE /api/v3/order`` and ``/fapi/v1/order``; open orders →
+``/api/v3/openOrders``, ``/fapi/v1/openOrders``; data → ``ticker/24hr``,
+``depth``, ``klines`` under ``/api/v3`` and ``/fapi/v1``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Orders, wallets and matching over the synthetic markets; exchange-neutral and pure.
 
-    >>> engine = Engine({"spot": (SPOT_RULES, default_spot_instruments("binance"))}, seed=1)
-    >>> order = engine.place("key-1", "spot", OrderRequest("BTCUSDT", "BUY", "MARKET",
-    ...                      quantity=Decimal("0.01")), now_ms=0)
-    >>> order.status
+    >>> rules = Rules("spot", Decimal("0.001"), Decimal("0.001"), refuse_crossing_post_only=True,
+    ...               refuse_unfilled_fok=False)
+    >>> engine = Engine({"spot": (rules, default_spot_instruments("binance"))}, seed=1)
+    >>> buy = OrderRequest("BTCUSDT", "BUY", "MARKET", quantity=Decimal("0.01"))
+    >>> engine.place("key-1", "spot", buy, now_ms=0).status
     'FILLED'
 
 The exchange modules translate their wire formats into ``OrderRequest`` and a

@@ -1,6 +1,6 @@
 """A deterministic synthetic market for one instrument: a seeded random walk and a book around it.
 
-    >>> market = Market(BTC_USDT, seed=7)
+    >>> market = Market(default_spot_instruments("binance")[0], seed=7)
     >>> market.best_ask() > market.mid > market.best_bid()
     True
     >>> fills = market.take("BUY", quantity=Decimal("0.5"))   # walks the asks

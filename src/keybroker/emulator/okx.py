@@ -17,6 +17,17 @@ with a non-zero ``code`` (and per-order ``sCode``), as OKX does.
 
 Only SPOT instruments are emulated; other ``instType`` values list nothing.
 Withdrawals (``POST /api/v5/asset/withdrawal``) are journaled, never executed.
+
+What ccxt 4.5.90 calls (after ``set_sandbox_mode(True)``, which adds the demo
+header and skips the private ``/asset/currencies``; then ``urls['api'] =
+{'rest': base_url}``): ``load_markets`` → ``GET /api/v5/public/instruments``
+for SPOT, FUTURES, SWAP and OPTION (twice, per underlying); ``create_order`` →
+``POST /api/v5/trade/batch-orders`` (a one-order batch, ccxt's default);
+``cancel_order`` → ``POST /trade/cancel-order``; ``fetch_order`` → ``GET
+/trade/order``; ``fetch_open_orders`` → ``GET /trade/orders-pending``;
+``fetch_balance`` → ``GET /account/balance``; ``fetch_ticker`` → ``/market/ticker``;
+``fetch_order_book`` → ``/market/books``; ``fetch_ohlcv`` → ``/market/candles``
+(``/market/history-candles`` for old ``since``).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ are tracked so that the app can close one without answering (the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -57,11 +58,9 @@ def run(app: ASGIApp, sock: socket.socket, on_ready: Callable[[str], None]) -> N
                 on_ready(url)
 
     server = _Announcing(_config(app, quiet=False))
-    try:
+    # uvicorn shuts down gracefully on Ctrl-C, then re-raises it; stopping is the point.
+    with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        # uvicorn shuts down gracefully on Ctrl-C, then re-raises it; stopping is the point.
-        pass
 
 
 def serve_in_thread(

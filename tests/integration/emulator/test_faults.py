@@ -1,4 +1,4 @@
-"""Injected faults over real HTTP: 5xx shares, timeouts, latency, and orders whose answer is lost."""
+"""Injected faults over real HTTP: 5xx shares, timeouts, latency, and answers lost after orders."""
 
 from __future__ import annotations
 

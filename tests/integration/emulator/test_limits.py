@@ -1,4 +1,4 @@
-"""Rate limits as the exchanges apply them: Binance weights, 429 then 418, order counts; OKX 50011."""
+"""Rate limits as the exchanges apply them: Binance weights, 429 then 418, order counts; OKX."""
 
 from __future__ import annotations
 
