@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import serialization
+import base64
+import time
+from urllib.parse import quote
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from emulator_testkit import BINANCE_KEY, Binance, Serve, journal
 
@@ -126,6 +131,25 @@ def test_ed25519_keys_verify_with_the_public_key(serve: Serve) -> None:
     assert order.status_code == 200, order.text
     other = Binance(http, api_key=key.api_key, ed25519=Ed25519PrivateKey.generate())
     assert other.signed("GET", "/api/v3/account").json()["code"] == -1022
+
+
+def test_rsa_keys_verify_pkcs1v15_sha256_with_the_public_key(serve: Serve) -> None:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    key = ApiKey("test-rsa-key", Secret(public_pem), key_type="rsa")
+    http = serve("binance", keys=[key])
+    payload = f"timestamp={int(time.time() * 1000)}"
+    raw = private.sign(payload.encode(), padding.PKCS1v15(), hashes.SHA256())
+    signature = quote(base64.b64encode(raw).decode(), safe="")
+    headers = {"X-MBX-APIKEY": key.api_key}
+    good = http.get(f"/api/v3/account?{payload}&signature={signature}", headers=headers)
+    assert good.status_code == 200
+    unencoded = base64.b64encode(raw).decode()  # "+" unescaped reads as a space: invalid
+    if "+" in unencoded:
+        bad = http.get(f"/api/v3/account?{payload}&signature={unencoded}", headers=headers)
+        assert bad.json()["code"] == -1022
 
 
 def test_the_permission_endpoint_reports_each_keys_configuration(serve: Serve) -> None:
