@@ -1027,12 +1027,13 @@ def parse_order(request: httpx.Request) -> list[OrderIntent]:
     """
     result = classify(request)
     parser = _ORDER_PARSERS_BY_PATH.get((result.method, result.path))
-    params = request_params(request)
     if parser is not None:
-        return parser(params)
-    if result.kind == "order_cancel" and params.get("symbol"):
-        client_id = params.get("origClientOrderId") or params.get("listClientOrderId")
-        return [OrderIntent(symbol=params["symbol"], client_order_id=client_id or None)]
+        return parser(request_params(request))
+    if result.kind == "order_cancel":
+        params = request_params(request)
+        if params.get("symbol"):
+            client_id = params.get("origClientOrderId") or params.get("listClientOrderId")
+            return [OrderIntent(symbol=params["symbol"], client_order_id=client_id or None)]
     return []
 
 
