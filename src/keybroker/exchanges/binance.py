@@ -48,7 +48,13 @@ from keybroker.errors import (
     TimestampOutsideWindow,
     UpstreamError,
 )
-from keybroker.exchanges._wire import load_json
+from keybroker.exchanges._wire import (
+    HTTPX_INTERNALS_MATCH,
+    build_request,
+    header_triples,
+    load_json,
+    with_query,
+)
 from keybroker.exchanges.base import (
     DANGEROUS_KINDS,
     Catalogue,
@@ -343,7 +349,7 @@ def sign(
 
 def _raw_path(url: httpx.URL) -> str:
     # The parsed path as it was sent, without building url.raw_path's bytes.
-    if _HTTPX_INTERNALS_MATCH:
+    if HTTPX_INTERNALS_MATCH:
         path: str = url._uri_reference.path
         return path
     return url.raw_path.partition(b"?")[0].decode("ascii")  # pragma: no cover
@@ -357,22 +363,13 @@ def _body(request: httpx.Request) -> bytes:
 
 
 def _rebuild(request: httpx.Request, query: bytes, body: bytes, api_key: bytes) -> httpx.Request:
-    # Hot path. httpx.Request(..., content=...) re-parses the URL and
-    # re-normalises every header, many times the cost of the HMAC, so the new
-    # request is built from parts already in httpx's own form: the parsed URL
-    # with only its query swapped, the original's (name, lowered name, value)
-    # header triples minus those the signer owns, and the body as a ready
-    # stream. Unit tests hold the result equal to what the public constructor
-    # builds; an httpx without these internals takes the public path.
+    # Hot path: the new request is built once, from parts already in httpx's
+    # own form (see _wire.build_request): the parsed URL with only its query
+    # swapped, the original's headers minus those the signer owns, the body.
     url = request.url
     if query != url.query:
-        url = _with_query(url, query)
-    triples: list[tuple[bytes, bytes, bytes]] = (
-        request.headers._list
-        if _HTTPX_INTERNALS_MATCH
-        else [(name, name.lower(), value) for name, value in request.headers.raw]
-    )
-    kept = [item for item in triples if item[1] not in _SIGNER_HEADERS]
+        url = with_query(url, query)
+    kept = [item for item in header_triples(request.headers) if item[1] not in _SIGNER_HEADERS]
     has_host = False
     content_type = None
     for _, lower, value in kept:
@@ -390,96 +387,7 @@ def _rebuild(request: httpx.Request, query: bytes, body: bytes, api_key: bytes) 
     if body or request.method in _BODY_METHODS:
         kept.append((b"Content-Length", b"content-length", b"%d" % len(body)))
     kept.append((_API_KEY_HEADER, b"x-mbx-apikey", api_key))
-    if not _HTTPX_INTERNALS_MATCH:  # pragma: no cover - only on an httpx that changed
-        public = httpx.Request(
-            request.method,
-            url,
-            headers=[(name, value) for name, _, value in kept],
-            stream=httpx.ByteStream(body),
-            extensions=request.extensions,
-        )
-        public.read()
-        return public
-    return _assemble(request.method, url, kept, body, request.extensions)
-
-
-def _assemble(
-    method: str,
-    url: httpx.URL,
-    header_triples: list[tuple[bytes, bytes, bytes]],
-    body: bytes,
-    extensions: Mapping[str, Any],
-) -> httpx.Request:
-    # The state httpx.Request(method, url, headers=..., stream=ByteStream(body))
-    # followed by read() leaves, set directly: the constructor re-validates
-    # what is valid already and costs as much as the HMAC itself.
-    headers = httpx.Headers.__new__(httpx.Headers)
-    headers._list = header_triples
-    headers._encoding = None
-    request = httpx.Request.__new__(httpx.Request)
-    request.method = method
-    request.url = url
-    request.headers = headers
-    request.extensions = dict(extensions)
-    request.stream = httpx.ByteStream(body)
-    request._content = body
-    return request
-
-
-def _with_query(url: httpx.URL, query: bytes) -> httpx.URL:
-    # httpx.URL.copy_with(query=...) re-runs the whole URL parser. The query
-    # here is already in the form that parser produces (only bytes RFC 3986
-    # allows raw, and valid escapes), so swapping it into the parsed reference
-    # gives the same URL.
-    if not _HTTPX_INTERNALS_MATCH:  # pragma: no cover - only on an httpx that changed
-        return url.copy_with(query=query or None)
-    new = httpx.URL.__new__(httpx.URL)
-    new._uri_reference = url._uri_reference._replace(query=query.decode("ascii") or None)
-    return new
-
-
-def _httpx_internals_match() -> bool:
-    """Whether the fast builders above give exactly what httpx's constructors give.
-
-    Checked once at import on a sample request: the same attributes, URL,
-    header triples and body. If an httpx release changes its internals, the
-    signer falls back to the public constructors instead of building a
-    request httpx no longer understands.
-    """
-    try:
-        query = b"a=%C3%BC&b=/:@!$'()*+,;=?&c=%2F"
-        url = httpx.URL("https://api.binance.com/api/v3/order?x=1")
-        public = httpx.Request(
-            "POST",
-            url.copy_with(query=query),
-            headers=[(b"Host", b"api.binance.com"), (b"X-Test", b"1")],
-            stream=httpx.ByteStream(b"k=v"),
-        )
-        public.read()
-        new = httpx.URL.__new__(httpx.URL)
-        new._uri_reference = url._uri_reference._replace(query=query.decode("ascii"))
-        fast = _assemble(
-            "POST",
-            new,
-            [(b"Host", b"host", b"api.binance.com"), (b"X-Test", b"x-test", b"1")],
-            b"k=v",
-            {},
-        )
-        return (
-            set(vars(public)) == set(vars(fast))
-            and set(vars(public.headers)) == set(vars(fast.headers))
-            and set(vars(public.url)) == set(vars(fast.url))
-            and fast.url == public.url
-            and fast.url.raw_path == public.url.raw_path
-            and fast.headers.raw == public.headers.raw
-            and fast.content == public.content
-            and list(fast.stream) == list(public.stream)  # type: ignore[arg-type]
-        )
-    except Exception:  # pragma: no cover - any surprise means: use the public path
-        return False
-
-
-_HTTPX_INTERNALS_MATCH = _httpx_internals_match()
+    return build_request(request.method, url, kept, body, request.extensions)
 
 
 # -- 4. Endpoint catalogue -----------------------------------------------------------------
