@@ -322,15 +322,14 @@ def sign(
         raise SigningError("binance api key must be ASCII") from None
     url = request.url
     method = request.method
-    query = url.query
-    if query:
-        query = percent_encode_payload(query)
+    sent_query = url.query
+    query = percent_encode_payload(sent_query) if sent_query else sent_query
     body = _body(request)
     if body:
         body = percent_encode_payload(body)
     if _is_signed_endpoint(method, _raw_path(url)):
         stamp = b"timestamp=%d" % now_ms
-        if _has_auth(query) or _has_auth(body):
+        if (query and _has_auth(query)) or (body and _has_auth(body)):
             query, body = _place_timestamp(query, body, stamp, method)
         elif body or (not query and method in _BODY_METHODS):
             body = body + b"&" + stamp if body else stamp
@@ -344,7 +343,9 @@ def sign(
     else:
         query = _strip_auth(query)
         body = _strip_auth(body)
-    return _rebuild(request, query, body, api_key)
+    if query != sent_query:
+        url = with_query(url, query)
+    return _rebuild(request, url, body, api_key)
 
 
 def _raw_path(url: httpx.URL) -> str:
@@ -362,13 +363,10 @@ def _body(request: httpx.Request) -> bytes:
         return request.read()
 
 
-def _rebuild(request: httpx.Request, query: bytes, body: bytes, api_key: bytes) -> httpx.Request:
+def _rebuild(request: httpx.Request, url: httpx.URL, body: bytes, api_key: bytes) -> httpx.Request:
     # Hot path: the new request is built once, from parts already in httpx's
     # own form (see _wire.build_request): the parsed URL with only its query
     # swapped, the original's headers minus those the signer owns, the body.
-    url = request.url
-    if query != url.query:
-        url = with_query(url, query)
     kept = [item for item in header_triples(request.headers) if item[1] not in _SIGNER_HEADERS]
     has_host = False
     content_type = None
