@@ -93,8 +93,10 @@ CREDENTIALS = CredentialRules(
 # * Primitives come from keybroker.crypto.signing only (crypto/ is the only
 #   package that imports cryptography).
 # * now_ms and nonce are arguments, so published vectors reproduce exactly.
-# * It is the hot path: build the new httpx.Request once (binance._rebuild
-#   shows how to avoid re-parsing the URL and the headers).
+# * It is the hot path: build the new httpx.Request once, with _wire's fast
+#   builders (replace_headers_fast, with_query, build_request) rather than
+#   httpx.Request(..., content=...), which re-parses URL and headers.
+#   bench/bench_signing.py measures the result against ccxt and a bare HMAC.
 def sign(
     request: httpx.Request, credential: Credential, now_ms: int, nonce: int | None
 ) -> httpx.Request:
