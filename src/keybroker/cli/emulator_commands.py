@@ -17,11 +17,6 @@ from typing import Annotated
 
 import typer
 
-from keybroker.emulator import server
-from keybroker.emulator.app import create_app
-from keybroker.emulator.config import EmulatorConfig
-from keybroker.emulator.faults import FaultSpec
-from keybroker.emulator.keys import describe_key, generate_key, load_keys
 from keybroker.errors import KeybrokerError
 
 
@@ -107,6 +102,13 @@ def _serve(
     weight_limit: int,
     faults: str | None,
 ) -> None:
+    # Imported here: Starlette and uvicorn would otherwise slow every keybroker command.
+    from keybroker.emulator import server
+    from keybroker.emulator.app import create_app
+    from keybroker.emulator.config import EmulatorConfig
+    from keybroker.emulator.faults import FaultSpec
+    from keybroker.emulator.keys import describe_key, generate_key, load_keys
+
     config = EmulatorConfig(
         weight_limit=weight_limit,
         faults=FaultSpec.parse(faults) if faults else FaultSpec(),
