@@ -1,7 +1,7 @@
 """Time as an argument: the edges build SystemClock, tests pass FixedClock.
 
-    >>> FixedClock(1_700_000_000_000).now_ms()
-    1700000000000
+>>> FixedClock(1_700_000_000_000).now_ms()
+1700000000000
 """
 
 from __future__ import annotations
