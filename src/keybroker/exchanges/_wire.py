@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -208,18 +209,23 @@ def replace_headers_fast(
     For signers on the hot path; a unit test holds the two equal. As there,
     kept headers go out with lower-cased names.
     """
-    dropped = {name.lower().encode("ascii") for name in headers} | {
-        name.lower().encode("ascii") for name in remove
-    }
+    dropped = {_name_bytes(name)[1] for name in headers} | {_name_bytes(name)[1] for name in remove}
     triples = [
         (lower, lower, value)
         for _, lower, value in header_triples(request.headers)
         if lower not in dropped
     ]
     for name, value in headers.items():
-        raw_name = name.encode("ascii")
-        triples.append((raw_name, raw_name.lower(), value.encode("utf-8")))
+        raw_name, lower_name = _name_bytes(name)
+        triples.append((raw_name, lower_name, value.encode("utf-8")))
     return build_request(request.method, request.url, triples, request.read(), request.extensions)
+
+
+@lru_cache(maxsize=256)
+def _name_bytes(name: str) -> tuple[bytes, bytes]:
+    # Signers use a handful of fixed header names; encode each once.
+    raw = name.encode("ascii")
+    return raw, raw.lower()
 
 
 def _httpx_internals_match() -> bool:
