@@ -4,13 +4,38 @@
     >>> Credential("bot1", "binance", "public-key-id", Secret("not-a-real-secret"))
 
 The few names here are the public Python surface; everything else is reached
-through its package (``keybroker.vault``, ``keybroker.exchanges``).
+through its package (``keybroker.vault``, ``keybroker.exchanges``). The
+adapters (``BinanceAdapter``, ``OKXAdapter``) are for bots that hold their
+own key; importing them here stays cheap, since they load httpx and the
+signers only when one is built.
 """
 
-from keybroker.errors import KeybrokerError
+from keybroker.client import (
+    BinanceAdapter,
+    ExchangeConfig,
+    ExchangeId,
+    OKXAdapter,
+    binance_testnet_config,
+    okx_testnet_config,
+    vault_config,
+)
+from keybroker.errors import ExchangeError, KeybrokerError
 from keybroker.model import Credential
 from keybroker.secret import Secret
 
 __version__ = "0.1.0"
 
-__all__ = ["Credential", "KeybrokerError", "Secret"]
+# Sorted case-insensitively, as tests/test_public_api.py holds (ruff's RUF022 sorts otherwise).
+__all__ = [  # noqa: RUF022
+    "binance_testnet_config",
+    "BinanceAdapter",
+    "Credential",
+    "ExchangeConfig",
+    "ExchangeError",
+    "ExchangeId",
+    "KeybrokerError",
+    "okx_testnet_config",
+    "OKXAdapter",
+    "Secret",
+    "vault_config",
+]

@@ -28,6 +28,9 @@ KeybrokerError
 │   └── RecordTampered         a record failed authentication; no detail is given
 ├── SigningError               a credential cannot sign this request (wrong key type, bad key)
 ├── ClipboardUnavailable       no wl-copy, xclip, xsel or pbcopy on this machine
+├── ExchangeError              what the in-process adapters raise; ``.code`` names the kind
+│                              (AuthenticationFailed, RateLimited, NetworkError, InvalidConfig…)
+│                              and the UpstreamError it translates is its ``__cause__``
 └── UpstreamError              the exchange's side (carries the venue's code)
     ├── ExchangeRejected       it answered "no"; resending the same request will not help
     │   ├── AuthenticationFailed     bad key, signature, IP or permission
@@ -37,6 +40,7 @@ KeybrokerError
     ├── RateLimitedUpstream    the exchange throttled us (429), with retry_after
     │   └── IPBanned           418: banned until ban_until (ms since epoch)
     └── ExchangeUnavailable    timeout, 5xx, maintenance; reads may retry
+        └── NetworkError       no answer at all: timed out, refused or dropped connection
 
 No message ever interpolates a secret, a request body, a header or a signature:
 callers build messages from names and codes only. Every failure to decrypt a
@@ -245,3 +249,54 @@ class ExchangeUnavailable(UpstreamError):
 
     http_status = 503
     retryable = True
+
+
+class NetworkError(ExchangeUnavailable):
+    """No answer at all: the request timed out or its connection was refused or dropped.
+
+    For an order this means the outcome is unknown: it may have been placed.
+    """
+
+    http_status = 504
+
+
+class ExchangeError(KeybrokerError):
+    """The one error the in-process adapters (``keybroker.client``) raise.
+
+    ``code`` names the kind as a string a bot can switch on (``"AuthenticationFailed"``,
+    ``"RateLimited"``, ``"IPBanned"``, ``"OrderRejected"``, ``"InsufficientBalance"``,
+    ``"TimestampOutsideWindow"``, ``"NetworkError"``, ``"ExchangeUnavailable"``,
+    ``"OrderNotFound"``, ``"InvalidConfig"``, ...). It is a sibling of UpstreamError,
+    not a child, because it also covers configuration mistakes that never reached an
+    exchange; when it translates an UpstreamError, that error is ``__cause__`` and
+    its venue code is ``venue_code``. ``outcome_unknown`` is True only for an order
+    whose fate could not be learned: place it again with the same client order id
+    (the adapter looks it up before sending anything).
+    """
+
+    http_status = 502
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "ExchangeError",
+        exchange: str | None = None,
+        status: int | None = None,
+        venue_code: str | int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        ban_until_ms: int | None = None,
+        client_order_id: str | None = None,
+        outcome_unknown: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.exchange = exchange
+        self.status = status
+        self.venue_code = venue_code
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.ban_until_ms = ban_until_ms
+        self.client_order_id = client_order_id
+        self.outcome_unknown = outcome_unknown
