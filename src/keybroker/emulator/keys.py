@@ -62,6 +62,12 @@ class ApiKey:
     ip_restricted: bool = True
     balances: Mapping[str, Decimal] | None = None
 
+    def __post_init__(self) -> None:
+        # Amounts given from Python as str or int must behave as the file loader's Decimals.
+        if self.balances is not None:
+            converted = {str(k): Decimal(str(v)) for k, v in self.balances.items()}
+            object.__setattr__(self, "balances", converted)
+
     def allows_address(self, host: str | None) -> bool:
         """An IP-restricted key is bound to loopback; an unrestricted one allows any address."""
         return not self.ip_restricted or (host or "") in LOOPBACK

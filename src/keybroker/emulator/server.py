@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import socket
 import threading
 from collections.abc import Callable
@@ -88,6 +89,12 @@ def serve_in_thread(
     return base_url(sock), stop
 
 
+# stdout carries only the key line and the base URL, for scripts that read them;
+# access logs there would fill a pipe nobody drains and stall the server.
+_LOGGING_TO_STDERR = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+_LOGGING_TO_STDERR["handlers"]["access"]["stream"] = "ext://sys.stderr"
+
+
 def _config(app: ASGIApp, *, quiet: bool) -> uvicorn.Config:
     transports: Transports = {}
     return uvicorn.Config(
@@ -96,7 +103,7 @@ def _config(app: ASGIApp, *, quiet: bool) -> uvicorn.Config:
         ws="none",
         lifespan="off",
         log_level="warning" if quiet else "info",
-        log_config=None if quiet else uvicorn.config.LOGGING_CONFIG,
+        log_config=None if quiet else _LOGGING_TO_STDERR,
         access_log=not quiet,
         timeout_graceful_shutdown=1,
     )
