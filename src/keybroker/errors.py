@@ -28,6 +28,7 @@ KeybrokerError
 │   └── RecordTampered         a record failed authentication; no detail is given
 ├── SigningError               a credential cannot sign this request (wrong key type, bad key)
 ├── ClipboardUnavailable       no wl-copy, xclip, xsel or pbcopy on this machine
+├── AuditError                 the audit log cannot be opened or written: nothing is sent (503)
 ├── ExchangeError              what the in-process adapters raise; ``.code`` names the kind
 │                              (AuthenticationFailed, RateLimited, NetworkError, InvalidConfig…)
 │                              and the UpstreamError it translates is its ``__cause__``
@@ -258,6 +259,15 @@ class NetworkError(ExchangeUnavailable):
     """
 
     http_status = 504
+
+
+class AuditError(KeybrokerError):
+    """The audit log cannot be opened or written, so the request it would record must not go out.
+
+    Its message names the file and SQLite's own error text, never a row's values.
+    """
+
+    http_status = 503
 
 
 class ExchangeError(KeybrokerError):

@@ -32,6 +32,10 @@ class Settings:
     def vault_path(self) -> Path:
         return self.home / "vault.db"
 
+    @property
+    def audit_path(self) -> Path:
+        return self.home / "audit.db"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str], home: Path | None = None) -> Settings:
         """``--home`` wins, then ``KEYBROKER_HOME``, then the platform default."""
