@@ -107,6 +107,35 @@ class KeyPermissions:
     ip_restricted: bool | None
 
 
+LookupOutcome = Literal["found", "absent", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTools:
+    """What a gateway needs so that an order is never placed twice, and so that it can price one.
+
+    - ``add_client_order_id(request, new_id)``: the request with an id from
+      ``new_id()`` on every order that has none; the same request when all have
+      one or the endpoint takes none.
+    - ``lookup_request(request, intent)``: the unsigned request that asks the
+      exchange for the order ``intent.client_order_id`` on the product (host and
+      path family) ``request`` went to, or None when there is no such query.
+    - ``lookup_outcome(status, body)``: that query's answer read as "found",
+      "absent" (the exchange says no such order) or "unknown".
+    - ``price_request(request, symbol)``: the public request for the last price of
+      ``symbol`` on the product ``request`` went to, or None; ``parse_price`` reads
+      its body (None when it cannot).
+
+    Every ``request`` here carries the full URL it will be sent to.
+    """
+
+    add_client_order_id: Callable[[httpx.Request, Callable[[], str]], httpx.Request]
+    lookup_request: Callable[[httpx.Request, OrderIntent], httpx.Request | None]
+    lookup_outcome: Callable[[int, bytes], LookupOutcome]
+    price_request: Callable[[httpx.Request, str], httpx.Request | None]
+    parse_price: Callable[[bytes], Decimal | None]
+
+
 @dataclass(frozen=True, slots=True)
 class CredentialRules:
     """What a credential for this exchange must look like."""
@@ -316,6 +345,8 @@ class ExchangeProfile:
     uses_nonce: bool = False
     is_closed: bool = False
     """The exchange no longer operates (Bittrex): signer and catalogue only."""
+    orders: OrderTools | None = None
+    """Client order ids, order lookups and last prices for the gateway; None where not written."""
     clock: Clock = field(default_factory=SystemClock)
     nonces: NonceSource = field(default_factory=MonotonicNonces)
 

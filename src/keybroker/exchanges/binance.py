@@ -63,7 +63,9 @@ from keybroker.exchanges.base import (
     Endpoint,
     ExchangeProfile,
     KeyPermissions,
+    LookupOutcome,
     OrderIntent,
+    OrderTools,
     RequestKind,
     classify_either_method,
     normalize_path,
@@ -1106,6 +1108,89 @@ def parse_permissions(body: bytes) -> KeyPermissions:
     )
 
 
+# -- 8. Order tools (the gateway) -------------------------------------------------------------
+# Single-order endpoints take newClientOrderId, and GET on the same path finds
+# an order by origClientOrderId (-2013 "Order does not exist." otherwise).
+# Order lists and futures batches carry their ids inside other fields; the
+# gateway adds none there. Prices come from the product's ticker/price.
+_SINGLE_ORDER_PATHS = frozenset({"/api/v3/order", "/fapi/v1/order"})
+_PRICE_PATHS = {"api": "/api/v3/ticker/price", "fapi": "/fapi/v1/ticker/price"}
+_ORDER_NOT_FOUND = -2013
+
+
+def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> httpx.Request:
+    """``request`` with ``newClientOrderId`` added where a single order has none.
+
+    The parameter goes where the others are: the form body when there is one,
+    else the query. Every other byte is kept. Raises InvalidInput as
+    ``parse_order`` does for a parameter given twice.
+    """
+    result = classify(request)
+    if result.kind != "order_place" or result.path not in _SINGLE_ORDER_PATHS:
+        return request
+    if request_params(request).get("newClientOrderId"):
+        return request
+    field = b"newClientOrderId=" + new_id().encode("ascii")
+    body = _body(request)
+    query = request.url.query
+    headers = [
+        (name, value)
+        for name, value in request.headers.multi_items()
+        if name.lower() not in ("content-length", "transfer-encoding")
+    ]
+    if body or (not query and request.method in _BODY_METHODS):
+        return httpx.Request(
+            request.method,
+            request.url,
+            headers=headers,
+            content=body + b"&" + field if body else field,
+        )
+    url = with_query(request.url, query + b"&" + field if query else field)
+    return httpx.Request(request.method, url, headers=headers, content=body)
+
+
+def lookup_request(request: httpx.Request, intent: OrderIntent) -> httpx.Request | None:
+    """GET the order by its client order id on the spot or USDⓈ-M path ``request`` used."""
+    result = classify(request)
+    if result.path not in _SINGLE_ORDER_PATHS or not intent.client_order_id:
+        return None
+    params = {"symbol": intent.symbol, "origClientOrderId": intent.client_order_id}
+    return httpx.Request("GET", request.url.copy_with(path=result.path, params=params))
+
+
+def lookup_outcome(status: int, body: bytes) -> LookupOutcome:
+    if status == 200:
+        return "found"
+    code, _ = _code_and_message(body)
+    return "absent" if code == _ORDER_NOT_FOUND else "unknown"
+
+
+def price_request(request: httpx.Request, symbol: str) -> httpx.Request | None:
+    """The product's public last-price request for ``symbol`` (spot or USDⓈ-M)."""
+    first = normalize_path(request.url.path).lstrip("/").split("/", 1)[0]
+    path = _PRICE_PATHS.get(first)
+    if path is None:
+        return None
+    return httpx.Request("GET", request.url.copy_with(path=path, params={"symbol": symbol}))
+
+
+def parse_price(body: bytes) -> Decimal | None:
+    try:
+        price = Decimal(str(json.loads(body)["price"]))
+    except (ValueError, KeyError, TypeError, InvalidOperation):
+        return None
+    return price if price.is_finite() and price > 0 else None
+
+
+ORDER_TOOLS = OrderTools(
+    add_client_order_id=add_client_order_id,
+    lookup_request=lookup_request,
+    lookup_outcome=lookup_outcome,
+    price_request=price_request,
+    parse_price=parse_price,
+)
+
+
 PROFILE = ExchangeProfile(
     name=NAME,
     env_prefix="BINANCE",
@@ -1120,4 +1205,5 @@ PROFILE = ExchangeProfile(
     permission_request=permission_request,
     parse_permission_response=parse_permissions,
     permission_note=PERMISSION_NOTE,
+    orders=ORDER_TOOLS,
 )

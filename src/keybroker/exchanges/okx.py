@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -44,7 +44,9 @@ from keybroker.exchanges.base import (
     Endpoint,
     ExchangeProfile,
     KeyPermissions,
+    LookupOutcome,
     OrderIntent,
+    OrderTools,
     classify_with,
 )
 from keybroker.model import Credential
@@ -737,6 +739,113 @@ def parse_permissions(body: bytes) -> KeyPermissions:
     )
 
 
+# -- 8. Order tools (the gateway) -------------------------------------------------------------
+# Orders and batch orders take clOrdId (1-32 letters and digits) in each JSON
+# object; GET /trade/order finds one by instId and clOrdId, 51603 "Order does
+# not exist" otherwise. Algo orders keep their own algoClOrdId: none is added.
+_CLIENT_ID_PATTERNS = frozenset({f"{_V5}/trade/order", f"{_V5}/trade/batch-orders"})
+_ORDER_NOT_FOUND = "51603"
+
+
+def _object_starts(text: str, is_list: bool) -> list[int]:
+    # Where each top-level JSON object begins ("{"), found with the decoder
+    # itself so that strings holding braces cannot mislead it.
+    decoder = json.JSONDecoder()
+    index = len(text) - len(text.lstrip())
+    if not is_list:
+        return [index]
+    starts: list[int] = []
+    index += 1
+    while True:
+        while text[index].isspace() or text[index] == ",":
+            index += 1
+        if text[index] == "]":
+            return starts
+        starts.append(index)
+        _, index = decoder.raw_decode(text, index)
+
+
+def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> httpx.Request:
+    """``request`` with ``clOrdId`` set in every order object that lacks the key.
+
+    The id is written into the body text right after each object's ``{``, so
+    every other byte (numbers as the bot spelled them included) is kept.
+    Raises InvalidInput as ``parse_order`` does for a body that is not strict JSON.
+    """
+    classified = classify(request)
+    if classified.kind != "order_place" or classified.pattern not in _CLIENT_ID_PATTERNS:
+        return request
+    raw = request.read()
+    payload = load_json(raw)
+    orders = payload if isinstance(payload, list) else [payload]
+    missing = [isinstance(order, dict) and "clOrdId" not in order for order in orders]
+    if not any(missing):
+        return request
+    text = raw.decode("utf-8")
+    pieces: list[str] = []
+    last = 0
+    for start, needs_id in zip(
+        _object_starts(text, isinstance(payload, list)), missing, strict=True
+    ):
+        if needs_id:
+            empty = text[start + 1 :].lstrip().startswith("}")
+            pieces.append(text[last : start + 1])
+            pieces.append(f'"clOrdId":"{new_id()}"' + ("" if empty else ","))
+            last = start + 1
+    pieces.append(text[last:])
+    headers = [
+        (name, value)
+        for name, value in request.headers.multi_items()
+        if name.lower() not in ("content-length", "transfer-encoding")
+    ]
+    return httpx.Request(
+        request.method, request.url, headers=headers, content="".join(pieces).encode("utf-8")
+    )
+
+
+def lookup_request(request: httpx.Request, intent: OrderIntent) -> httpx.Request | None:
+    """GET /api/v5/trade/order for the order's instId and clOrdId."""
+    if not intent.client_order_id:
+        return None
+    params = {"instId": intent.symbol, "clOrdId": intent.client_order_id}
+    return httpx.Request("GET", request.url.copy_with(path=f"{_V5}/trade/order", params=params))
+
+
+def lookup_outcome(status: int, body: bytes) -> LookupOutcome:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return "unknown"
+    if not isinstance(payload, dict):
+        return "unknown"
+    if status == 200 and payload.get("code") == "0" and payload.get("data"):
+        return "found"
+    return "absent" if payload.get("code") == _ORDER_NOT_FOUND else "unknown"
+
+
+def price_request(request: httpx.Request, symbol: str) -> httpx.Request | None:
+    """GET /api/v5/market/ticker for ``symbol`` (an instId)."""
+    params = {"instId": symbol}
+    return httpx.Request("GET", request.url.copy_with(path=f"{_V5}/market/ticker", params=params))
+
+
+def parse_price(body: bytes) -> Decimal | None:
+    try:
+        price = Decimal(str(json.loads(body)["data"][0]["last"]))
+    except (ValueError, KeyError, IndexError, TypeError, ArithmeticError):
+        return None
+    return price if price.is_finite() and price > 0 else None
+
+
+ORDER_TOOLS = OrderTools(
+    add_client_order_id=add_client_order_id,
+    lookup_request=lookup_request,
+    lookup_outcome=lookup_outcome,
+    price_request=price_request,
+    parse_price=parse_price,
+)
+
+
 PROFILE = ExchangeProfile(
     name=NAME,
     env_prefix="OKX",
@@ -750,4 +859,5 @@ PROFILE = ExchangeProfile(
     map_error_response=map_error,
     permission_request=permission_request,
     parse_permission_response=parse_permissions,
+    orders=ORDER_TOOLS,
 )
