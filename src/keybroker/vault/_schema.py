@@ -2,13 +2,17 @@
 
     >>> migrate(conn)        # inside no transaction; takes the write lock itself
     >>> schema_version(conn)
-    1
+    2
 
 ``PRAGMA user_version`` is the schema version. Migration ``n`` (1-based)
 takes a vault from version ``n - 1`` to ``n``; all pending migrations and the
 new version number are written in one ``BEGIN IMMEDIATE`` transaction, so a
-vault is always at exactly one version. Migrations are only ever appended:
-policies and bot tokens arrive with the gateway as migration 2 and later.
+vault is always at exactly one version. Migrations are only ever appended,
+never edited: a vault made by an older keybroker is upgraded in place the
+first time a newer one opens it (tests/unit/vault/test_vault_schema.py).
+
+1. header and credentials;
+2. policies, bot tokens, halts, nonce ceilings and change counters (the gateway).
 """
 
 from __future__ import annotations
@@ -61,6 +65,63 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             sealed       BLOB    NOT NULL
         )
         """,
+    ),
+    # 2: what the signing gateway needs (issue 5). Policies and tokens are
+    # authenticated under the data key (policies.py, tokens.py); halts, nonce
+    # ceilings and counters are written without the passphrase, on purpose:
+    # see halts.py and nonces.py for why that is safe.
+    (
+        # One sealed policy document per credential. Its ciphertext is bound
+        # to the vault, the credential's name and random row id, `version` and
+        # `updated_at`, so a policy never outlives or changes credential.
+        """
+        CREATE TABLE policies (
+            name        TEXT    PRIMARY KEY,
+            version     INTEGER NOT NULL,
+            updated_at  TEXT    NOT NULL,
+            sealed      BLOB    NOT NULL
+        )
+        """,
+        # Only SHA-256 of a token is stored. `mac` covers every column but
+        # `last_used_at` (a best-effort display value written without the key).
+        """
+        CREATE TABLE tokens (
+            id                     INTEGER PRIMARY KEY,
+            bot                    TEXT    NOT NULL,
+            token_hash             BLOB    NOT NULL UNIQUE,
+            credentials            TEXT    NOT NULL,
+            created_at             TEXT    NOT NULL,
+            expires_at             TEXT,
+            max_orders_per_minute  INTEGER,
+            revoked_at             TEXT,
+            last_used_at           TEXT,
+            mac                    BLOB    NOT NULL
+        )
+        """,
+        "CREATE INDEX tokens_by_bot ON tokens (bot)",
+        # name is a credential name, or "*" for every credential.
+        """
+        CREATE TABLE halts (
+            name       TEXT PRIMARY KEY,
+            halted_at  TEXT NOT NULL,
+            reason     TEXT NOT NULL
+        )
+        """,
+        # The highest nonce reserved so far per exchange key; only ever raised.
+        """
+        CREATE TABLE nonces (
+            key_id   TEXT    PRIMARY KEY,
+            ceiling  INTEGER NOT NULL
+        )
+        """,
+        # Cheap change counters a running gateway polls (tokens_version()).
+        """
+        CREATE TABLE counters (
+            name   TEXT    PRIMARY KEY,
+            value  INTEGER NOT NULL
+        )
+        """,
+        "INSERT INTO counters (name, value) VALUES ('tokens', 0)",
     ),
 )
 

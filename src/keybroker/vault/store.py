@@ -6,7 +6,8 @@
     Secret('***')
 
 Opening never creates or changes a file that is not a keybroker vault; a
-damaged file is reported and left exactly as it was. Every write is one
+damaged file is reported and left exactly as it was (a vault of an older
+schema is upgraded in place: _schema.py). Every write is one
 ``BEGIN IMMEDIATE`` transaction with ``synchronous=FULL``, so a process killed
 at any instant leaves the vault as it was before the write or after it.
 """
@@ -46,6 +47,9 @@ from keybroker.model import ENVIRONMENTS, EXCHANGES, Credential, check_choice, m
 from keybroker.secret import Secret
 from keybroker.vault import _file, _schema
 from keybroker.vault._schema import write_transaction
+from keybroker.vault.halts import HaltStore
+from keybroker.vault.nonces import NonceStore
+from keybroker.vault.policies import PolicyStore
 from keybroker.vault.records import (
     COLUMNS,
     CredentialRecord,
@@ -62,6 +66,7 @@ from keybroker.vault.records import (
     utc_from_ms,
     wrap_data_key,
 )
+from keybroker.vault.tokens import TokenStore
 
 MIN_PASSPHRASE_CHARS = 12
 HEADER_RESULT_NAME = "(header)"  # parentheses cannot occur in a credential name
@@ -99,12 +104,14 @@ class VerifyResult:
     ok: bool
 
 
-class Vault:
+class Vault(PolicyStore, TokenStore, HaltStore, NonceStore):
     """An open vault file. Locked until ``unlock``; ``list``/``record``/``info`` work locked.
 
     Build one with ``Vault.create`` or ``Vault.open``. Methods are safe to
     call from several threads (one lock around the connection); several
     processes may use the same file at once (SQLite WAL and a busy timeout).
+    Credentials live here; policies, bot tokens, halts and nonce leases in
+    the parts named in the bases (policies.py, tokens.py, halts.py, nonces.py).
     """
 
     # Seconds to wait before saying "wrong passphrase": on top of the KDF's own
@@ -131,6 +138,7 @@ class Vault:
         # name -> (the exact row that authenticated, its credential); see credential().
         self._opened: dict[str, tuple[tuple[object, ...], Credential]] = {}
         self._lock = threading.RLock()
+        self._touched: dict[str, int] = {}
 
     # -- opening and closing ---------------------------------------------------------
 
@@ -300,7 +308,8 @@ class Vault:
         The first result is ``(header)``: the header must be exactly the one
         this vault was unlocked with (a passphrase change by another process
         since then also shows as not ok: unlock again and re-run). Then one
-        result per credential, sorted by name.
+        result per credential, sorted by name; then ``policy:NAME`` per policy
+        and ``token:BOT`` per bot token (revoked ones too).
         """
         with self._lock:
             data_key = self._require_key()
@@ -320,6 +329,8 @@ class Vault:
                 results.append(VerifyResult(name, False))
             else:
                 results.append(VerifyResult(name, True))
+        results += [VerifyResult(f"policy:{n}", ok) for n, ok in self._verify_policies(data_key)]
+        results += [VerifyResult(f"token:{b}", ok) for b, ok in self._verify_tokens(data_key)]
         return results
 
     # -- writing ---------------------------------------------------------------------
@@ -410,16 +421,18 @@ class Vault:
         return record
 
     def remove(self, name: str) -> None:
-        """Delete a credential and scrub its ciphertext from the file. Raises CredentialNotFound.
+        """Delete a credential and its policy; scrub its ciphertext. Raises CredentialNotFound.
 
         Works locked: deleting needs no key, and a record that fails
-        authentication must stay removable.
+        authentication must stay removable. A halt on the name stays until
+        resumed (a kill switch is never lifted as a side effect).
         """
         with self._lock:
             with _file.sqlite_errors(), write_transaction(self._conn):
                 deleted = self._conn.execute("DELETE FROM credentials WHERE name = ?", (name,))
                 if deleted.rowcount == 0:
                     raise CredentialNotFound(f"no credential named {name!r}")
+                self._conn.execute("DELETE FROM policies WHERE name = ?", (name,))
             self._forget_opened(name)
             self._scrub()
 

@@ -110,7 +110,7 @@ def test_reopened_vault_is_locked_but_lists_without_the_passphrase(
 def test_info_needs_no_passphrase(vault: Vault, reopen: Callable[[], Vault]) -> None:
     info = reopen().info()
     assert info.vault_id == vault.info().vault_id and len(info.vault_id) == 32
-    assert info.schema_version == 1
+    assert info.schema_version == 2
     assert info.kdf == FAST_KDF
     assert (info.file_mode, info.dir_mode, info.warnings) == (0o600, 0o700, ())
 
