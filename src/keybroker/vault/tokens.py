@@ -61,6 +61,8 @@ _COLUMNS = (
     "revoked_at",
 )
 _SELECT = f"SELECT id, {', '.join(_COLUMNS)}, last_used_at, mac FROM tokens"  # noqa: S608
+# Oldest first; of two made in the same microsecond, the revoked one first.
+_ORDER = "ORDER BY bot, created_at, revoked_at IS NULL, id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,13 +262,13 @@ class TokenStore(VaultParts):
         return record
 
     def list_tokens(self) -> list[BotToken]:
-        """Every token record, revoked and expired ones too, by bot then age; works locked.
+        """Every token record, revoked and expired ones too, by bot, oldest first; works locked.
 
         Nothing is authenticated here (as with list_credentials): check_token
         and Vault.verify() do that.
         """
         with self._lock, _file.sqlite_errors():
-            rows = self._conn.execute(f"{_SELECT} ORDER BY bot, created_at, id").fetchall()
+            rows = self._conn.execute(f"{_SELECT} {_ORDER}").fetchall()
         return [_from_row(row) for row in rows]
 
     def revoke_token(self, bot: str) -> None:
@@ -339,7 +341,7 @@ class TokenStore(VaultParts):
     def _verify_tokens(self, data_key: Secret) -> list[tuple[str, bool]]:
         """(bot, authentic) for every token row, by bot then age (for Vault.verify)."""
         with self._lock, _file.sqlite_errors():
-            rows = self._conn.execute(f"{_SELECT} ORDER BY bot, created_at, id").fetchall()
+            rows = self._conn.execute(f"{_SELECT} {_ORDER}").fetchall()
         results = []
         for row in rows:
             label = row[1] if isinstance(row[1], str) else f"(row {row[0]})"
