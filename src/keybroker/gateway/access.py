@@ -1,0 +1,118 @@
+"""The gateway's view of the vault: bot tokens, credentials, policies and halts, cached where safe.
+
+    >>> access = VaultAccess(vault, clock)
+    >>> bot = access.check_token(token_text)          # BadToken -> 401
+    >>> access.refresh()                              # the poller: revocations and halts
+
+A token that checked once is remembered by its SHA-256 until the vault's
+``tokens_version`` moves (every create and revoke bumps it); the poller reads
+that counter every ``poll_interval_s``, so a revocation by ``keybroker tokens
+revoke`` in another process applies within that interval, and expiry is
+checked on every use. Halts are polled the same way for reads, and read afresh
+from the vault for every order, so ``keybroker halt`` stops the very next one.
+Credentials are fetched from the vault per request (it keeps authenticated
+rows itself and notices a rotation); policies are parsed once per document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import UTC, datetime
+
+from keybroker.clock import Clock
+from keybroker.errors import BadToken
+from keybroker.model import Credential
+from keybroker.policy import DEFAULT_POLICY, Policy
+from keybroker.vault import BotToken, Vault
+
+log = logging.getLogger("keybroker.gateway")
+
+ALL = "*"
+_MAX_CACHED_TOKENS = 10_000
+_MAX_CACHED_POLICIES = 1_000
+_TOUCH_INTERVAL_MS = 60_000
+
+
+class VaultAccess:
+    """Reads the vault for the pipeline; every method is cheap enough for the event loop."""
+
+    def __init__(self, vault: Vault, clock: Clock) -> None:
+        self.vault = vault
+        self._clock = clock
+        self._tokens: dict[bytes, BotToken] = {}
+        self._tokens_version = vault.tokens_version()
+        self._halted: dict[str, datetime] = vault.halted()
+        self._policies: dict[bytes, Policy] = {}
+        self._touched: dict[str, int] = {}
+
+    # -- tokens ----------------------------------------------------------------------
+
+    def check_token(self, token: str) -> BotToken:
+        """The active token's record; BadToken when missing, unknown, expired or revoked."""
+        if not token:
+            raise BadToken("no bot token was given")
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        record = self._tokens.get(digest)
+        if record is None:
+            record = self.vault.check_token(token)
+            if len(self._tokens) >= _MAX_CACHED_TOKENS:
+                self._tokens.clear()
+            self._tokens[digest] = record
+        state = record.state(self._now())
+        if state != "active":
+            self._tokens.pop(digest, None)
+            raise BadToken(f"the token of bot {record.bot!r} is {state}")
+        return record
+
+    def due_for_touch(self, bot: str) -> bool:
+        """Whether ``last_used_at`` of ``bot`` should be written now (at most once a minute)."""
+        now = self._clock.now_ms()
+        if now - self._touched.get(bot, -_TOUCH_INTERVAL_MS) < _TOUCH_INTERVAL_MS:
+            return False
+        self._touched[bot] = now
+        return True
+
+    # -- credentials and policies ----------------------------------------------------
+
+    def credential(self, name: str) -> Credential:
+        """The decrypted credential; CredentialNotFound, RecordTampered, VaultLocked."""
+        return self.vault.credential(name)
+
+    def policy(self, name: str) -> Policy:
+        """The credential's policy, or the default (read-only, no symbols) when it has none."""
+        document = self.vault.policy_document(name)
+        if document is None:
+            return DEFAULT_POLICY
+        policy = self._policies.get(document)
+        if policy is None:
+            policy = Policy.from_json(document)
+            if len(self._policies) >= _MAX_CACHED_POLICIES:
+                self._policies.clear()
+            self._policies[document] = policy
+        return policy
+
+    # -- halts -----------------------------------------------------------------------
+
+    def is_halted(self, name: str, *, fresh: bool = False) -> bool:
+        """Whether ``name`` (or every credential) is halted; ``fresh`` reads the vault now."""
+        if fresh:
+            self._halted = self.vault.halted()
+        return name in self._halted or ALL in self._halted
+
+    @property
+    def halted(self) -> dict[str, datetime]:
+        return dict(self._halted)
+
+    # -- polling ---------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Forget cached tokens if any was created or revoked; reread the halts."""
+        version = self.vault.tokens_version()
+        if version != self._tokens_version:
+            self._tokens.clear()
+            self._tokens_version = version
+        self._halted = self.vault.halted()
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.now_ms() / 1000, tz=UTC)

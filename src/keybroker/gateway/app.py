@@ -1,0 +1,197 @@
+"""The composition root: ``create_app`` wires the gateway's parts into one Starlette app.
+
+    >>> vault = Vault.open(settings.vault_path); vault.unlock(passphrase)
+    >>> app = create_app(vault, GatewayConfig(audit_path=settings.audit_path))
+    >>> base_url, stop = serve_in_thread(app)            # keybroker.gateway.server
+
+The lifespan builds what lives as long as the server: the gateway's view of
+the vault, the limiter, the audit log and ONE ``httpx.AsyncClient`` (a
+keep-alive pool, TLS verification on, no redirects followed: a redirect
+would carry a signed request somewhere the policy never judged). A
+background task polls the vault for token revocations and halts.
+
+Routes: ``/_/health``, ``/_/status``, ``/_/metrics``, and everything else as
+``/{credential}/{exchange path}`` through ``pipeline.handle``. The
+middleware around them, outermost first: Host check, browser origin check,
+bot token (``auth.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from keybroker.audit import AuditLog, AuditRow
+from keybroker.audit.alerts import Alerter
+from keybroker.clock import Clock, SystemClock
+from keybroker.errors import KeybrokerError
+from keybroker.gateway import status
+from keybroker.gateway.access import VaultAccess
+from keybroker.gateway.auth import BOT_SCOPE_KEY, HostCheck, OriginCheck, TokenAuth, credential_of
+from keybroker.gateway.config import GatewayConfig
+from keybroker.gateway.hardening import Step
+from keybroker.gateway.nonces import NonceLease
+from keybroker.gateway.pipeline import Incoming, handle, refuse
+from keybroker.gateway.responses import BodyTooLarge, error_response, refusal
+from keybroker.gateway.state import Gateway
+from keybroker.gateway.upstream import Upstream
+from keybroker.ratelimit import Limiter, MemoryLimiter
+from keybroker.vault import BotToken, Vault
+
+log = logging.getLogger("keybroker.gateway")
+
+METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]
+
+
+def create_app(
+    vault: Vault,
+    config: GatewayConfig,
+    *,
+    limiter: Limiter | None = None,
+    clock: Clock | None = None,
+    hardening: Sequence[Step] = (),
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    """The gateway as an ASGI app, for uvicorn; ``vault`` must be open and unlocked.
+
+    ``limiter`` defaults to an in-memory one; ``hardening`` is what
+    ``hardening.harden()`` reported at start (shown in ``/_/status``);
+    ``transport`` replaces httpx's network transport (tests only).
+    Raises InvalidInput for an unusable alert webhook or command.
+    """
+    clock = clock or SystemClock()
+    alerter = Alerter(config.alert_webhook, config.alert_command, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Gateway]]:
+        audit = AuditLog.open(config.audit_path, clock=clock)
+        client = httpx.AsyncClient(
+            transport=transport,
+            timeout=config.upstream_timeout_s,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+            follow_redirects=False,
+        )
+        gateway = Gateway(
+            config=config,
+            access=VaultAccess(vault, clock),
+            audit=audit,
+            limiter=limiter or MemoryLimiter(clock=clock),
+            upstream=Upstream(
+                client,
+                timeout_s=config.upstream_timeout_s,
+                retries=config.read_retries,
+                backoff_s=config.retry_backoff_s,
+            ),
+            nonces=NonceLease(vault),
+            alerter=alerter,
+            clock=clock,
+            hardening=tuple(hardening),
+            started_ms=clock.now_ms(),
+        )
+        await audit.append(AuditRow("event", detail=_started(gateway)))
+        poller = asyncio.create_task(_poll(gateway), name="keybroker-vault-poller")
+        try:
+            yield {"gateway": gateway}
+        finally:
+            poller.cancel()
+            try:
+                await audit.append(AuditRow("event", detail="gateway stopped"))
+            finally:
+                await client.aclose()
+                audit.close()
+                alerter.close()
+
+    app = Starlette(
+        routes=[
+            Route("/_/health", status.health, methods=["GET"]),
+            Route("/_/status", status.status, methods=["GET"]),
+            Route("/_/metrics", status.metrics, methods=["GET"]),
+            Route("/_/{rest:path}", _unknown_own_endpoint, methods=METHODS),
+            Route("/{path:path}", proxy, methods=METHODS),
+        ],
+        middleware=[
+            Middleware(HostCheck, host_names=config.host_names),
+            Middleware(OriginCheck, origins=config.cors_origins),
+            Middleware(TokenAuth),
+        ],
+        lifespan=lifespan,
+    )
+    return app
+
+
+def _started(gateway: Gateway) -> str:
+    held = ", ".join(step.line() for step in gateway.hardening) or "hardening not run"
+    return f"gateway started; {held}"
+
+
+async def _poll(gateway: Gateway) -> None:
+    """Every poll interval: token revocations and halts from the vault (other processes write)."""
+    while True:
+        await asyncio.sleep(gateway.config.poll_interval_s)
+        try:
+            gateway.access.refresh()
+        except Exception as exc:  # keep polling; a busy vault is read next time
+            log.warning(
+                "could not read the vault for revocations and halts: %s", type(exc).__name__
+            )
+
+
+async def _unknown_own_endpoint(request: Request) -> Response:
+    return refusal(
+        404, "not_found", "the gateway's own endpoints are /_/health, /_/status, /_/metrics"
+    )
+
+
+async def proxy(request: Request) -> Response:
+    """``/{credential}/{exchange path}``: read the request, then the pipeline's steps 2-9."""
+    gateway: Gateway = request.state.gateway
+    bot: BotToken = request.scope[BOT_SCOPE_KEY]
+    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode("utf-8")
+    segment, _, rest = raw_path.lstrip(b"/").partition(b"/")
+    if not segment:
+        return refusal(404, "not_found", "use /{credential}/{exchange path}")
+    incoming = Incoming(
+        method=request.method,
+        credential=credential_of(segment),
+        raw_path=b"/" + rest,
+        query=request.scope.get("query_string", b""),
+        headers=list(request.headers.items()),
+        body=b"",
+        bot=bot,
+    )
+    try:
+        try:
+            body = await _read_body(request, gateway.config.max_body_bytes)
+        except BodyTooLarge as error:  # audited like every refusal; never read further
+            return await refuse(gateway, incoming, None, error)
+        return await handle(gateway, dataclasses.replace(incoming, body=body))
+    except KeybrokerError as error:
+        return error_response(error)
+    except Exception as exc:
+        # Not ours: a bug. Its message may quote a request, so only its type is logged.
+        log.error("request failed: %s", type(exc).__name__)
+        return error_response(exc)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,61 @@
+"""Identical concurrent public GETs become one upstream request whose answer all of them get.
+
+    >>> dedup = Dedup(clock)
+    >>> answer = await dedup.run(("testnet", "https://…/api/v3/ticker/price?symbol=BTCUSDT"), fetch)
+
+Forty-five bots polling one ticker would otherwise spend the shared weight
+budget forty-five times over (seed 001). The first request starts the fetch
+as a task of its own, so a bot that disconnects does not cancel it for the
+others; later identical requests wait for that task. With ``keep_ms`` above
+zero a finished answer is also given to identical requests for that long.
+Only public market data comes here: nothing signed for one bot is ever
+shared with another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+from keybroker.clock import Clock
+
+T = TypeVar("T")
+
+
+class Dedup(Generic[T]):
+    """In-flight (and, with ``keep_ms``, just-finished) fetches by key."""
+
+    def __init__(self, clock: Clock, keep_ms: int = 0) -> None:
+        self._clock = clock
+        self._keep_ms = keep_ms
+        self._inflight: dict[Hashable, asyncio.Task[T]] = {}
+        self._recent: dict[Hashable, tuple[int, T]] = {}
+        self.shared = 0
+        """Requests answered from another request's fetch (a metric)."""
+
+    async def run(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
+        """``fetch()``'s result, from a fetch already running for ``key`` if there is one."""
+        if self._keep_ms:
+            recent = self._recent.get(key)
+            if recent is not None and self._clock.now_ms() - recent[0] < self._keep_ms:
+                self.shared += 1
+                return recent[1]
+        task = self._inflight.get(key)
+        if task is not None:
+            self.shared += 1
+        else:
+            task = asyncio.ensure_future(fetch())
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._finished(key, done))
+        return await asyncio.shield(task)
+
+    def _finished(self, key: Hashable, task: asyncio.Task[T]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if task.cancelled() or task.exception() is not None:
+            return  # exception() marks it retrieved: no "never retrieved" warning
+        if self._keep_ms:
+            if len(self._recent) > 10_000:
+                self._recent.clear()
+            self._recent[key] = (self._clock.now_ms(), task.result())

@@ -1,0 +1,548 @@
+"""The request's way through the gateway, steps 2-9 of ARCHITECTURE.md, in order.
+
+    >>> response = await handle(gateway, Incoming("POST", "binance-main", b"/api/v3/order",
+    ...                                           b"", headers, body, bot))
+
+Step 1 (the bot token) is ``auth.py``'s, before this runs. ``handle`` reads as
+the list of steps; each helper below it does one. What leaves the machine is
+decided here: a request is sent only after the policy allowed it, the limiter
+gave it budget and its intent row is durable in the audit log. A withdrawal,
+a key-management call or an unknown private endpoint never gets that far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from urllib.parse import unquote
+
+import httpx
+from starlette.responses import Response
+
+from keybroker.audit import AuditRow
+from keybroker.errors import (
+    AuthenticationFailed,
+    InvalidInput,
+    IPBanned,
+    KeybrokerError,
+    OrderRejected,
+    RateLimited,
+    RateLimitedUpstream,
+    UpstreamError,
+)
+from keybroker.exchanges import ExchangeProfile, get_profile
+from keybroker.exchanges.base import ClassifiedRequest, OrderIntent
+from keybroker.gateway.nonces import key_id
+from keybroker.gateway.responses import denial, error_response, refusal
+from keybroker.gateway.state import Gateway
+from keybroker.gateway.upstream import Failure, Received, forwardable_request_headers
+from keybroker.model import Credential
+from keybroker.policy import Policy, PolicyContext, evaluate
+from keybroker.ratelimit import Charge, charges_for, host_prefix, request_prefix
+from keybroker.vault import BotToken
+
+log = logging.getLogger("keybroker.gateway")
+
+READ_KINDS = frozenset({"public", "account_read", "order_read"})
+ORDER_KINDS = frozenset({"order_place", "order_cancel"})
+RECOVERED_HEADER = "x-keybroker-order-lookup"
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A bot's request after authentication: ``raw_path`` is the exchange path exactly as sent."""
+
+    method: str
+    credential: str
+    raw_path: bytes
+    query: bytes
+    headers: list[tuple[str, str]]
+    body: bytes
+    bot: BotToken
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One request on its way: everything the steps after classification need."""
+
+    incoming: Incoming
+    credential: Credential
+    profile: ExchangeProfile
+    request: httpx.Request
+    classified: ClassifiedRequest
+    intents: tuple[OrderIntent, ...]
+
+
+async def handle(gateway: Gateway, incoming: Incoming) -> Response:
+    """Steps 2-9 for one request; every refusal is audited, nothing refused leaves the machine."""
+    try:
+        credential = gateway.access.credential(incoming.credential)  # 2. resolve credential
+        profile = get_profile(credential.exchange)
+        request = outgoing_request(profile, credential, incoming)
+        classified = profile.classify(request)  # 3. classify
+        request, intents = read_orders(profile, request, classified)
+    except KeybrokerError as error:
+        return await refuse(gateway, incoming, None, error)
+    job = Job(incoming, credential, profile, request, classified, intents)
+    policy = gateway.access.policy(credential.name)
+    decision = evaluate(policy, classified, intents, await facts(gateway, job, policy))  # 4.
+    if not decision.allowed:
+        return await deny(gateway, job, decision.rule, decision.detail)
+    count_orders(gateway, job)
+    if classified.kind == "public" and request.method == "GET":
+        outcome = await gateway.dedup.run(dedup_key(job), lambda: send(gateway, job))
+    else:
+        outcome = await send(gateway, job)  # 5.-9. limit, audit, sign, forward, audit
+    return answer(gateway, job, outcome)
+
+
+async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
+    """Steps 5-9: budget, durable intent row, signature, the exchange, result row."""
+    try:
+        await take_budget(gateway, job, job.request)  # 5. rate limit (or 429 here)
+    except RateLimited as error:
+        return await deny(gateway, job, "rate_limited", str(error), error=error)
+    intent_id = await gateway.audit.append(row(job, "intent", decision="allow"))  # 6. audit
+    try:
+        outcome = await gateway.upstream.send(  # 7.-8. sign (per attempt) and forward
+            lambda: sign(gateway, job, job.request), retry=job.classified.kind in READ_KINDS
+        )
+    except KeybrokerError as error:  # the signer or the nonce lease refused: nothing left
+        await gateway.audit.append(row(job, "result", intent_id=intent_id, detail=str(error)))
+        return error_response(error)
+    note = None
+    if job.classified.kind == "order_place" and is_ambiguous(outcome):
+        outcome, note = await look_up(gateway, job, outcome)
+    await record_result(gateway, job, intent_id, outcome, note)  # 9. result, map errors
+    return outcome
+
+
+# -- step 2 and 3: the outgoing request, classified --------------------------------------
+
+
+def outgoing_request(
+    profile: ExchangeProfile, credential: Credential, incoming: Incoming
+) -> httpx.Request:
+    """The unsigned request for the exchange: its base URL, the bot's path, query and body.
+
+    The path and query bytes go on exactly as the bot sent them; classification
+    runs on this very request, so what is judged is what is sent.
+    """
+    path = incoming.raw_path.decode("ascii", "surrogateescape")
+    base = credential.base_url or profile.base_url(
+        unquote(path.split("?", 1)[0]), credential.environment
+    )
+    target = base.rstrip("/") + path
+    if incoming.query:
+        target += "?" + incoming.query.decode("ascii", "surrogateescape")
+    try:
+        url = httpx.URL(target)
+    except (httpx.InvalidURL, UnicodeError):
+        raise InvalidInput("the request's path or query is not a valid URL") from None
+    headers = forwardable_request_headers(incoming.headers)
+    return httpx.Request(incoming.method, url, headers=headers, content=incoming.body)
+
+
+def read_orders(
+    profile: ExchangeProfile, request: httpx.Request, classified: ClassifiedRequest
+) -> tuple[httpx.Request, tuple[OrderIntent, ...]]:
+    """The order intents, after a client order id was added to every new order without one."""
+    if classified.kind not in ORDER_KINDS:
+        return request, ()
+    intents = profile.parse_order(request)  # InvalidInput: refused, never guessed at
+    tools = profile.orders
+    missing_id = any(intent.client_order_id is None for intent in intents)
+    if classified.kind == "order_place" and tools is not None and missing_id:
+        request = tools.add_client_order_id(request, new_client_order_id)
+        intents = profile.parse_order(request)
+    return request, tuple(intents)
+
+
+def new_client_order_id() -> str:
+    """32 letters and digits, ``kb`` first: valid at every exchange keybroker speaks."""
+    return "kb" + secrets.token_hex(15)
+
+
+# -- step 4: the facts a policy needs --------------------------------------------------------
+
+
+async def facts(gateway: Gateway, job: Job, policy: Policy) -> PolicyContext:
+    """What the gateway knows now: halts (read afresh for orders), counts, last prices."""
+    name, kind = job.credential.name, job.classified.kind
+    prices: dict[str, Decimal] = {}
+    if kind == "order_place" and job.intents and needs_prices(policy):
+        prices = await last_prices(gateway, job)
+    return PolicyContext(
+        environment=job.credential.environment,
+        halted=gateway.access.is_halted(name, fresh=kind == "order_place"),
+        last_price=prices.get,
+        orders_last_minute=gateway.activity.orders_last_minute(name),
+        token_orders_last_minute=gateway.activity.bot_orders_last_minute(job.incoming.bot.bot),
+        token_max_orders_per_minute=job.incoming.bot.max_orders_per_minute,
+        open_orders=None,
+        daily_notional_used=gateway.activity.daily_notional(name),
+    )
+
+
+def needs_prices(policy: Policy) -> bool:
+    return any(
+        value is not None
+        for value in (
+            policy.max_notional,
+            policy.price_collar_pct,
+            policy.daily_notional,
+            policy.max_position_notional,
+        )
+    )
+
+
+async def last_prices(gateway: Gateway, job: Job) -> dict[str, Decimal]:
+    """Last prices of the order's symbols from the exchange's public ticker (cached briefly)."""
+    tools = job.profile.orders
+    prices: dict[str, Decimal] = {}
+    if tools is None:
+        return prices
+    now = gateway.clock.now_ms()
+    for symbol in {intent.symbol for intent in job.intents}:
+        ticker = tools.price_request(job.request, symbol)
+        if ticker is None:
+            continue
+        key = (job.credential.environment, str(ticker.url))
+        cached = gateway.prices.get(key)
+        if cached is not None and now - cached[0] <= gateway.config.price_max_age_ms:
+            prices[symbol] = cached[1]
+            continue
+        try:
+            await take_budget(gateway, job, ticker, fairness_key="keybroker")
+        except RateLimited:
+            continue  # unknown price: rules that need one deny the order
+        outcome = await gateway.dedup.run(
+            ("price", *key), functools.partial(gateway.upstream.send_once, ticker)
+        )
+        if isinstance(outcome, Received) and outcome.status == 200:
+            price = tools.parse_price(outcome.content())
+            if price is not None:
+                gateway.prices[key] = (now, price)
+                prices[symbol] = price
+    return prices
+
+
+def count_orders(gateway: Gateway, job: Job) -> None:
+    """Count allowed orders at once, so that requests arriving together share one limit."""
+    if job.classified.kind != "order_place" or not job.intents:
+        return
+    notional = Decimal(0)
+    for intent in job.intents:
+        price = intent.price
+        if intent.quote_quantity is not None:
+            notional += intent.quote_quantity
+        elif intent.quantity is not None and price is not None:
+            notional += intent.quantity * price
+    gateway.activity.record(
+        job.credential.name, job.incoming.bot.bot, orders=len(job.intents), notional=notional
+    )
+
+
+async def deny(
+    gateway: Gateway, job: Job, rule: str, detail: str, *, error: RateLimited | None = None
+) -> Response:
+    """Audit a refusal (durably), alert, and answer it; the request never left the machine."""
+    await gateway.audit.append(row(job, "denied", decision="deny", rule=rule, detail=detail))
+    gateway.metrics.count("keybroker_denials_total", credential=job.credential.name, rule=rule)
+    count(gateway, job, "rate_limited" if error else "denied")
+    alert = "RateLimited" if error else "PolicyDenied"
+    gateway.alert(alert, bot=job.incoming.bot.bot, credential=job.credential.name, rule=rule)
+    if error is not None:
+        return error_response(error)
+    return denial(rule, detail)
+
+
+async def refuse(
+    gateway: Gateway, incoming: Incoming, credential: Credential | None, error: KeybrokerError
+) -> Response:
+    """Audit and answer a request that failed before it could be classified."""
+    code = error_response(error).headers.get("x-keybroker-error", "error")
+    await gateway.audit.append(
+        AuditRow(
+            "denied",
+            bot=incoming.bot.bot,
+            credential=incoming.credential,
+            exchange=credential.exchange if credential else None,
+            method=incoming.method,
+            path=incoming.raw_path.decode("ascii", "replace"),
+            decision="deny",
+            rule=code,
+            detail=str(error),
+        )
+    )
+    gateway.metrics.count(
+        "keybroker_requests_total", credential=incoming.credential, kind="unknown", outcome=code
+    )
+    return error_response(error)
+
+
+# -- step 5: the rate limit -------------------------------------------------------------------
+
+
+def host_of(url: httpx.URL) -> str:
+    """``host[:port]``: what the limiter's budgets and the 418 breaker are kept per."""
+    return url.netloc.decode("ascii")
+
+
+def charges(job: Job, request: httpx.Request, classified: ClassifiedRequest) -> list[Charge]:
+    return charges_for(
+        job.profile,
+        classified,
+        host=host_of(request.url),
+        account=job.credential.name,
+        environment=job.credential.environment,
+        intents=job.intents if request is job.request else (),
+    )
+
+
+async def take_budget(
+    gateway: Gateway, job: Job, request: httpx.Request, *, fairness_key: str | None = None
+) -> None:
+    """Wait for budget (fair across bots) or raise RateLimited; a banned host is not tried."""
+    host = host_of(request.url)
+    until = gateway.limiter.breaker_until(host)
+    now = gateway.clock.now_ms()
+    if until is not None and until > now:
+        raise RateLimited(
+            f"the exchange banned this IP on {host}; waiting out the ban",
+            retry_after=(until - now) / 1000,
+        )
+    classified = job.classified if request is job.request else job.profile.classify(request)
+    await gateway.limiter.acquire(
+        charges(job, request, classified),
+        fairness_key=fairness_key or job.incoming.bot.bot,
+        deadline_s=gateway.config.rate_limit_deadline_s,
+    )
+
+
+def learn_limits(
+    gateway: Gateway, job: Job, received: Received, error: UpstreamError | None
+) -> None:
+    """Correct the budgets from usage headers; pause the host on 429, open its breaker on 418."""
+    host = host_of(job.request.url)
+    if job.profile.read_usage is not None:
+        usage = job.profile.read_usage(received.header_map())
+        if usage:
+            spent = charges(job, job.request, job.classified)
+            gateway.limiter.observe(request_prefix(spent), usage)
+    retry = error.retry_after if isinstance(error, RateLimitedUpstream) else None
+    if isinstance(error, IPBanned) or received.status == 418:
+        until = error.ban_until_ms if isinstance(error, IPBanned) else None
+        if until is None:
+            until = gateway.clock.now_ms() + int(1000 * (retry or 60))
+        gateway.limiter.open_breaker(host, until)
+    elif received.status == 429:
+        prefix = host_prefix(job.profile.name, job.credential.environment, host)
+        gateway.limiter.pause(prefix, retry if retry is not None else 1.0)
+
+
+# -- step 6 and 9: audit rows ---------------------------------------------------------------
+
+
+def order_fields(intents: Sequence[OrderIntent]) -> dict[str, str] | None:
+    """Order fields as text for the audit row (one order's fields, or the batch size)."""
+    if not intents:
+        return None
+    fields = {
+        name: str(value)
+        for name in ("symbol", "side", "type", "quantity", "price", "quote_quantity", "leverage")
+        if (value := getattr(intents[0], name)) is not None
+    }
+    if len(intents) > 1:
+        fields["batch_size"] = str(len(intents))
+    return fields
+
+
+def row(job: Job, kind: str, **values: object) -> AuditRow:
+    ids = [intent.client_order_id for intent in job.intents if intent.client_order_id]
+    return AuditRow(
+        kind,
+        bot=job.incoming.bot.bot,
+        credential=job.credential.name,
+        exchange=job.credential.exchange,
+        environment=job.credential.environment,
+        method=job.request.method,
+        path=job.request.url.raw_path.split(b"?", 1)[0].decode("ascii", "replace"),
+        request_kind=job.classified.kind,
+        order=order_fields(job.intents),
+        client_order_id=",".join(ids) if ids else None,
+        **values,  # type: ignore[arg-type]
+    )
+
+
+async def record_result(
+    gateway: Gateway,
+    job: Job,
+    intent_id: int,
+    outcome: Received | Failure,
+    note: str | None,
+) -> None:
+    """The result row, metrics, limiter corrections and alerts for one exchange answer."""
+    exchange = job.credential.exchange
+    if isinstance(outcome, Failure):
+        gateway.metrics.count("keybroker_upstream_failures_total", exchange=exchange)
+        detail = outcome.reason + (f"; {note}" if note else "")
+        await gateway.audit.append(
+            row(job, "result", intent_id=intent_id, detail=detail, latency_ms=outcome.elapsed_ms)
+        )
+        return
+    error = job.profile.map_error(outcome.status, outcome.content(), outcome.header_map())
+    learn_limits(gateway, job, outcome, error)
+    code = _venue_code(error)
+    gateway.metrics.count(
+        "keybroker_upstream_requests_total", exchange=exchange, status=str(outcome.status)
+    )
+    gateway.metrics.observe(
+        "keybroker_upstream_seconds", outcome.elapsed_ms / 1000, exchange=exchange
+    )
+    await gateway.audit.append(
+        row(
+            job,
+            "result",
+            intent_id=intent_id,
+            status=outcome.status,
+            venue_code=code,
+            latency_ms=outcome.elapsed_ms,
+            detail=note or (type(error).__name__ if error is not None else None),
+        )
+    )
+    alert = None
+    if isinstance(error, IPBanned):
+        alert = "IPBanned"
+    elif outcome.status == 429:
+        alert = "RateLimited"
+    elif isinstance(error, AuthenticationFailed):
+        alert = "AuthenticationFailed"
+    elif isinstance(error, OrderRejected):
+        alert = "OrderRejected"
+    if alert is not None:
+        gateway.alert(
+            alert,
+            bot=job.incoming.bot.bot,
+            credential=job.credential.name,
+            status=str(outcome.status),
+            venue_code=code,
+        )
+
+
+def _venue_code(error: UpstreamError | None) -> str | None:
+    return None if error is None or error.code is None else str(error.code)
+
+
+# -- step 7: signing ------------------------------------------------------------------------
+
+
+async def sign(gateway: Gateway, job: Job, request: httpx.Request) -> httpx.Request:
+    """The request signed with the credential: the one place the secret is used."""
+    now = gateway.clock.now_ms()
+    nonce = None
+    if job.profile.uses_nonce:
+        nonce = await gateway.nonces.next(key_id(job.credential), now)
+    return job.profile.sign(request, job.credential, now_ms=now, nonce=nonce)
+
+
+# -- step 8: after an ambiguous failure ---------------------------------------------------------
+
+
+def is_ambiguous(outcome: Received | Failure) -> bool:
+    """No answer after the order may have arrived, or a 5xx: the order may or may not exist."""
+    if isinstance(outcome, Failure):
+        return outcome.may_have_arrived
+    return outcome.status >= 500
+
+
+async def look_up(
+    gateway: Gateway, job: Job, outcome: Received | Failure
+) -> tuple[Received | Failure, str]:
+    """Ask the exchange for the order by its client order id; never send the order again.
+
+    Found: the exchange's answer to the lookup replaces the failure (header
+    ``X-Keybroker-Order-Lookup: found``). Absent after every attempt, or no
+    answer: the original outcome stays, and the note says what was learned.
+    """
+    tools = job.profile.orders
+    gateway.metrics.count("keybroker_order_lookups_total", exchange=job.credential.exchange)
+    if tools is None or len(job.intents) != 1 or job.intents[0].client_order_id is None:
+        return outcome, "order lookup: not possible for this request"
+    query = tools.lookup_request(job.request, job.intents[0])
+    if query is None:
+        return outcome, "order lookup: not possible for this request"
+    verdict = "unknown"
+    for attempt in range(gateway.config.lookup_attempts):
+        if attempt:
+            await asyncio.sleep(gateway.config.lookup_pause_s)
+        try:
+            await take_budget(gateway, job, query)
+        except RateLimited:
+            continue
+        found = await gateway.upstream.send_once(await sign(gateway, job, query))
+        if isinstance(found, Received):
+            verdict = tools.lookup_outcome(found.status, found.content())
+            if verdict == "found":
+                headers = (*found.headers, (RECOVERED_HEADER, "found"))
+                return Received(found.status, headers, found.raw, found.elapsed_ms), (
+                    "order lookup: found"
+                )
+    return outcome, f"order lookup: {verdict}"
+
+
+# -- the answer ---------------------------------------------------------------------------------
+
+
+def answer(gateway: Gateway, job: Job, outcome: Received | Failure | Response) -> Response:
+    """The exchange's status, headers and body unchanged; or the gateway's own JSON."""
+    if isinstance(outcome, Response):
+        return outcome
+    if isinstance(outcome, Received):
+        count(gateway, job, "forwarded")
+        return Response(outcome.raw, outcome.status, headers=dict_headers(outcome.headers))
+    count(gateway, job, "no_answer")
+    client_ids = [intent.client_order_id for intent in job.intents if intent.client_order_id]
+    if job.classified.kind == "order_place" and outcome.may_have_arrived:
+        return refusal(
+            504,
+            "order_outcome_unknown",
+            f"{outcome.reason}; the order was not found by its client order id (yet). "
+            "It may still arrive: look it up by that id before placing it again",
+            client_order_ids=client_ids,
+        )
+    status = 504 if outcome.may_have_arrived else 502
+    return refusal(status, "upstream_unreachable", outcome.reason)
+
+
+def dict_headers(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
+    # Starlette takes a mapping; repeated headers (Set-Cookie) are joined as RFC 9110 allows
+    # for list-valued fields. Exchanges send none that must stay separate.
+    merged: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        merged[key] = f"{merged[key]}, {value}" if key in merged else value
+    return merged
+
+
+def count(gateway: Gateway, job: Job, outcome: str) -> None:
+    gateway.metrics.count(
+        "keybroker_requests_total",
+        credential=job.credential.name,
+        kind=job.classified.kind,
+        outcome=outcome,
+    )
+
+
+def dedup_key(job: Job) -> tuple[str, ...]:
+    """Same environment, same URL, same encoding asked for: the same answer."""
+    return (
+        job.credential.environment,
+        str(job.request.url),
+        job.request.headers.get("accept-encoding", ""),
+    )
