@@ -15,6 +15,7 @@ catalogue matcher and the nonce source.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -134,6 +135,116 @@ class OrderTools:
     lookup_outcome: Callable[[int, bytes], LookupOutcome]
     price_request: Callable[[httpx.Request, str], httpx.Request | None]
     parse_price: Callable[[bytes], Decimal | None]
+
+
+RateCount = Literal["weight", "orders", "requests"]
+RateScope = Literal["ip", "account", "endpoint"]
+# Kinds that act on an account, for limits that count only private calls.
+PRIVATE_KINDS: tuple[RequestKind, ...] = (
+    "account_read",
+    "order_read",
+    "order_place",
+    "order_cancel",
+    "transfer",
+    "withdraw",
+    "key_management",
+    "unknown_private",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """One budget an exchange enforces: at most ``capacity`` per ``per_seconds``.
+
+    ``counts`` says what a request spends: its endpoint's ``weight``, its
+    ``orders`` (``order_count``, or one per order of a batch) or 1 per
+    ``requests``. ``scope`` says whose budget it is: the source IP's (shared by
+    every credential behind it), the ``account``'s, or each ``endpoint``'s on
+    its own (per account for private calls, per IP for public ones).
+
+    ``decaying`` budgets are a counter that drains continuously (Kraken: up by
+    each call, down by ``capacity / per_seconds`` a second); the others are
+    windows in which at most ``capacity`` may be spent. ``fixed_window`` windows
+    start on multiples of ``per_seconds`` since the epoch (Binance's minute),
+    so a usage header counts from that start.
+
+    The remaining fields narrow what a limit applies to, each empty for "all":
+    ``paths`` (normalised path prefixes: Binance's /api, /sapi and /fapi
+    families each have their own), ``kinds``, ``endpoints`` and
+    ``except_endpoints`` (endpoint ids, ``"METHOD pattern"`` as the catalogue
+    spells the pattern). ``endpoint_capacities`` gives a ``scope="endpoint"``
+    limit a capacity per endpoint id where it differs from ``capacity``.
+    ``per_symbol`` budgets are counted per symbol when the request's order
+    symbols are known (OKX's per-instrument order limits, Kraken's per-pair
+    trading counter), else for the whole account.
+    """
+
+    name: str
+    capacity: float
+    per_seconds: float
+    counts: RateCount
+    scope: RateScope
+    decaying: bool = False
+    paths: tuple[str, ...] = ()
+    kinds: tuple[RequestKind, ...] = ()
+    endpoints: tuple[str, ...] = ()
+    except_endpoints: tuple[str, ...] = ()
+    endpoint_capacities: tuple[tuple[str, float], ...] = ()
+    per_symbol: bool = False
+    fixed_window: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name or ":" in self.name or any(ch.isspace() for ch in self.name):
+            raise InvalidInput(f"rate limit name {self.name!r} must be one word without ':'")
+        if not (self.capacity > 0 and self.per_seconds > 0):
+            raise InvalidInput(f"rate limit {self.name} needs a positive capacity and window")
+        # Prefixes are compared with normalised (lower-case) paths.
+        object.__setattr__(self, "paths", tuple(p.lower() for p in self.paths))
+
+    def covers(self, classified: ClassifiedRequest) -> bool:
+        """Whether a request of this kind, path and endpoint spends from this budget."""
+        if self.kinds and classified.kind not in self.kinds:
+            return False
+        if self.paths and not classified.path.startswith(self.paths):
+            return False
+        if self.endpoints or self.except_endpoints:
+            endpoint = endpoint_id(classified)
+            if self.endpoints and endpoint not in self.endpoints:
+                return False
+            if endpoint in self.except_endpoints:
+                return False
+        return True
+
+
+def endpoint_id(classified: ClassifiedRequest) -> str:
+    """``"METHOD pattern"``: the catalogue's spelling, or the normalised path when uncatalogued."""
+    return f"{classified.method} {classified.pattern or classified.path}"
+
+
+UsageReader = Callable[[Mapping[str, str]], dict[str, float]]
+
+
+def read_usage_headers(
+    headers: Mapping[str, str], names: Mapping[str, str]
+) -> dict[str, float]:
+    """{limit name: used} from the headers named in ``names`` (lower-case header -> limit name).
+
+    Header names are matched without regard to case (a plain dict may come
+    in, not only httpx.Headers); a value that is not a finite number is
+    skipped, never trusted. Where two headers feed one limit, the larger wins.
+    """
+    usage: dict[str, float] = {}
+    for header, value in headers.items():
+        name = names.get(header.lower())
+        if name is None:
+            continue
+        try:
+            used = float(value)
+        except ValueError:
+            continue
+        if math.isfinite(used) and used >= 0:
+            usage[name] = max(used, usage.get(name, 0.0))
+    return usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +458,10 @@ class ExchangeProfile:
     """The exchange no longer operates (Bittrex): signer and catalogue only."""
     orders: OrderTools | None = None
     """Client order ids, order lookups and last prices for the gateway; None where not written."""
+    rate_limits: tuple[RateLimit, ...] = ()
+    """The budgets the exchange enforces (ratelimit.charges_for reads them)."""
+    read_usage: UsageReader | None = None
+    """Response headers -> {rate-limit name: used}, where the exchange reports its count."""
     clock: Clock = field(default_factory=SystemClock)
     nonces: NonceSource = field(default_factory=MonotonicNonces)
 

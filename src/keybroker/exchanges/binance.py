@@ -66,9 +66,11 @@ from keybroker.exchanges.base import (
     LookupOutcome,
     OrderIntent,
     OrderTools,
+    RateLimit,
     RequestKind,
     classify_either_method,
     normalize_path,
+    read_usage_headers,
 )
 from keybroker.model import Credential
 from keybroker.secret import Secret
@@ -731,6 +733,65 @@ def classify(request: httpx.Request) -> ClassifiedRequest:
     return result
 
 
+# -- 4b. Rate limits -----------------------------------------------------------------------
+# Binance counts in windows aligned to the clock (the minute, 10 seconds, the
+# day) and every response says how much of the minute's weight is used. Limits
+# are per IP for weight and per account for orders (§2.8, §3). The spot weight
+# budget is seed 001's 1,200 a minute, which the emulator enforces too; Binance
+# documents 6,000 for spot REST in 2026, so raise it with a limit override
+# ({"binance:production:api.binance.com:REQUEST_WEIGHT": 6000}) where that holds.
+# SAPI endpoints each have their own minute budget, 12,000 by IP or 180,000 by
+# UID [unverified, §2.8]; the catalogue does not say which, so each SAPI
+# endpoint gets 12,000 unless it costs more (then it is a UID endpoint).
+_SAPI_UID_ENDPOINTS = tuple(
+    (f"{method} {path}", 180_000.0)
+    for (method, path), endpoint in _ENDPOINTS.items()
+    if path.startswith("/sapi/") and endpoint.weight > 12_000
+)
+RATE_LIMITS: tuple[RateLimit, ...] = (
+    # spot (/api)
+    RateLimit("REQUEST_WEIGHT", 1200, 60, "weight", "ip", paths=("/api/",), fixed_window=True),
+    RateLimit("RAW_REQUESTS", 61_000, 300, "requests", "ip", paths=("/api/",), fixed_window=True),
+    RateLimit("ORDERS_10S", 100, 10, "orders", "account", paths=("/api/",), fixed_window=True),
+    RateLimit(
+        "ORDERS_1D", 200_000, 86_400, "orders", "account", paths=("/api/",), fixed_window=True
+    ),
+    # wallet, sub-account and other SAPI families
+    RateLimit(
+        "SAPI_WEIGHT",
+        12_000,
+        60,
+        "weight",
+        "endpoint",
+        paths=("/sapi/",),
+        endpoint_capacities=_SAPI_UID_ENDPOINTS,
+        fixed_window=True,
+    ),
+    # USDⓈ-M futures (/fapi, and the /futures/data statistics on the same host)
+    RateLimit(
+        "REQUEST_WEIGHT", 2400, 60, "weight", "ip", paths=("/fapi/", "/futures/"), fixed_window=True
+    ),
+    RateLimit("ORDERS_10S", 300, 10, "orders", "account", paths=("/fapi/",), fixed_window=True),
+    RateLimit("ORDERS_1M", 1200, 60, "orders", "account", paths=("/fapi/",), fixed_window=True),
+)
+
+# Response header (lower case) -> the limit it reports. Other intervals of
+# X-MBX-USED-WEIGHT-* (an exchange may add a -1S or -1H one) have no budget here.
+_USAGE_HEADERS = {
+    "x-mbx-used-weight-1m": "REQUEST_WEIGHT",
+    "x-mbx-order-count-10s": "ORDERS_10S",
+    "x-mbx-order-count-1d": "ORDERS_1D",
+    "x-mbx-order-count-1m": "ORDERS_1M",
+    "x-sapi-used-ip-weight-1m": "SAPI_WEIGHT",
+    "x-sapi-used-uid-weight-1m": "SAPI_WEIGHT",
+}
+
+
+def read_usage(headers: Mapping[str, str]) -> dict[str, float]:
+    """{limit name: used} from X-MBX-USED-WEIGHT-1M, X-MBX-ORDER-COUNT-* and X-SAPI-USED-*."""
+    return read_usage_headers(headers, _USAGE_HEADERS)
+
+
 # -- 5. Order-intent parser ----------------------------------------------------------------
 def _form_params(raw: bytes, where: str) -> dict[str, str]:
     params: dict[str, str] = {}
@@ -1206,4 +1267,6 @@ PROFILE = ExchangeProfile(
     parse_permission_response=parse_permissions,
     permission_note=PERMISSION_NOTE,
     orders=ORDER_TOOLS,
+    rate_limits=RATE_LIMITS,
+    read_usage=read_usage,
 )

@@ -44,6 +44,7 @@ from keybroker.exchanges.base import (
     ExchangeProfile,
     KeyPermissions,
     OrderIntent,
+    RateLimit,
     RequestKind,
     classify_with,
     effective_method,
@@ -281,6 +282,16 @@ def _multi_kind(request: httpx.Request) -> RequestKind:
     if not names or not names <= MULTI_PLACE_OPS | MULTI_CANCEL_OPS:
         return "unknown_private"
     return "order_place" if names & MULTI_PLACE_OPS else "order_cancel"
+
+
+# -- 4b. Rate limits -----------------------------------------------------------------------
+# One budget of 90 weight a minute per IP and host, in the units of the
+# catalogue's weights (an endpoint allowed N a minute costs 90 / N): Bitfinex
+# counts each endpoint separately (10-90 a minute) and blocks the IP for about
+# 60 s when one overflows (§9.5), so one shared budget is the conservative
+# reading. Public data lives on its own host (api-pub), with its own budget.
+# No usage headers.
+RATE_LIMITS: tuple[RateLimit, ...] = (RateLimit("REQUESTS", 90, 60, "weight", "ip"),)
 
 
 # -- 5. Order-intent parser ----------------------------------------------------------------
@@ -535,4 +546,5 @@ PROFILE = ExchangeProfile(
     parse_permission_response=parse_permissions,
     uses_nonce=True,
     nonces=MicrosecondNonces(),
+    rate_limits=RATE_LIMITS,
 )

@@ -41,6 +41,7 @@ from keybroker.exchanges.base import (
     Endpoint,
     ExchangeProfile,
     OrderIntent,
+    RateLimit,
     RequestKind,
     classify_with,
 )
@@ -213,6 +214,12 @@ def _batch(request: httpx.Request) -> list[tuple[str, str, dict[str, Any]]]:
     return result
 
 
+# -- 4b. Rate limits -----------------------------------------------------------------------
+# 60 requests a minute (§11 [unverified]); Bittrex closed in December 2023,
+# so the table only keeps the profile complete.
+RATE_LIMITS: tuple[RateLimit, ...] = (RateLimit("REQUESTS", 60, 60, "requests", "account"),)
+
+
 # -- 5. Order-intent parser ----------------------------------------------------------------
 def parse_order(request: httpx.Request) -> list[OrderIntent]:
     """One intent per order placed: POST /v3/orders, a conditional order's ``orderToCreate``,
@@ -355,4 +362,5 @@ PROFILE = ExchangeProfile(
     map_error_response=map_error,
     permission_note=PERMISSION_NOTE,
     is_closed=True,
+    rate_limits=RATE_LIMITS,
 )

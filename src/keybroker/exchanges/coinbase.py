@@ -40,6 +40,7 @@ from keybroker.errors import (
 )
 from keybroker.exchanges import _wire
 from keybroker.exchanges.base import (
+    PRIVATE_KINDS,
     Catalogue,
     ClassifiedRequest,
     CredentialRules,
@@ -47,7 +48,9 @@ from keybroker.exchanges.base import (
     ExchangeProfile,
     KeyPermissions,
     OrderIntent,
+    RateLimit,
     classify_either_method,
+    read_usage_headers,
 )
 from keybroker.model import Credential
 from keybroker.secret import Secret
@@ -323,6 +326,33 @@ def classify(request: httpx.Request) -> ClassifiedRequest:
     return classify_either_method(CATALOGUE, request, is_public_path=is_public_path)
 
 
+# -- 4b. Rate limits -----------------------------------------------------------------------
+# Advanced Trade allows about 30 private requests a second per user and 10
+# public ones per IP; the retail /v2 API 10,000 an hour per key (§7.6: the
+# per-second numbers [unverified], the hourly one [doc]). Responses carry
+# x-ratelimit-limit and x-ratelimit-remaining (constants of the official SDK);
+# the budget they describe is told apart by its size, since the headers do
+# not name it.
+RATE_LIMITS: tuple[RateLimit, ...] = (
+    RateLimit("PRIVATE", 30, 1, "requests", "account", kinds=PRIVATE_KINDS, paths=(f"{_V3}/",)),
+    RateLimit("PUBLIC", 10, 1, "requests", "ip", kinds=("public",)),
+    RateLimit("RETAIL", 10_000, 3600, "requests", "account", kinds=PRIVATE_KINDS, paths=("/v2/",)),
+)
+# An x-ratelimit-limit at least this large is the hourly /v2 budget.
+_HOURLY_LIMIT_FLOOR = 1000
+
+
+def read_usage(headers: Mapping[str, str]) -> dict[str, float]:
+    """{"PRIVATE" or "RETAIL": used} from x-ratelimit-limit minus x-ratelimit-remaining."""
+    found = read_usage_headers(
+        headers, {"x-ratelimit-limit": "limit", "x-ratelimit-remaining": "remaining"}
+    )
+    if "limit" not in found or "remaining" not in found:
+        return {}
+    name = "RETAIL" if found["limit"] >= _HOURLY_LIMIT_FLOOR else "PRIVATE"
+    return {name: max(0.0, found["limit"] - found["remaining"])}
+
+
 # -- 5. Order-intent parser ----------------------------------------------------------------
 # order_configuration key -> order type; unknown keys pass through as they are.
 ORDER_TYPES: dict[str, str] = {
@@ -578,4 +608,6 @@ PROFILE = ExchangeProfile(
     map_error_response=map_error,
     permission_request=permission_request,
     parse_permission_response=parse_permission_response,
+    rate_limits=RATE_LIMITS,
+    read_usage=read_usage,
 )

@@ -38,12 +38,14 @@ from keybroker.errors import (
 )
 from keybroker.exchanges import _wire
 from keybroker.exchanges.base import (
+    PRIVATE_KINDS,
     Catalogue,
     ClassifiedRequest,
     CredentialRules,
     Endpoint,
     ExchangeProfile,
     OrderIntent,
+    RateLimit,
     classify_either_method,
 )
 from keybroker.model import Credential
@@ -257,6 +259,17 @@ def classify(request: httpx.Request) -> ClassifiedRequest:
     return classify_either_method(CATALOGUE, request, is_public_path=is_public_path)
 
 
+# -- 4b. Rate limits -----------------------------------------------------------------------
+# A token bucket per profile for private endpoints, about 15 requests a
+# second, and per IP for public ones, about 10 (§8.6 [unverified]). A window
+# of that many per second never overdraws a bucket refilling at that rate.
+# No usage headers are documented.
+RATE_LIMITS: tuple[RateLimit, ...] = (
+    RateLimit("PRIVATE", 15, 1, "requests", "account", kinds=PRIVATE_KINDS),
+    RateLimit("PUBLIC", 10, 1, "requests", "ip", kinds=("public",)),
+)
+
+
 # -- 5. Order-intent parser ----------------------------------------------------------------
 def parse_order(request: httpx.Request) -> list[OrderIntent]:
     """The intent of ``POST /orders`` (JSON); [] for any other request.
@@ -401,4 +414,5 @@ PROFILE = ExchangeProfile(
     parse_order_request=parse_order,
     map_error_response=map_error,
     permission_note=PERMISSION_NOTE,
+    rate_limits=RATE_LIMITS,
 )

@@ -41,6 +41,7 @@ from keybroker.errors import (
 )
 from keybroker.exchanges import _wire
 from keybroker.exchanges.base import (
+    PRIVATE_KINDS,
     Catalogue,
     ClassifiedRequest,
     CredentialRules,
@@ -48,6 +49,7 @@ from keybroker.exchanges.base import (
     ExchangeProfile,
     KeyPermissions,
     OrderIntent,
+    RateLimit,
     classify_either_method,
 )
 from keybroker.model import Credential
@@ -334,6 +336,23 @@ def _asks_for_new_address(request: httpx.Request) -> bool:
         if value is not None and str(value).strip().lower() not in ("false", "0", ""):
             return True
     return False
+
+
+# -- 4b. Rate limits -----------------------------------------------------------------------
+# Kraken keeps a call counter per API key that each private call raises (by
+# its weight above: 2 for ledger and trade history, 1 otherwise, 0 for order
+# placement and cancellation) and that drains continuously; a call that would
+# lift it over the maximum fails with EAPI:Rate limit exceeded. The defaults
+# are the Starter tier's, the lowest: maximum 15, draining 0.33 a second
+# (Intermediate 20 / 0.5, Pro 20 / 1; a capacity override keeps the drain
+# time, so it stays on the safe side). Orders count on a separate trading
+# counter per currency pair, 60 draining 1 a second at Starter [unverified
+# numbers, §6.7]; Kraken adds penalty points for cancelling young orders,
+# which no limiter can know in advance. There are no usage headers.
+RATE_LIMITS: tuple[RateLimit, ...] = (
+    RateLimit("CALLS", 15, 15 / 0.33, "weight", "account", decaying=True, kinds=PRIVATE_KINDS),
+    RateLimit("TRADING", 60, 60, "orders", "account", decaying=True, per_symbol=True),
+)
 
 
 # -- 5. Order-intent parser ----------------------------------------------------------------
@@ -685,4 +704,5 @@ PROFILE = ExchangeProfile(
     permission_request=permission_request,
     parse_permission_response=parse_permission_response,
     uses_nonce=True,
+    rate_limits=RATE_LIMITS,
 )

@@ -47,6 +47,7 @@ from keybroker.exchanges.base import (
     LookupOutcome,
     OrderIntent,
     OrderTools,
+    RateLimit,
     classify_with,
 )
 from keybroker.model import Credential
@@ -386,6 +387,130 @@ def _without_override(request: httpx.Request) -> httpx.Request:
         if name.lower() not in METHOD_OVERRIDE_HEADERS
     ]
     return httpx.Request(request.method, request.url, headers=headers)
+
+
+# -- 4b. Rate limits -----------------------------------------------------------------------
+# OKX limits every endpoint on its own, per 2 s: private ones per user ID,
+# public ones per IP, and order placement, amendment and cancellation per user
+# ID and instrument (a batch spends one per order). On top, a sub-account may
+# place or amend at most 1,000 orders per 2 s (50061). OKX sends no usage
+# headers. The numbers are OKX's documented limits as ccxt 4.5.90's cost table
+# encodes them (requests per 2 s = 20 / cost) and as the emulator applies them
+# (§4.6 [unverified for the specific numbers; ccxt cost table agrees]); an
+# endpoint not listed gets the smallest common limit, 5 per 2 s.
+_PER_INSTRUMENT: dict[str, float] = {
+    f"POST {_V5}/trade/order": 60,
+    f"POST {_V5}/trade/batch-orders": 300,
+    f"POST {_V5}/trade/amend-order": 60,
+    f"POST {_V5}/trade/amend-batch-orders": 300,
+    f"POST {_V5}/trade/cancel-order": 60,
+    f"POST {_V5}/trade/cancel-batch-orders": 300,
+}
+_PER_ENDPOINT: dict[str, float] = {
+    # public, per IP
+    f"GET {_V5}/public/time": 10,
+    f"GET {_V5}/public/instruments": 20,
+    f"GET {_V5}/public/funding-rate": 10,
+    f"GET {_V5}/public/mark-price": 10,
+    f"GET {_V5}/public/open-interest": 20,
+    f"GET {_V5}/public/price-limit": 20,
+    f"GET {_V5}/market/ticker": 20,
+    f"GET {_V5}/market/tickers": 20,
+    f"GET {_V5}/market/index-tickers": 20,
+    f"GET {_V5}/market/books": 40,
+    f"GET {_V5}/market/books-full": 10,
+    f"GET {_V5}/market/candles": 40,
+    f"GET {_V5}/market/history-candles": 20,
+    f"GET {_V5}/market/trades": 100,
+    f"GET {_V5}/market/history-trades": 10,
+    # account, per user ID
+    f"GET {_V5}/account/balance": 10,
+    f"GET {_V5}/account/positions": 10,
+    f"GET {_V5}/account/positions-history": 10,
+    f"GET {_V5}/account/account-position-risk": 10,
+    f"GET {_V5}/account/bills": 10,
+    f"GET {_V5}/account/bills-archive": 5,
+    f"GET {_V5}/account/config": 5,
+    f"GET {_V5}/account/instruments": 20,
+    f"GET {_V5}/account/max-size": 20,
+    f"GET {_V5}/account/max-avail-size": 20,
+    f"GET {_V5}/account/leverage-info": 20,
+    f"GET {_V5}/account/adjust-leverage-info": 5,
+    f"GET {_V5}/account/max-loan": 20,
+    f"GET {_V5}/account/trade-fee": 5,
+    f"GET {_V5}/account/interest-accrued": 5,
+    f"GET {_V5}/account/interest-rate": 5,
+    f"GET {_V5}/account/interest-limits": 5,
+    f"GET {_V5}/account/max-withdrawal": 20,
+    f"GET {_V5}/account/risk-state": 10,
+    f"GET {_V5}/account/greeks": 10,
+    f"GET {_V5}/account/position-tiers": 10,
+    f"GET {_V5}/account/collateral-assets": 5,
+    f"GET {_V5}/asset/balances": 12,
+    f"GET {_V5}/asset/currencies": 12,
+    f"GET {_V5}/asset/asset-valuation": 2,
+    f"GET {_V5}/asset/non-tradable-assets": 12,
+    f"GET {_V5}/asset/bills": 12,
+    f"GET {_V5}/asset/transfer-state": 20,
+    f"GET {_V5}/asset/deposit-address": 12,
+    f"GET {_V5}/asset/deposit-history": 12,
+    f"GET {_V5}/asset/withdrawal-history": 12,
+    f"GET {_V5}/asset/deposit-withdraw-status": 1,
+    f"GET {_V5}/trade/account-rate-limit": 20,
+    f"GET {_V5}/users/subaccount/list": 2,
+    # orders, per user ID
+    f"GET {_V5}/trade/order": 60,
+    f"GET {_V5}/trade/orders-pending": 60,
+    f"GET {_V5}/trade/orders-history": 40,
+    f"GET {_V5}/trade/orders-history-archive": 20,
+    f"GET {_V5}/trade/fills": 60,
+    f"GET {_V5}/trade/fills-history": 10,
+    f"GET {_V5}/trade/order-algo": 20,
+    f"GET {_V5}/trade/orders-algo-pending": 20,
+    f"GET {_V5}/trade/orders-algo-history": 20,
+    f"POST {_V5}/trade/order-algo": 20,
+    f"POST {_V5}/trade/amend-algos": 20,
+    f"POST {_V5}/trade/close-position": 20,
+    f"POST {_V5}/account/set-leverage": 20,
+    f"POST {_V5}/trade/cancel-algos": 20,
+    f"POST {_V5}/trade/cancel-advance-algos": 20,
+    f"POST {_V5}/trade/mass-cancel": 5,
+    f"POST {_V5}/trade/cancel-all-after": 2,
+}
+RATE_LIMITS: tuple[RateLimit, ...] = (
+    RateLimit(
+        "INSTRUMENT",
+        60,
+        2,
+        "requests",
+        "endpoint",
+        endpoints=tuple(_PER_INSTRUMENT),
+        endpoint_capacities=tuple(_PER_INSTRUMENT.items()),
+        per_symbol=True,
+    ),
+    RateLimit(
+        "ENDPOINT",
+        5,
+        2,
+        "requests",
+        "endpoint",
+        except_endpoints=tuple(_PER_INSTRUMENT),
+        endpoint_capacities=tuple(_PER_ENDPOINT.items()),
+    ),
+    RateLimit(
+        "SUB_ACCOUNT_ORDERS",
+        1000,
+        2,
+        "orders",
+        "account",
+        endpoints=(
+            f"POST {_V5}/trade/order",
+            f"POST {_V5}/trade/batch-orders",
+            f"POST {_V5}/trade/amend-order",
+            f"POST {_V5}/trade/amend-batch-orders",
+        ),
+    ),
+)
 
 
 # -- 5. Order-intent parser ----------------------------------------------------------------
@@ -860,4 +985,5 @@ PROFILE = ExchangeProfile(
     permission_request=permission_request,
     parse_permission_response=parse_permissions,
     orders=ORDER_TOOLS,
+    rate_limits=RATE_LIMITS,
 )

@@ -38,12 +38,14 @@ from keybroker.errors import (
 )
 from keybroker.exchanges._wire import load_json, quote_rfc3986, replace_headers
 from keybroker.exchanges.base import (
+    PRIVATE_KINDS,
     Catalogue,
     ClassifiedRequest,
     CredentialRules,
     Endpoint,
     ExchangeProfile,
     OrderIntent,
+    RateLimit,
     classify_with,
     effective_method,
 )
@@ -231,6 +233,18 @@ def classify(request: httpx.Request) -> ClassifiedRequest:
     return classified
 
 
+# -- 4b. Rate limits -----------------------------------------------------------------------
+# Poloniex limits each endpoint per second by VIP tier (§10.6 [unverified]);
+# as in ccxt's cost table, the catalogue's weights are in 1/200 s, so one
+# budget of 200 a second per account never lets any endpoint past its own
+# limit. Public data: 200 requests a second per IP, ccxt's rate. No usage
+# headers.
+RATE_LIMITS: tuple[RateLimit, ...] = (
+    RateLimit("REQUEST_WEIGHT", 200, 1, "weight", "account", kinds=PRIVATE_KINDS),
+    RateLimit("PUBLIC", 200, 1, "requests", "ip", kinds=("public",)),
+)
+
+
 # -- 5. Order-intent parser ----------------------------------------------------------------
 SINGLE_ORDER_PATTERNS = frozenset({"/orders", "/smartorders", "/orders/{id}", "/smartorders/{id}"})
 
@@ -414,4 +428,5 @@ PROFILE = ExchangeProfile(
     parse_order_request=parse_order,
     map_error_response=map_error,
     permission_note=PERMISSION_NOTE,
+    rate_limits=RATE_LIMITS,
 )
