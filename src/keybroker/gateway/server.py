@@ -18,6 +18,7 @@ import contextlib
 import errno
 import ipaddress
 import os
+import signal
 import socket
 import stat
 import threading
@@ -139,9 +140,18 @@ class GatewayServer(uvicorn.Server):
         self.on_ready = on_ready
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
-        # uvicorn re-raises Ctrl-C after a graceful shutdown; stopping is the point.
-        with contextlib.suppress(KeyboardInterrupt):
-            super().run(sockets=self.tcp)
+        # After a graceful shutdown uvicorn raises the signal that stopped it again,
+        # under the handlers it found. SIGTERM's default would end the process
+        # there, before the caller's cleanup (the socket file, the vault) ran; as
+        # an interrupt it ends this call like Ctrl-C does.
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if in_main else None
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                super().run(sockets=self.tcp)
+        finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, previous)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

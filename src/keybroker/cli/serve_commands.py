@@ -1,0 +1,188 @@
+"""``keybroker serve``: the signing gateway, on 127.0.0.1:8787 and ``<home>/gateway.sock``.
+
+    $ keybroker serve
+    http://127.0.0.1:8787
+    unix:/home/me/.local/share/keybroker/gateway.sock
+    $ curl -H "X-Keybroker-Token: $TOKEN" http://127.0.0.1:8787/binance-main/api/v3/account
+
+Start order, and why: harden the process first (core dumps off, not
+dumpable, memory locked where permitted) so that no key is ever decrypted in
+a process that could be dumped; then unlock the vault (passphrase from
+--passphrase-file, $KEYBROKER_PASSPHRASE or a prompt), so a wrong passphrase
+fails before any socket is bound; then listen. stdout carries only the
+listener lines (for scripts); everything else goes to stderr.
+
+A non-loopback --host needs --tls-cert and --tls-key: bot tokens and order
+flow would otherwise cross the network in clear. --insecure-plaintext-remote
+allows it anyway and says so at every start.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from keybroker.cli.context import CliState, open_vault, unlock
+from keybroker.cli.output import note, say, warn
+from keybroker.cli.passphrase import FILE_HELP
+from keybroker.errors import UsageError
+
+SOCKET_NAME = "gateway.sock"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``keybroker serve`` to ``app``."""
+    app.command("serve")(serve)
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", help="TCP port; 0 picks a free one.", min=0, max=65535)
+    ] = 8787,
+    uds: Annotated[
+        Path | None,
+        typer.Option(
+            "--uds",
+            help=f"Unix socket path (mode 0600) [default: <home>/{SOCKET_NAME}].",
+            metavar="PATH",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", help="TLS certificate (PEM) for the TCP listener.", metavar="F"),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option("--tls-key", help="TLS private key (PEM) for the TCP listener.", metavar="F"),
+    ] = None,
+    insecure_plaintext_remote: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-plaintext-remote",
+            help="Allow a non-loopback --host without TLS (tokens cross the network in clear).",
+        ),
+    ] = False,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cors-origin",
+            help="A browser origin allowed to call (repeatable); none by default.",
+            metavar="ORIGIN",
+        ),
+    ] = None,
+    alert_webhook: Annotated[
+        str | None,
+        typer.Option("--alert-webhook", help="POST alerts as JSON here (https).", metavar="URL"),
+    ] = None,
+    alert_command: Annotated[
+        str | None,
+        typer.Option(
+            "--alert-command", help="Run this with each alert's JSON on stdin.", metavar="CMD"
+        ),
+    ] = None,
+    passphrase_file: Annotated[
+        Path | None, typer.Option("--passphrase-file", help=FILE_HELP, metavar="FILE")
+    ] = None,
+) -> None:
+    """Run the signing gateway: bots send requests with a bot token, keybroker signs them.
+
+    Requests go to /{credential}/{exchange path} with X-Keybroker-Token (or
+    Authorization: Bearer kb_…); the gateway checks the token and the
+    credential's policy, waits for rate-limit budget, writes the audit log,
+    signs and forwards. Its own endpoints: /_/health, /_/status, /_/metrics.
+    """
+    # Imported here: Starlette, uvicorn and httpx would otherwise slow every command.
+    from keybroker.gateway import GatewayConfig, create_app, harden
+    from keybroker.gateway.server import (
+        GatewayServer,
+        bind_tcp,
+        bind_uds,
+        is_loopback,
+        make_config,
+        url_of,
+    )
+
+    state = CliState.of(ctx)
+    assert state.settings is not None
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("give --tls-cert and --tls-key together")
+    tls = tls_cert is not None
+    remote = not is_loopback(host)
+    if remote and not tls and not insecure_plaintext_remote:
+        raise UsageError(
+            f"--host {host} is not a loopback address: give --tls-cert and --tls-key, "
+            "or accept plaintext with --insecure-plaintext-remote"
+        )
+    if remote and not tls:
+        warn(
+            f"--insecure-plaintext-remote: listening on {host} without TLS; bot tokens and "
+            "every request and answer cross the network in clear, readable and replayable"
+        )
+    _log_to_stderr(state.debug)
+
+    steps = harden()
+    for step in steps:
+        note(f"hardening: {step.line()}")
+    vault = open_vault(state)
+    try:
+        unlock(vault, state, passphrase_file)
+        config = GatewayConfig(
+            audit_path=state.settings.audit_path,
+            host_names=_host_names(host, remote),
+            cors_origins=tuple(cors_origin or ()),
+            alert_webhook=alert_webhook,
+            alert_command=alert_command,
+        )
+        app = create_app(vault, config, hardening=steps)
+        uds_path = (uds or state.settings.home / SOCKET_NAME).expanduser()
+        tcp = bind_tcp(host, port)
+        unix = bind_uds(uds_path)
+
+        def ready() -> None:
+            say(url_of(tcp, tls=tls))
+            say(f"unix:{uds_path}")
+            sys.stdout.flush()
+            note("keybroker: gateway ready; Ctrl-C stops it")
+
+        server = GatewayServer(
+            make_config(app, tls_cert=tls_cert, tls_key=tls_key), [tcp], [unix], on_ready=ready
+        )
+        try:
+            server.run()
+        finally:
+            tcp.close()
+            unix.close()
+            uds_path.unlink(missing_ok=True)
+    finally:
+        vault.close()
+    note("keybroker: gateway stopped")
+
+
+def _host_names(host: str, remote: bool) -> tuple[str, ...]:
+    """Names the Host header may carry besides IP literals and localhost."""
+    names = {host.lower()}
+    if remote:
+        names.update({socket.gethostname().lower(), socket.getfqdn().lower()})
+    return tuple(sorted(names))
+
+
+def _log_to_stderr(debug: bool) -> None:
+    # Alerts are a log line first (seed 000 §8); a gateway without a handler
+    # would drop them. --debug has installed its own handler already.
+    if debug:
+        return
+    logger = logging.getLogger("keybroker")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
