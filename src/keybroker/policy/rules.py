@@ -23,9 +23,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, Overflow, localcontext
+from typing import TYPE_CHECKING, TypeAlias
 
-from keybroker.exchanges.base import ClassifiedRequest, OrderIntent
 from keybroker.policy.document import Policy
+
+if TYPE_CHECKING:
+    # Types only: importing keybroker.exchanges loads httpx and all nine
+    # profiles, which the CLI's `policy` commands have no use for.
+    from keybroker.exchanges.base import ClassifiedRequest, OrderIntent
 
 READ_KINDS = frozenset({"account_read", "order_read"})
 TRADE_KINDS = frozenset({"order_place", "order_cancel"})
@@ -219,8 +224,8 @@ def _price_collar(policy: Policy, intents: tuple[OrderIntent, ...], ctx: PolicyC
         if deviation > policy.price_collar_pct:
             return Decision.deny(
                 "price_collar",
-                f"price {intent.price} is {_amount(deviation, places=2)}% from the last price "
-                f"{last} of {_shown(intent.symbol)}; the policy allows "
+                f"price {_amount(intent.price)} is {_amount(deviation, places=2)}% from "
+                f"the last price {_amount(last)} of {_shown(intent.symbol)}; the policy allows "
                 f"{policy.price_collar_pct}%",
             )
     return _ALLOWED
@@ -334,7 +339,7 @@ def _max_position_notional(
     return _ALLOWED
 
 
-_OrderCheck = Callable[[Policy, tuple[OrderIntent, ...], PolicyContext], Decision]
+_OrderCheck: TypeAlias = "Callable[[Policy, tuple[OrderIntent, ...], PolicyContext], Decision]"
 _ORDER_CHECKS: tuple[tuple[str, _OrderCheck], ...] = (
     ("symbols", _symbols),
     ("order_types", _order_types),

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keybroker.errors import InvalidInput
@@ -158,6 +158,7 @@ def policies(draw: st.DrawFn) -> Policy:
     return Policy(**values)
 
 
+@settings(deadline=None)
 @given(policies())
 def test_any_policy_round_trips_to_identical_bytes(policy: Policy) -> None:
     again = Policy.from_json(policy.to_json())

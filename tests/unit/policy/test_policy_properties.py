@@ -91,7 +91,7 @@ def _request(kind: str) -> ClassifiedRequest:
     return ClassifiedRequest(kind, "POST", "/some/path", None)  # type: ignore[arg-type]
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(
     policy=policies(),
     kind=st.sampled_from(sorted(NEVER)),
@@ -106,7 +106,7 @@ def test_withdrawals_key_management_and_unknown_endpoints_are_never_allowed(
     assert decision.rule == NEVER[kind]
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(
     policy=policies(),
     kind=st.sampled_from(KINDS),
@@ -128,7 +128,7 @@ def test_evaluate_always_answers_with_a_known_rule(
         assert decision.detail
 
 
-@settings(max_examples=60)
+@settings(deadline=None, max_examples=60)
 @given(intents=st.lists(_intent, max_size=3), context=_contexts)
 def test_the_default_policy_never_allows_an_order(
     intents: list[OrderIntent], context: PolicyContext
@@ -152,7 +152,7 @@ def test_every_profile_lists_some_dangerous_endpoints() -> None:
     assert {name for name, _, _ in DANGEROUS} >= {"binance", "okx", "kraken", "bybit"}
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(
     endpoint=st.sampled_from(DANGEROUS),
     policy=policies(),
