@@ -12,7 +12,7 @@ endpoints are refused whatever a policy says.
 from __future__ import annotations
 
 from keybroker.policy.document import DEFAULT_POLICY, Policy
-from keybroker.policy.rules import Decision, PolicyContext, evaluate
+from keybroker.policy.rules import Decision, PolicyContext, evaluate, order_notional
 
 RULES: tuple[str, ...] = (
     "never_withdraw",
@@ -34,4 +34,12 @@ RULES: tuple[str, ...] = (
 )
 """Every rule name a denial can carry, in the order the rules run."""
 
-__all__ = ["DEFAULT_POLICY", "RULES", "Decision", "Policy", "PolicyContext", "evaluate"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "RULES",
+    "Decision",
+    "Policy",
+    "PolicyContext",
+    "evaluate",
+    "order_notional",
+]

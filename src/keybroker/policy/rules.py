@@ -375,22 +375,33 @@ def _sized(intents: tuple[OrderIntent, ...]) -> list[OrderIntent]:
     ]
 
 
-def _notional(intent: OrderIntent, ctx: PolicyContext) -> Decimal | None:
-    """The order's value in the quote currency, or None when it cannot be known.
+def order_notional(
+    intent: OrderIntent, last_price: Callable[[str], Decimal | None] = _unknown
+) -> Decimal | None:
+    """The order's value in the quote currency as the notional rules count it; None if unknown.
 
-    A limit order is valued at its own price, a market order (no price) at
-    the gateway's last price, an order sized in the quote currency at that size.
+    An order sized in the quote currency counts at that size, a limit order
+    at its own price, a market order (no price) at ``last_price``. The
+    gateway adds what it lets through to ``daily_notional_used`` with this
+    same function, so the day's total and the rule agree. Never raises; an
+    absurdly large amount is Infinity.
     """
-    if intent.quote_quantity is not None:
-        return _known_amount(abs(intent.quote_quantity))
-    if intent.quantity is None or not intent.quantity.is_finite():
-        return None
-    price = (
-        intent.price if intent.price is not None else _known_price(ctx.last_price, intent.symbol)
-    )
-    if price is None or not price.is_finite() or price <= 0:
-        return None
-    return _known_amount(abs(intent.quantity) * price)
+    with localcontext() as arithmetic:
+        arithmetic.traps[Overflow] = False
+        if intent.quote_quantity is not None:
+            return _known_amount(abs(intent.quote_quantity))
+        if intent.quantity is None or not intent.quantity.is_finite():
+            return None
+        price = (
+            intent.price if intent.price is not None else _known_price(last_price, intent.symbol)
+        )
+        if price is None or not price.is_finite() or price <= 0:
+            return None
+        return _known_amount(abs(intent.quantity) * price)
+
+
+def _notional(intent: OrderIntent, ctx: PolicyContext) -> Decimal | None:
+    return order_notional(intent, ctx.last_price)
 
 
 def _no_notional(rule: str, intent: OrderIntent) -> Decision:

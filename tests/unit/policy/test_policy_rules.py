@@ -11,7 +11,15 @@ import httpx
 
 from keybroker.exchanges import get_profile
 from keybroker.exchanges.base import ClassifiedRequest, OrderIntent
-from keybroker.policy import DEFAULT_POLICY, RULES, Decision, Policy, PolicyContext, evaluate
+from keybroker.policy import (
+    DEFAULT_POLICY,
+    RULES,
+    Decision,
+    Policy,
+    PolicyContext,
+    evaluate,
+    order_notional,
+)
 
 BINANCE = get_profile("binance")
 OKX = get_profile("okx")
@@ -413,3 +421,17 @@ def test_details_show_request_text_short_and_printable() -> None:
 
 def test_rules_lists_every_rule_once() -> None:
     assert len(set(RULES)) == len(RULES)
+
+
+def test_order_notional_values_orders_the_way_the_rules_do() -> None:
+    last = {"BTCUSDT": Decimal(30000)}.get
+    limit = OrderIntent("BTCUSDT", "buy", "LIMIT", quantity=Decimal("0.5"), price=Decimal(20000))
+    market = OrderIntent("BTCUSDT", "sell", "MARKET", quantity=Decimal("0.5"))
+    quote = OrderIntent("BTCUSDT", "buy", "MARKET", quote_quantity=Decimal(75))
+    assert order_notional(limit, last) == Decimal(10000)
+    assert order_notional(market, last) == Decimal(15000)
+    assert order_notional(market) is None
+    assert order_notional(quote) == Decimal(75)
+    assert order_notional(OrderIntent("BTCUSDT", leverage=Decimal(5)), last) is None
+    huge = OrderIntent("BTCUSDT", "buy", "LIMIT", Decimal("1E+999999"), Decimal("1E+999999"))
+    assert order_notional(huge) == Decimal("Infinity")
