@@ -1,0 +1,220 @@
+"""The gateway in front of the real emulator, on loopback: obviously fake keys and a few helpers.
+
+Nothing here stands in for keybroker's own code: the vault is a real SQLite
+file in tmp_path, the gateway is ``create_app`` on uvicorn in a thread, the
+exchange is the emulator on uvicorn in another thread, and the audit log is
+read back from its file.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from keybroker.audit import StoredRow, read_rows
+from keybroker.crypto.kdf import Argon2idParams
+from keybroker.emulator import ApiKey
+from keybroker.gateway import Running
+from keybroker.policy import Policy
+from keybroker.secret import Secret
+from keybroker.vault import KeyMaterial, Vault
+
+PASSPHRASE = "test vault passphrase, not real"
+FAST_KDF = Argon2idParams(memory_kib=64 * 1024, iterations=1, lanes=1)
+
+BINANCE_API_KEY = "test-binance-key-not-real"
+BINANCE_SECRET = "test-binance-secret-not-real-CANARY"
+OKX_API_KEY = "test-okx-key-not-real"
+OKX_SECRET = "test-okx-secret-not-real-CANARY"
+OKX_PASSPHRASE = "test-okx-passphrase-not-real-CANARY"
+
+EMULATOR_KEYS = {
+    "binance": ApiKey(BINANCE_API_KEY, Secret(BINANCE_SECRET)),
+    "okx": ApiKey(OKX_API_KEY, Secret(OKX_SECRET), Secret(OKX_PASSPHRASE)),
+}
+SECRETS = (BINANCE_SECRET, OKX_SECRET, OKX_PASSPHRASE)
+
+TRADER = Policy(
+    scopes=("read", "trade"),
+    symbols=("BTCUSDT", "BTC-USDT"),
+    max_notional=Decimal(5000),
+)
+
+# A resting limit buy far below the emulator's market (~60,000): never fills.
+LIMIT_BUY = {
+    "symbol": "BTCUSDT",
+    "side": "BUY",
+    "type": "LIMIT",
+    "timeInForce": "GTC",
+    "quantity": "0.001",
+    "price": "50000",
+}
+
+
+@dataclass
+class Emulator:
+    """A running emulator: its base URL and its journal."""
+
+    exchange: str
+    url: str
+
+    def journal(self) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/__emulator__/journal", timeout=10)
+        response.raise_for_status()
+        entries: list[dict[str, Any]] = response.json()["entries"]
+        return entries
+
+    def requests_to(self, path: str, method: str | None = None) -> list[dict[str, Any]]:
+        return [
+            entry
+            for entry in self.journal()
+            if entry["path"] == path and (method is None or entry["method"] == method)
+        ]
+
+    def orders(self) -> list[dict[str, Any]]:
+        return [order for entry in self.journal() for order in entry["orders"]]
+
+
+@dataclass
+class Gateway:
+    """A running gateway with its vault, audit log and one bot's token."""
+
+    running: Running
+    vault: Vault
+    home: Path
+    token: str
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    @property
+    def audit_path(self) -> Path:
+        return self.home / "audit.db"
+
+    def client(self, token: str | None = None, **options: Any) -> httpx.Client:
+        """An httpx client for the gateway, sending ``token`` (the bot's by default)."""
+        headers = dict(options.pop("headers", {}))
+        if token is None:
+            token = self.token
+        if token:
+            headers.setdefault("X-Keybroker-Token", token)
+        client = httpx.Client(base_url=self.url, headers=headers, timeout=30, **options)
+        self.clients.append(client)
+        return client
+
+    def audit(self) -> list[StoredRow]:
+        return read_rows(self.audit_path)
+
+    def rows(self, kind: str) -> list[StoredRow]:
+        return [row for row in self.audit() if row.row.kind == kind]
+
+
+StartEmulator = Callable[..., Emulator]  # the ``emulator`` fixture
+StartGateway = Callable[..., Gateway]  # the ``gateway`` fixture
+
+
+@dataclass
+class World:
+    """The ``world`` fixture: a Binance emulator and a gateway with credential ``bn``."""
+
+    exchange: Emulator
+    gateway: Gateway
+
+
+def make_vault(
+    home: Path,
+    credentials: Mapping[str, tuple[str, str]],
+    *,
+    policies: Mapping[str, Policy] | None = None,
+) -> Vault:
+    """A new unlocked vault at ``home`` with credentials {name: (exchange, base_url)}."""
+    vault = Vault.create(home / "vault.db", Secret(PASSPHRASE), kdf=FAST_KDF)
+    for name, (exchange, base_url) in credentials.items():
+        if exchange == "binance":
+            material = KeyMaterial(BINANCE_API_KEY, Secret(BINANCE_SECRET))
+        else:
+            material = KeyMaterial(OKX_API_KEY, Secret(OKX_SECRET), Secret(OKX_PASSPHRASE))
+        vault.add(name, exchange, material, base_url=base_url, scopes=("read", "trade"))
+    for name, policy in (policies or {}).items():
+        vault.set_policy(name, policy.to_json())
+    return vault
+
+
+def new_token(
+    vault: Vault,
+    bot: str,
+    credentials: Sequence[str],
+    *,
+    expires_at: datetime | None = None,
+    max_orders_per_minute: int | None = None,
+) -> str:
+    secret, _ = vault.create_token(
+        bot, credentials, expires_at=expires_at, max_orders_per_minute=max_orders_per_minute
+    )
+    return secret.reveal_text()
+
+
+def assert_no_secret(*texts: str | bytes) -> None:
+    """No fake exchange secret or passphrase in any of ``texts``."""
+    for text in texts:
+        data = text.encode() if isinstance(text, str) else text
+        for secret in SECRETS:
+            assert secret.encode() not in data, "a secret leaked"
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
+
+
+# -- `keybroker serve` in a real process ---------------------------------------------------
+
+_LAUNCH = (
+    "import sys\n"
+    "from keybroker.cli import app, main, serve_commands\n"
+    "if not any(c.name == 'serve' for c in app.registered_commands):\n"
+    "    serve_commands.register(app)\n"
+    "sys.argv[0] = 'keybroker'\n"
+    "main()\n"
+)
+
+
+def serve_process(
+    home: Path, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """``keybroker --home HOME serve ARGS`` in a new process (passphrase from the environment).
+
+    The lead wires ``serve_commands.register`` into keybroker.cli; until then
+    (and harmlessly after) the launcher registers it on the app it runs.
+    """
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("KEYBROKER_")},
+        "KEYBROKER_PASSPHRASE": PASSPHRASE,
+        **(env or {}),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", _LAUNCH, "--home", str(home), "serve", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        start_new_session=True,
+    )
