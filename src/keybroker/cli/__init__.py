@@ -25,7 +25,15 @@ import typer
 from typer.core import TyperGroup
 
 from keybroker import __version__
-from keybroker.cli import demo, emulator_commands, key_commands, vault_commands
+from keybroker.cli import (
+    audit_commands,
+    demo,
+    emulator_commands,
+    key_commands,
+    policy_commands,
+    serve_commands,
+    vault_commands,
+)
 from keybroker.cli.context import CliState, show_help_without_command
 from keybroker.errors import KeybrokerError
 from keybroker.settings import HOME_VARIABLE, Settings
@@ -163,6 +171,9 @@ app.command("demo")(demo.demo)
 app.add_typer(key_commands.app, name="keys")
 app.add_typer(vault_commands.app, name="vault")
 emulator_commands.register(app)
+policy_commands.register(app)
+audit_commands.register(app)
+serve_commands.register(app)
 
 
 def main() -> None:
