@@ -33,6 +33,11 @@ from dataclasses import dataclass
 GENESIS = "0" * 64
 """The "previous hash" of row 1."""
 
+# Built once: json.dumps with options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
+
 
 @dataclass(frozen=True, slots=True)
 class ChainReport:
@@ -49,15 +54,14 @@ class ChainReport:
 def canonical(values: Mapping[str, object]) -> bytes:
     """Compact sorted-key JSON of the stored values; ValueError for a value of another type."""
     for name, value in values.items():
-        if value is None or isinstance(value, str):
+        kind = type(value)
+        if kind is str or kind is int or value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"column {name} holds a {type(value).__name__}")
-        if isinstance(value, float) and not math.isfinite(value):
+        if kind is not float:  # bool, bytes, subclasses: not what SQLite gives back
+            raise ValueError(f"column {name} holds a {kind.__name__}")
+        if not math.isfinite(value):  # type: ignore[arg-type]
             raise ValueError(f"column {name} holds a non-finite number")
-    return json.dumps(
-        values, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+    return _ENCODER.encode(values).encode("ascii")
 
 
 def link(previous: str, values: Mapping[str, object]) -> str:

@@ -81,6 +81,8 @@ _SECRET_PARAMETER = re.compile(
     r"=[^&;#\s\"']*"
 )
 MASK = "***"
+# Built once (json.dumps with options builds an encoder per call); sorted keys, compact.
+_ORDER_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,8 @@ def iso_time(ts_ms: int) -> str:
 
 def mask_secrets(text: str) -> str:
     """Mask bot tokens and secret-looking query parameters (keeps the parameter's name)."""
+    if "kb_" not in text and "=" not in text:
+        return text  # the common case (names, paths without a query), without the regexes
     text = _TOKEN.sub("kb_" + MASK, text)
     return _SECRET_PARAMETER.sub(lambda match: f"{match.group(1)}={MASK}", text)
 
@@ -150,7 +154,9 @@ def check_row(row: AuditRow) -> AuditRow:
     """Validate types, mask secret-looking text, cut long text; InvalidInput names the field.
 
     Runs in the caller's thread before a row is queued, so a bad row fails its
-    own caller and never the group it would have been committed with.
+    own caller and never the group it would have been committed with. Text
+    and numbers come out as exact ``str``/``int``/``float`` (an enum member
+    would not hash as what SQLite gives back).
     """
     if row.kind not in KINDS:
         raise InvalidInput(
@@ -161,32 +167,62 @@ def check_row(row: AuditRow) -> AuditRow:
         value = getattr(row, name)
         if value is None:
             continue
-        if not isinstance(value, str):
-            raise InvalidInput(f"audit field {name} must be text, not {type(value).__name__}")
-        clean = _cut(mask_secrets(value))
-        if clean != value:
+        if type(value) is not str:
+            if not isinstance(value, str):
+                raise InvalidInput(f"audit field {name} must be text, not {type(value).__name__}")
+            value = changes[name] = str.__str__(value)
+        clean = _clean(value)
+        if clean is not value:
             changes[name] = clean
     if row.order is not None:
-        if not isinstance(row.order, Mapping) or not all(
-            isinstance(key, str) and isinstance(value, str) for key, value in row.order.items()
-        ):
-            raise InvalidInput("audit field order must map text to text")
-        changes["order"] = {key: _cut(mask_secrets(value)) for key, value in row.order.items()}
+        order = _check_order(row.order)
+        if order is not None:
+            changes["order"] = order
     for name in ("status", "intent_id"):
         value = getattr(row, name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        if value is None or type(value) is int:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
             raise InvalidInput(f"audit field {name} must be an integer")
-    if row.latency_ms is not None:
-        latency = row.latency_ms
+        changes[name] = int(value)
+    latency = row.latency_ms
+    if latency is not None:
         if isinstance(latency, bool) or not isinstance(latency, int | float):
             raise InvalidInput("audit field latency_ms must be a number")
         if not math.isfinite(latency):
             raise InvalidInput("audit field latency_ms must be finite")
-        # Always a float (SQLite REAL gives 5.0 back for 5) and to the microsecond.
-        changes["latency_ms"] = round(float(latency), 3)
+        # Always a float (SQLite REAL gives 5.0 back for 5), to the microsecond.
+        rounded = round(float(latency), 3)
+        if type(latency) is not float or rounded != latency:
+            changes["latency_ms"] = rounded
     if not isinstance(row.paper, bool):
         raise InvalidInput("audit field paper must be true or false")
     return replace(row, **changes) if changes else row  # type: ignore[arg-type]
+
+
+def _clean(text: str) -> str:
+    """``text`` itself when nothing needs masking or cutting (the common case)."""
+    if len(text) <= MAX_TEXT and "kb_" not in text and "=" not in text:
+        return text
+    clean = _cut(mask_secrets(text))
+    return text if clean == text else clean
+
+
+def _check_order(order: Mapping[str, str]) -> dict[str, str] | None:
+    """A clean copy of the order fields, or None when they are fine as they are."""
+    if not isinstance(order, Mapping):
+        raise InvalidInput("audit field order must map text to text")
+    changed = not isinstance(order, dict)
+    clean: dict[str, str] = {}
+    for key, value in order.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidInput("audit field order must map text to text")
+        if type(key) is not str or type(value) is not str:
+            key, value, changed = str.__str__(key), str.__str__(value), True
+        masked = _clean(value)
+        changed = changed or masked is not value
+        clean[key] = masked
+    return clean if changed else None
 
 
 def _cut(text: str) -> str:
@@ -195,11 +231,7 @@ def _cut(text: str) -> str:
 
 def to_columns(row: AuditRow, *, id: int, ts_ms: int) -> dict[str, object]:
     """The stored (and hashed) columns of a checked row, ``hash`` excepted."""
-    order = (
-        None
-        if row.order is None
-        else json.dumps(dict(row.order), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    )
+    order = None if row.order is None else _ORDER_ENCODER.encode(dict(row.order))
     return {
         "id": id,
         "ts_ms": ts_ms,
