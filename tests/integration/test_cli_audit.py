@@ -16,20 +16,11 @@ import pytest
 from cli_harness import Kb
 
 from keybroker.audit import AuditLog, AuditRow
-from keybroker.cli import app, audit_commands
+from keybroker.cli import audit_commands
 from keybroker.clock import FixedClock
 from keybroker.errors import InvalidInput
 
-# Until cli/__init__.py registers it (the lead wires commands in), register it here.
-if "audit" not in {group.name for group in app.registered_groups}:
-    audit_commands.register(app)
-
 START_MS = 1_714_564_800_000  # 2024-05-01T12:00:00Z
-RUN_CLI = (
-    "from keybroker.cli import app, audit_commands, main\n"
-    "if 'audit' not in {g.name for g in app.registered_groups}: audit_commands.register(app)\n"
-    "main()\n"
-)
 
 
 def rows(count: int) -> list[AuditRow]:
@@ -166,7 +157,17 @@ def test_tail_follow_prints_rows_as_they_are_written(kb: Kb) -> None:
     write(kb, 2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYBROKER_")}
     follower = subprocess.Popen(
-        [sys.executable, "-c", RUN_CLI, "--home", str(kb.home), "audit", "tail", "-f", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "keybroker",
+            "--home",
+            str(kb.home),
+            "audit",
+            "tail",
+            "-f",
+            "--json",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
