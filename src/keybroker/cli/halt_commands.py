@@ -1,0 +1,125 @@
+"""``keybroker halt`` and ``keybroker resume``: the kill switch for new orders.
+
+    keybroker halt binance-main --reason "grid bot runs away"
+    keybroker halt --all
+    keybroker resume binance-main
+
+A halt is stored in the vault, so every gateway using it stops placing new
+orders for that credential within a second (cancels and reads still pass),
+and it holds across restarts until resumed. ``halt`` asks for no passphrase:
+an emergency button must not wait for one. ``resume`` does ask.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from keybroker.cli.context import CliState, open_vault, unlock
+from keybroker.cli.output import print_json, say, warn
+from keybroker.cli.passphrase import FILE_HELP
+from keybroker.errors import UsageError
+from keybroker.vault import Halt
+
+EVERY = "*"
+
+NameArgument = Annotated[
+    str | None, typer.Argument(metavar="NAME", help="The credential (or use --all).")
+]
+AllOption = Annotated[bool, typer.Option("--all", help="Every credential in the vault.")]
+JsonOutput = Annotated[
+    bool, typer.Option("--json", help="Print the halts now in force as JSON, for scripts.")
+]
+
+
+def register(root: typer.Typer) -> None:
+    """Add ``halt`` and ``resume`` to the root app."""
+    root.command("halt")(halt)
+    root.command("resume")(resume)
+
+
+def _target(name: str | None, every: bool, command: str) -> str | None:
+    """The credential name, or None for --all; exactly one of the two must be given."""
+    if (name is None) == (not every):
+        raise UsageError(f"give a credential NAME or --all (see: keybroker {command} --help)")
+    return name
+
+
+def _label(name: str | None) -> str:
+    return "every credential" if name in (None, EVERY) else str(name)
+
+
+def _halts_json(halts: list[Halt]) -> list[dict[str, str]]:
+    return [
+        {"name": h.name, "halted_at": h.halted_at.astimezone(UTC).isoformat(), "reason": h.reason}
+        for h in halts
+    ]
+
+
+def halt(
+    ctx: typer.Context,
+    name: NameArgument = None,
+    every: AllOption = False,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why; shown by resume and in the gateway's status.")
+    ] = "",
+    json_output: JsonOutput = False,
+) -> None:
+    """Stop new orders at once on every gateway using this vault; cancels and reads pass.
+
+    Needs no passphrase. Holds across restarts until: keybroker resume NAME|--all.
+    Example: keybroker halt binance-main --reason "runaway bot"
+    """
+    state = CliState.of(ctx)
+    target = _target(name, every, "halt")
+    with open_vault(state) as vault:
+        already = {h.name: h for h in vault.list_halts()}.get(target or EVERY)
+        vault.halt(target, reason)
+        halts = vault.list_halts()
+    if json_output:
+        print_json(_halts_json(halts))
+        return
+    if already is not None:
+        since = already.halted_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        say(f"{_label(target)} was already halted (since {since}); the halt stands.")
+    else:
+        say(
+            f"Halted {_label(target)}: gateways using this vault refuse new orders within a "
+            "second; cancels and reads still pass."
+        )
+    say(f"Lift it with: keybroker resume {target or '--all'}")
+
+
+def resume(
+    ctx: typer.Context,
+    name: NameArgument = None,
+    every: AllOption = False,
+    json_output: JsonOutput = False,
+    passphrase_file: Annotated[
+        Path | None, typer.Option("--passphrase-file", help=FILE_HELP, metavar="FILE")
+    ] = None,
+) -> None:
+    """Lift a halt (--all lifts every halt); asks for the vault passphrase.
+
+    Example: keybroker resume binance-main
+    """
+    state = CliState.of(ctx)
+    target = _target(name, every, "resume")
+    with open_vault(state) as vault:
+        before = {h.name for h in vault.list_halts()}
+        unlock(vault, state, passphrase_file)
+        vault.resume(target)
+        halts = vault.list_halts()
+    if json_output:
+        print_json(_halts_json(halts))
+    elif target is None:
+        say("Resumed every credential: no halt is in force." if before else "Nothing was halted.")
+    elif target in before:
+        say(f"Resumed {target}.")
+    else:
+        say(f"{target} was not halted.")
+    if target is not None and any(h.name == EVERY for h in halts):
+        warn(f"{target} is still halted by `keybroker halt --all`; lift that with --all")
