@@ -63,6 +63,12 @@ def is_allowed_host(value: str, names: Iterable[str]) -> bool:
     return True
 
 
+def is_unix_socket(scope: Scope) -> bool:
+    """uvicorn gives a Unix socket's path and no port as ``server`` (or no server at all)."""
+    server = scope.get("server")
+    return server is None or server[1] is None
+
+
 class HostCheck:
     """400 ``bad_host`` unless the Host header names this gateway (TCP listeners only)."""
 
@@ -71,7 +77,7 @@ class HostCheck:
         self.names = frozenset(name.lower() for name in host_names)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and scope.get("server") is not None:
+        if scope["type"] in ("http", "websocket") and not is_unix_socket(scope):
             host = Headers(scope=scope).get("host", "")
             if not is_allowed_host(host, self.names):
                 response = refusal(400, "bad_host", "the Host header does not name this gateway")

@@ -468,14 +468,15 @@ async def look_up(
 
     Found: the exchange's answer to the lookup replaces the failure (header
     ``X-Keybroker-Order-Lookup: found``). Absent after every attempt, or no
-    answer: the original outcome stays, and the note says what was learned.
+    answer: the original outcome stays (an exchange's 5xx with that header
+    saying ``absent`` or ``unknown``), and the note says what was learned.
     """
     tools = job.profile.orders
     gateway.metrics.count("keybroker_order_lookups_total", exchange=job.credential.exchange)
-    if tools is None or len(job.intents) != 1 or job.intents[0].client_order_id is None:
-        return outcome, "order lookup: not possible for this request"
-    query = tools.lookup_request(job.request, job.intents[0])
-    if query is None:
+    query = None
+    if tools is not None and len(job.intents) == 1 and job.intents[0].client_order_id:
+        query = tools.lookup_request(job.request, job.intents[0])
+    if tools is None or query is None:
         return outcome, "order lookup: not possible for this request"
     verdict = "unknown"
     for attempt in range(gateway.config.lookup_attempts):
@@ -493,6 +494,9 @@ async def look_up(
                 return Received(found.status, headers, found.raw, found.elapsed_ms), (
                     "order lookup: found"
                 )
+    if isinstance(outcome, Received):  # the exchange's 5xx stays, marked with what was learned
+        headers = (*outcome.headers, (RECOVERED_HEADER, verdict))
+        outcome = Received(outcome.status, headers, outcome.raw, outcome.elapsed_ms)
     return outcome, f"order lookup: {verdict}"
 
 

@@ -8,13 +8,18 @@ arrangement: a Binance emulator, a vault holding credential ``bn`` for it
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import gateway_testkit
+import httpx
 import pytest
 from gateway_testkit import (
     EMULATOR_KEYS,
+    FAST_KDF,
+    PASSPHRASE,
     TRADER,
     Emulator,
     Gateway,
@@ -25,18 +30,59 @@ from gateway_testkit import (
     new_token,
 )
 
+from keybroker.crypto import kdf
 from keybroker.emulator import EmulatorConfig, create_app, serve_in_thread
 from keybroker.gateway import GatewayConfig
 from keybroker.gateway import create_app as create_gateway
 from keybroker.gateway import serve_in_thread as serve_gateway
-from keybroker.vault import Vault
+from keybroker.secret import Secret
+from keybroker.vault import Vault, store
+
+remembered_derive_key = functools.lru_cache(maxsize=16)(kdf.derive_key)
+
+
+@pytest.fixture(scope="session")
+def _template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    path = tmp_path_factory.mktemp("template") / "vault.db"
+    Vault.create(path, Secret(PASSPHRASE), kdf=FAST_KDF).close()
+    gateway_testkit.TEMPLATE = path
+    yield
+    gateway_testkit.TEMPLATE = None
+
+
+@pytest.fixture(autouse=True)
+def _fast_vaults(_template: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Vaults are copies of one template whose key derivation is remembered.
+
+    derive_key is a pure function: the same passphrase, salt and parameters
+    give the same key whether computed or remembered.
+    """
+    monkeypatch.setattr(store, "derive_key", remembered_derive_key)
+
+
+@pytest.fixture(scope="session")
+def _plain_emulators() -> Iterator[dict[str, Emulator]]:
+    running: dict[str, Emulator] = {}
+    stops: list[Callable[[], None]] = []
+    for exchange in ("binance", "okx"):
+        url, stop = serve_in_thread(create_app(exchange, [EMULATOR_KEYS[exchange]]))
+        running[exchange] = Emulator(exchange, url)
+        stops.append(stop)
+    yield running
+    for stop in stops:
+        stop()
 
 
 @pytest.fixture
-def emulator() -> Iterator[StartEmulator]:
+def emulator(_plain_emulators: dict[str, Emulator]) -> Iterator[StartEmulator]:
+    """emulator(exchange, config=None): a fresh emulator (reset, or new for a config)."""
     stops: list[Callable[[], None]] = []
 
     def start(exchange: str = "binance", config: EmulatorConfig | None = None) -> Emulator:
+        if config is None:
+            shared = _plain_emulators[exchange]
+            httpx.post(f"{shared.url}/__emulator__/reset", timeout=10).raise_for_status()
+            return shared
         url, stop = serve_in_thread(create_app(exchange, [EMULATOR_KEYS[exchange]], config))
         stops.append(stop)
         return Emulator(exchange, url)

@@ -9,6 +9,7 @@ read back from its file.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -120,6 +121,9 @@ class Gateway:
         return [row for row in self.audit() if row.row.kind == kind]
 
 
+TEMPLATE: Path | None = None
+"""An empty vault to copy (set by the conftest for the session)."""
+
 StartEmulator = Callable[..., Emulator]  # the ``emulator`` fixture
 StartGateway = Callable[..., Gateway]  # the ``gateway`` fixture
 
@@ -138,8 +142,21 @@ def make_vault(
     *,
     policies: Mapping[str, Policy] | None = None,
 ) -> Vault:
-    """A new unlocked vault at ``home`` with credentials {name: (exchange, base_url)}."""
-    vault = Vault.create(home / "vault.db", Secret(PASSPHRASE), kdf=FAST_KDF)
+    """An unlocked vault at ``home`` with credentials {name: (exchange, base_url)}.
+
+    When the conftest has set ``TEMPLATE`` (an empty vault made once per
+    session) the file is a copy of it, and the conftest remembers the key
+    derivation, so only the first unlock pays for Argon2id.
+    """
+    template = TEMPLATE
+    if template is not None:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.copyfile(template, home / "vault.db")
+        (home / "vault.db").chmod(0o600)
+        vault = Vault.open(home / "vault.db")
+        vault.unlock(Secret(PASSPHRASE))
+    else:
+        vault = Vault.create(home / "vault.db", Secret(PASSPHRASE), kdf=FAST_KDF)
     for name, (exchange, base_url) in credentials.items():
         if exchange == "binance":
             material = KeyMaterial(BINANCE_API_KEY, Secret(BINANCE_SECRET))

@@ -1,0 +1,186 @@
+"""``keybroker serve`` as a real process: listeners, hardening report, TLS rule, restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from gateway_testkit import (
+    LIMIT_BUY,
+    TRADER,
+    StartEmulator,
+    assert_no_secret,
+    make_vault,
+    new_token,
+    serve_process,
+)
+
+from keybroker.audit import verify_chain
+from keybroker.vault import Vault
+
+
+class Served:
+    """A `keybroker serve` process and what it printed when ready."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        assert process.stdout is not None
+        self.url = process.stdout.readline().strip()
+        self.uds = process.stdout.readline().strip().removeprefix("unix:")
+        if not self.url.startswith("http"):
+            self.stop()
+            raise AssertionError(f"serve did not start: {self.stderr}")
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        _, err = self.process.communicate(timeout=15)
+        self.stderr = err
+        return err
+
+
+@pytest.fixture
+def served() -> Iterator[list[Served]]:
+    started: list[Served] = []
+    yield started
+    for one in started:
+        one.stop()
+
+
+def _home(tmp_path: Path, exchange_url: str) -> tuple[Path, str]:
+    home = tmp_path / "home"
+    vault = make_vault(home, {"bn": ("binance", exchange_url)}, policies={"bn": TRADER})
+    token = new_token(vault, "bot1", ["bn"])
+    vault.close()
+    return home, token
+
+
+def test_serve_listens_on_tcp_and_a_0600_socket_and_reports_hardening(
+    tmp_path: Path, emulator: StartEmulator, served: list[Served]
+) -> None:
+    exchange = emulator("binance")
+    home, token = _home(tmp_path, exchange.url)
+    gateway = Served(serve_process(home, "--port", "0"))
+    served.append(gateway)
+    assert gateway.url.startswith("http://127.0.0.1:")
+    assert gateway.uds == str(home / "gateway.sock")
+    mode = (home / "gateway.sock").stat().st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+
+    headers = {"X-Keybroker-Token": token}
+    assert httpx.get(f"{gateway.url}/bn/api/v3/account", headers=headers).status_code == 200
+    transport = httpx.HTTPTransport(uds=gateway.uds)
+    with httpx.Client(transport=transport, base_url="http://localhost") as client:
+        placed = client.post("/bn/api/v3/order", data=LIMIT_BUY, headers=headers)
+        assert placed.status_code == 200, placed.text
+    status = httpx.get(f"{gateway.url}/_/status", headers=headers).json()
+    assert set(status["hardening"]) == {
+        "core dumps off",
+        "not dumpable",
+        "memory locked",
+        "secret memory (memfd_secret)",
+    }
+    assert status["hardening"]["core dumps off"]["held"] is True
+    limits = Path(f"/proc/{gateway.process.pid}/limits").read_text()
+    core = next(line for line in limits.splitlines() if line.startswith("Max core file size"))
+    assert core.split()[4:6] == ["0", "0"]
+
+    err = gateway.stop()
+    for step in ("core dumps off", "not dumpable", "memory locked", "secret memory"):
+        assert f"hardening: {step}" in err
+    assert not (home / "gateway.sock").exists()  # removed on SIGTERM
+    assert verify_chain(home / "audit.db").ok
+    assert_no_secret(err)
+    assert token not in err
+
+
+def test_a_halt_holds_across_a_restart(
+    tmp_path: Path, emulator: StartEmulator, served: list[Served]
+) -> None:
+    exchange = emulator("binance")
+    home, token = _home(tmp_path, exchange.url)
+    vault = Vault.open(home / "vault.db")
+    vault.halt("bn", reason="test")
+    vault.close()
+    first = Served(serve_process(home, "--port", "0"))
+    served.append(first)
+    headers = {"X-Keybroker-Token": token}
+    denied = httpx.post(f"{first.url}/bn/api/v3/order", data=LIMIT_BUY, headers=headers)
+    assert denied.json()["rule"] == "kill_switch"
+    first.stop()
+    second = Served(serve_process(home, "--port", "0"))
+    served.append(second)
+    again = httpx.post(f"{second.url}/bn/api/v3/order", data=LIMIT_BUY, headers=headers)
+    assert again.status_code == 403 and again.json()["rule"] == "kill_switch"
+    cancel = httpx.delete(
+        f"{second.url}/bn/api/v3/openOrders", params={"symbol": "BTCUSDT"}, headers=headers
+    )
+    assert cancel.json().get("rule") != "kill_switch"
+    assert exchange.requests_to("/api/v3/order", "POST") == []
+
+
+def test_a_remote_bind_needs_tls(tmp_path: Path, emulator: StartEmulator) -> None:
+    exchange = emulator("binance")
+    home, _ = _home(tmp_path, exchange.url)
+    process = serve_process(home, "--host", "0.0.0.0", "--port", "0")  # noqa: S104
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert "--tls-cert" in err and "--insecure-plaintext-remote" in err
+    assert out == ""
+    half = serve_process(home, "--port", "0", "--tls-cert", str(tmp_path / "cert.pem"))
+    _, err = half.communicate(timeout=30)
+    assert half.returncode == 1 and "together" in err
+
+
+def test_insecure_plaintext_remote_warns_at_every_start(
+    tmp_path: Path, emulator: StartEmulator, served: list[Served]
+) -> None:
+    exchange = emulator("binance")
+    home, token = _home(tmp_path, exchange.url)
+    gateway = Served(
+        serve_process(home, "--host", "0.0.0.0", "--port", "0", "--insecure-plaintext-remote")  # noqa: S104
+    )
+    served.append(gateway)
+    port = gateway.url.rsplit(":", 1)[1]
+    response = httpx.get(
+        f"http://127.0.0.1:{port}/bn/api/v3/time", headers={"X-Keybroker-Token": token}
+    )
+    assert response.status_code == 200
+    err = gateway.stop()
+    assert "warning: --insecure-plaintext-remote" in err
+
+
+def test_a_wrong_passphrase_fails_before_listening(tmp_path: Path, emulator: StartEmulator) -> None:
+    exchange = emulator("binance")
+    home, _ = _home(tmp_path, exchange.url)
+    process = serve_process(
+        home, "--port", "0", env={"KEYBROKER_PASSPHRASE": "not the passphrase, sorry"}
+    )
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert "wrong passphrase" in err
+    assert out == "" and not (home / "gateway.sock").exists()
+
+
+def test_hardening_never_crashes_and_says_what_held() -> None:
+    code = (
+        "from keybroker.gateway.hardening import harden, PR_GET_DUMPABLE, _libc\n"
+        "for step in harden(): print(step.line())\n"
+        "print('dumpable', _libc().prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == "core dumps off: held"
+    assert lines[1] == "not dumpable: held"
+    assert lines[2].startswith("memory locked: ")
+    assert lines[3].startswith("secret memory (memfd_secret): ")
+    assert lines[4] == "dumpable 0"
