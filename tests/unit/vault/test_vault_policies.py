@@ -144,3 +144,9 @@ def test_verify_lists_policies_after_credentials(two: Vault) -> None:
         "policy:bot2",
     ]
     assert all(result.ok for result in two.verify())
+
+
+def test_a_policy_row_without_its_credential_fails_verify(two: Vault, vault_path: Path) -> None:
+    two.set_policy("bot1", DOCUMENT)
+    edit(vault_path, "DELETE FROM credentials WHERE name = 'bot1'")
+    assert VerifyResult("policy:bot1", False) in two.verify()
