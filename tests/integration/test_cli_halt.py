@@ -6,12 +6,9 @@ import json
 
 import pytest
 from cli_harness import BINANCE_ENV, OKX_ENV, PASSPHRASE, Kb
-from cli_registration import ensure_registered, run_subprocess
 
 from keybroker.secret import Secret
 from keybroker.vault import Vault
-
-ensure_registered()
 
 NO_PASSPHRASE: dict[str, str | None] = {"KEYBROKER_PASSPHRASE": None}
 
@@ -101,9 +98,9 @@ def test_halt_and_resume_across_processes_and_restarts(kb: Kb) -> None:
     try:
         gateway.unlock(Secret(PASSPHRASE))
         assert gateway.halted() == {}
-        run_subprocess(kb, "halt", "b1", "--reason", "from another terminal", env=NO_PASSPHRASE)
+        kb.subprocess("halt", "b1", "--reason", "from another terminal", env=NO_PASSPHRASE)
         assert set(gateway.halted()) == {"b1"}  # seen on the next poll, no reopen
-        run_subprocess(kb, "halt", "--all", env=NO_PASSPHRASE)
+        kb.subprocess("halt", "--all", env=NO_PASSPHRASE)
         assert set(gateway.halted()) == {"*", "b1"}
     finally:
         gateway.close()
@@ -111,10 +108,10 @@ def test_halt_and_resume_across_processes_and_restarts(kb: Kb) -> None:
     assert halted(kb) == {"*", "b1"}
     restarted = Vault.open(kb.vault_path)
     try:
-        run = run_subprocess(kb, "resume", "b1")
+        run = kb.subprocess("resume", "b1")
         assert "still halted by `keybroker halt --all`" in run.stderr
         assert set(restarted.halted()) == {"*"}
-        run_subprocess(kb, "resume", "--all")
+        kb.subprocess("resume", "--all")
         assert restarted.halted() == {}
     finally:
         restarted.close()

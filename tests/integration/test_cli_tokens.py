@@ -12,14 +12,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cli_harness import BINANCE_ENV, OKX_ENV, PASSPHRASE, Kb
-from cli_registration import ensure_registered, run_subprocess
 
 from keybroker import errors
 from keybroker.cli.token_commands import parse_duration
 from keybroker.secret import Secret
 from keybroker.vault import BotToken, Vault
-
-ensure_registered()
 
 TOKEN = re.compile(r"kb_[A-Za-z0-9_-]{43}")
 NO_PASSPHRASE: dict[str, str | None] = {"KEYBROKER_PASSPHRASE": None}
@@ -191,19 +188,19 @@ def test_a_created_token_is_never_in_the_vault_file_logs_or_listings(
     caplog.set_level(logging.DEBUG)
     runs_before = len(kb.runs)
     first = kb("--debug", "tokens", "create", "grid", "-c", "b1", "--expires", "1d")
-    second = run_subprocess(kb, "--debug", "tokens", "create", "arb", "-c", "o1", "--json")
+    second = kb.subprocess("--debug", "tokens", "create", "arb", "-c", "o1", "--json")
     tokens = [first.stdout.strip(), json.loads(second.stdout)["token"]]
     creating = kb.runs[runs_before:]
     # Everything else that could show a token: listings, revocation, verify, errors.
     kb("--debug", "tokens", "list")
     kb("--debug", "tokens", "list", "--json")
-    run_subprocess(kb, "--debug", "tokens", "list")
+    kb.subprocess("--debug", "tokens", "list")
     kb("--debug", "tokens", "revoke", "grid")
-    run_subprocess(kb, "--debug", "tokens", "revoke", "arb")
+    kb.subprocess("--debug", "tokens", "revoke", "arb")
     kb("tokens", "list")
     kb("vault", "verify")
     kb("--debug", "tokens", "create", "arb", "-c", "ghost", expect=2)
-    run_subprocess(kb, "--debug", "tokens", "create", "x y", "-c", "b1", expect=1)
+    kb.subprocess("--debug", "tokens", "create", "x y", "-c", "b1", expect=1)
     for token in tokens:
         assert TOKEN.fullmatch(token)
         with pytest.raises(errors.BadToken):

@@ -29,9 +29,11 @@ from keybroker.cli import (
     audit_commands,
     demo,
     emulator_commands,
+    halt_commands,
     key_commands,
     policy_commands,
     serve_commands,
+    token_commands,
     vault_commands,
 )
 from keybroker.cli.context import CliState, show_help_without_command
@@ -174,6 +176,8 @@ emulator_commands.register(app)
 policy_commands.register(app)
 audit_commands.register(app)
 serve_commands.register(app)
+token_commands.register(app)
+halt_commands.register(app)
 
 
 def main() -> None:
