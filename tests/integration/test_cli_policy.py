@@ -12,16 +12,10 @@ import httpx
 import pytest
 from cli_harness import BINANCE_ENV, PASSPHRASE, Kb
 
-from keybroker.cli import app, policy_commands
 from keybroker.exchanges import get_profile
 from keybroker.policy import DEFAULT_POLICY, Policy, PolicyContext, evaluate
 from keybroker.secret import Secret
 from keybroker.vault import Vault
-
-# The lead wires register(app) into keybroker.cli; until then (and harmlessly after) the
-# tests add the group to the app they drive.
-if not any(group.name == "policy" for group in app.registered_groups):
-    policy_commands.register(app)
 
 
 @pytest.fixture
