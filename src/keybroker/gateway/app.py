@@ -173,7 +173,7 @@ async def proxy(request: Request) -> Response:
         try:
             body = await _read_body(request, gateway.config.max_body_bytes)
         except BodyTooLarge as error:  # audited like every refusal; never read further
-            return await refuse(gateway, incoming, None, error)
+            return await refuse(gateway, incoming, error)
         return await handle(gateway, dataclasses.replace(incoming, body=body))
     except KeybrokerError as error:
         return error_response(error)

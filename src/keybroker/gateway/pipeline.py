@@ -86,14 +86,15 @@ async def handle(gateway: Gateway, incoming: Incoming) -> Response:
         request = outgoing_request(profile, credential, incoming)
         classified = profile.classify(request)  # 3. classify
         request, intents = read_orders(profile, request, classified)
+        policy = gateway.access.policy(credential.name)
     except KeybrokerError as error:
-        return await refuse(gateway, incoming, None, error)
+        return await refuse(gateway, incoming, error)
     job = Job(incoming, credential, profile, request, classified, intents)
-    policy = gateway.access.policy(credential.name)
-    decision = evaluate(policy, classified, intents, await facts(gateway, job, policy))  # 4.
+    prices = await last_prices(gateway, job) if needs_prices(policy, job) else {}
+    decision = evaluate(policy, classified, intents, facts(gateway, job, prices))  # 4. policy
     if not decision.allowed:
         return await deny(gateway, job, decision.rule, decision.detail)
-    count_orders(gateway, job)
+    count_orders(gateway, job, prices)
     if classified.kind == "public" and request.method == "GET":
         outcome = await gateway.dedup.run(dedup_key(job), lambda: send(gateway, job))
     else:
@@ -171,12 +172,9 @@ def new_client_order_id() -> str:
 # -- step 4: the facts a policy needs --------------------------------------------------------
 
 
-async def facts(gateway: Gateway, job: Job, policy: Policy) -> PolicyContext:
+def facts(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> PolicyContext:
     """What the gateway knows now: halts (read afresh for orders), counts, last prices."""
     name, kind = job.credential.name, job.classified.kind
-    prices: dict[str, Decimal] = {}
-    if kind == "order_place" and job.intents and needs_prices(policy):
-        prices = await last_prices(gateway, job)
     return PolicyContext(
         environment=job.credential.environment,
         halted=gateway.access.is_halted(name, fresh=kind == "order_place"),
@@ -189,7 +187,10 @@ async def facts(gateway: Gateway, job: Job, policy: Policy) -> PolicyContext:
     )
 
 
-def needs_prices(policy: Policy) -> bool:
+def needs_prices(policy: Policy, job: Job) -> bool:
+    """Whether a rule of ``policy`` prices this request's orders (never for other requests)."""
+    if job.classified.kind != "order_place" or not job.intents:
+        return False
     return any(
         value is not None
         for value in (
@@ -232,13 +233,17 @@ async def last_prices(gateway: Gateway, job: Job) -> dict[str, Decimal]:
     return prices
 
 
-def count_orders(gateway: Gateway, job: Job) -> None:
-    """Count allowed orders at once, so that requests arriving together share one limit."""
+def count_orders(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> None:
+    """Count allowed orders at once, so that requests arriving together share one limit.
+
+    Notional is quote quantity, or quantity times the limit price, or (market
+    orders) times the last price where the gateway fetched one.
+    """
     if job.classified.kind != "order_place" or not job.intents:
         return
     notional = Decimal(0)
     for intent in job.intents:
-        price = intent.price
+        price = intent.price if intent.price is not None else prices.get(intent.symbol)
         if intent.quote_quantity is not None:
             notional += intent.quote_quantity
         elif intent.quantity is not None and price is not None:
@@ -262,17 +267,15 @@ async def deny(
     return denial(rule, detail)
 
 
-async def refuse(
-    gateway: Gateway, incoming: Incoming, credential: Credential | None, error: KeybrokerError
-) -> Response:
-    """Audit and answer a request that failed before it could be classified."""
-    code = error_response(error).headers.get("x-keybroker-error", "error")
+async def refuse(gateway: Gateway, incoming: Incoming, error: KeybrokerError) -> Response:
+    """Audit and answer a request refused before it was classified (or its policy read)."""
+    response = error_response(error)
+    code = response.headers.get("x-keybroker-error", "error")
     await gateway.audit.append(
         AuditRow(
             "denied",
             bot=incoming.bot.bot,
             credential=incoming.credential,
-            exchange=credential.exchange if credential else None,
             method=incoming.method,
             path=incoming.raw_path.decode("ascii", "replace"),
             decision="deny",
@@ -283,7 +286,7 @@ async def refuse(
     gateway.metrics.count(
         "keybroker_requests_total", credential=incoming.credential, kind="unknown", outcome=code
     )
-    return error_response(error)
+    return response
 
 
 # -- step 5: the rate limit -------------------------------------------------------------------

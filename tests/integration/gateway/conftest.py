@@ -35,6 +35,7 @@ from keybroker.emulator import EmulatorConfig, create_app, serve_in_thread
 from keybroker.gateway import GatewayConfig
 from keybroker.gateway import create_app as create_gateway
 from keybroker.gateway import serve_in_thread as serve_gateway
+from keybroker.ratelimit import Limiter
 from keybroker.secret import Secret
 from keybroker.vault import Vault, store
 
@@ -96,10 +97,16 @@ def emulator(_plain_emulators: dict[str, Emulator]) -> Iterator[StartEmulator]:
 def gateway(tmp_path: Path) -> Iterator[StartGateway]:
     started: list[Gateway] = []
 
-    def start(vault: Vault, token: str, uds: Path | None = None, **config: Any) -> Gateway:
+    def start(
+        vault: Vault,
+        token: str,
+        uds: Path | None = None,
+        limiter: Limiter | None = None,
+        **config: Any,
+    ) -> Gateway:
         home = vault.path.parent
         settings = GatewayConfig(audit_path=home / "audit.db", **config)
-        running = serve_gateway(create_gateway(vault, settings), uds=uds)
+        running = serve_gateway(create_gateway(vault, settings, limiter=limiter), uds=uds)
         gateway = Gateway(running, vault, home, token)
         started.append(gateway)
         return gateway

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import stat
 import subprocess
 import sys
@@ -184,3 +185,78 @@ def test_hardening_never_crashes_and_says_what_held() -> None:
     assert lines[2].startswith("memory locked: ")
     assert lines[3].startswith("secret memory (memfd_secret): ")
     assert lines[4] == "dumpable 0"
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1 and its key (test material only)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keybroker test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def test_a_remote_bind_with_tls_serves_https_and_keeps_the_socket_plain(
+    tmp_path: Path, emulator: StartEmulator, served: list[Served]
+) -> None:
+    exchange = emulator("binance")
+    home, token = _home(tmp_path, exchange.url)
+    cert, key = _self_signed(tmp_path)
+    gateway = Served(
+        serve_process(
+            home,
+            "--host",
+            "0.0.0.0",  # noqa: S104
+            "--port",
+            "0",
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+        )
+    )
+    served.append(gateway)
+    port = gateway.url.rsplit(":", 1)[1]
+    assert gateway.url.startswith("https://")
+    headers = {"X-Keybroker-Token": token}
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(cert))) as client:
+        response = client.get(f"https://127.0.0.1:{port}/bn/api/v3/account", headers=headers)
+        assert response.status_code == 200
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/_/health", timeout=5)  # no plaintext on TCP
+    transport = httpx.HTTPTransport(uds=gateway.uds)
+    with httpx.Client(transport=transport, base_url="http://localhost") as client:
+        assert client.get("/bn/api/v3/account", headers=headers).status_code == 200
+    err = gateway.stop()
+    assert "insecure" not in err
