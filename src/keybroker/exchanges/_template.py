@@ -12,8 +12,8 @@ their source URLs), write ``tests/unit/exchanges/test_<name>.py`` and
 ``tests/differential/test_ccxt_<name>.py``, and register ``PROFILE`` in
 ``exchanges/__init__.py``. Add the name to ``model.ExchangeName`` too.
 
-Sections: base URLs, credential rules, signer, endpoint catalogue,
-order-intent parser, error map, key-permission query, PROFILE. Source of
+Sections: base URLs, credential rules, signer, endpoint catalogue, rate
+limits, order-intent parser, error map, key-permission query, PROFILE. Source of
 truth: ../shared/design/exchange-auth.md (the exchange's own section, §0,
 §1, §12, §13). Exchange knowledge stays in this one module; anything
 exchange-neutral belongs in ``base.py`` or ``_wire.py``.
@@ -34,7 +34,9 @@ from keybroker.exchanges.base import (
     ExchangeProfile,
     KeyPermissions,
     OrderIntent,
+    RateLimit,
     classify_with,
+    read_usage_headers,
 )
 from keybroker.model import Credential
 from keybroker.secret import Secret
@@ -136,6 +138,22 @@ def classify(request: httpx.Request) -> ClassifiedRequest:
     return classify_with(CATALOGUE, request, is_public_path=is_public_path)
 
 
+# -- 4b. Rate limits -----------------------------------------------------------------------
+# The budgets the exchange enforces (RateLimit: name, capacity per_seconds,
+# what counts -- the catalogue's weight, its order_count, or requests -- and
+# whose budget it is: the IP's, the account's or each endpoint's), with the
+# spec's numbers and their tags ([doc], [unverified]). Say whether windows are
+# fixed on the clock (fixed_window=True, Binance) or rolling, or a draining
+# counter (decaying=True, Kraken). Where responses report usage, read_usage
+# maps those headers to limit names (base.read_usage_headers does the parsing).
+RATE_LIMITS: tuple[RateLimit, ...] = (RateLimit("REQUESTS", 10, 1, "requests", "account"),)
+
+
+def read_usage(headers: Mapping[str, str]) -> dict[str, float]:
+    """{limit name: used} from the exchange's usage headers (none here)."""
+    return read_usage_headers(headers, {})
+
+
 # -- 5. Order-intent parser ----------------------------------------------------------------
 def parse_order(request: httpx.Request) -> list[OrderIntent]:
     """One intent per order the request places, from query, form or JSON body.
@@ -197,4 +215,6 @@ PROFILE = ExchangeProfile(
     permission_request=None,  # permission_request, where the exchange has one
     parse_permission_response=None,  # parse_permissions, likewise
     permission_note=PERMISSION_NOTE,
+    rate_limits=RATE_LIMITS,
+    read_usage=None,  # read_usage, where the exchange sends usage headers
 )

@@ -6,11 +6,12 @@
     'account_read'
 
 An exchange is one module (``exchanges/<name>.py``) with fixed sections:
-base URLs, credential rules, signer, endpoint catalogue, order-intent parser,
-error map, key-permission query, and at the bottom ``PROFILE``. This module
-holds only what is the same for all of them: the value types, path
-normalisation (so that no spelling of a path disguises an endpoint), the
-catalogue matcher and the nonce source.
+base URLs, credential rules, signer, endpoint catalogue, rate limits,
+order-intent parser, error map, key-permission query, and at the bottom
+``PROFILE``. This module holds only what is the same for all of them: the
+value types, path normalisation (so that no spelling of a path disguises an
+endpoint), the catalogue matcher, the nonce source and the usage-header
+reader.
 """
 
 from __future__ import annotations
@@ -224,9 +225,7 @@ def endpoint_id(classified: ClassifiedRequest) -> str:
 UsageReader = Callable[[Mapping[str, str]], dict[str, float]]
 
 
-def read_usage_headers(
-    headers: Mapping[str, str], names: Mapping[str, str]
-) -> dict[str, float]:
+def read_usage_headers(headers: Mapping[str, str], names: Mapping[str, str]) -> dict[str, float]:
     """{limit name: used} from the headers named in ``names`` (lower-case header -> limit name).
 
     Header names are matched without regard to case (a plain dict may come
