@@ -105,6 +105,7 @@ def create_app(
         finally:
             poller.cancel()
             try:
+                await gateway.drain()
                 await audit.append(AuditRow("event", detail="gateway stopped"))
             finally:
                 await client.aclose()

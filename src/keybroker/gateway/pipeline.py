@@ -106,20 +106,23 @@ async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
     """Steps 5-9: budget, durable intent row, signature, the exchange, result row."""
     try:
         await take_budget(gateway, job, job.request)  # 5. rate limit (or 429 here)
-    except RateLimited as error:
-        return await deny(gateway, job, "rate_limited", str(error), error=error)
+    except RateLimited as limited:
+        return await deny(gateway, job, "rate_limited", str(limited), error=limited)
     intent_id = await gateway.audit.append(row(job, "intent", decision="allow"))  # 6. audit
     try:
         outcome = await gateway.upstream.send(  # 7.-8. sign (per attempt) and forward
             lambda: sign(gateway, job, job.request), retry=job.classified.kind in READ_KINDS
         )
-    except KeybrokerError as error:  # the signer or the nonce lease refused: nothing left
-        await gateway.audit.append(row(job, "result", intent_id=intent_id, detail=str(error)))
-        return error_response(error)
+    except KeybrokerError as refused:  # the signer or the nonce lease refused: nothing left
+        await gateway.audit.append(row(job, "result", intent_id=intent_id, detail=str(refused)))
+        return error_response(refused)
     note = None
     if job.classified.kind == "order_place" and is_ambiguous(outcome):
         outcome, note = await look_up(gateway, job, outcome)
-    await record_result(gateway, job, intent_id, outcome, note)  # 9. result, map errors
+    error = take_answer(gateway, job, outcome)  # 9. map errors, correct the limiter at once
+    # The result row is written while the answer goes out: only the intent row must be
+    # durable first. The lifespan waits for pending rows before it closes the log.
+    gateway.spawn(record_result(gateway, job, intent_id, outcome, error, note))
     return outcome
 
 
@@ -188,18 +191,18 @@ def facts(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> PolicyConte
 
 
 def needs_prices(policy: Policy, job: Job) -> bool:
-    """Whether a rule of ``policy`` prices this request's orders (never for other requests)."""
+    """Whether a rule of ``policy`` needs a last price for this request's orders.
+
+    The price collar always does; the notional rules only for an order that
+    names neither a limit price nor a quote amount (a market order).
+    """
     if job.classified.kind != "order_place" or not job.intents:
         return False
-    return any(
-        value is not None
-        for value in (
-            policy.max_notional,
-            policy.price_collar_pct,
-            policy.daily_notional,
-            policy.max_position_notional,
-        )
-    )
+    if policy.price_collar_pct is not None:
+        return True
+    notional_rules = (policy.max_notional, policy.daily_notional, policy.max_position_notional)
+    unpriced = any(i.price is None and i.quote_quantity is None for i in job.intents)
+    return unpriced and any(rule is not None for rule in notional_rules)
 
 
 async def last_prices(gateway: Gateway, job: Job) -> dict[str, Decimal]:
@@ -383,41 +386,19 @@ def row(job: Job, kind: str, **values: object) -> AuditRow:
     )
 
 
-async def record_result(
-    gateway: Gateway,
-    job: Job,
-    intent_id: int,
-    outcome: Received | Failure,
-    note: str | None,
-) -> None:
-    """The result row, metrics, limiter corrections and alerts for one exchange answer."""
+def take_answer(gateway: Gateway, job: Job, outcome: Received | Failure) -> UpstreamError | None:
+    """Read an exchange's answer at once: its error, limiter corrections, metrics, alerts."""
     exchange = job.credential.exchange
     if isinstance(outcome, Failure):
         gateway.metrics.count("keybroker_upstream_failures_total", exchange=exchange)
-        detail = outcome.reason + (f"; {note}" if note else "")
-        await gateway.audit.append(
-            row(job, "result", intent_id=intent_id, detail=detail, latency_ms=outcome.elapsed_ms)
-        )
-        return
+        return None
     error = job.profile.map_error(outcome.status, outcome.content(), outcome.header_map())
     learn_limits(gateway, job, outcome, error)
-    code = _venue_code(error)
     gateway.metrics.count(
         "keybroker_upstream_requests_total", exchange=exchange, status=str(outcome.status)
     )
     gateway.metrics.observe(
         "keybroker_upstream_seconds", outcome.elapsed_ms / 1000, exchange=exchange
-    )
-    await gateway.audit.append(
-        row(
-            job,
-            "result",
-            intent_id=intent_id,
-            status=outcome.status,
-            venue_code=code,
-            latency_ms=outcome.elapsed_ms,
-            detail=note or (type(error).__name__ if error is not None else None),
-        )
     )
     alert = None
     if isinstance(error, IPBanned):
@@ -434,8 +415,37 @@ async def record_result(
             bot=job.incoming.bot.bot,
             credential=job.credential.name,
             status=str(outcome.status),
-            venue_code=code,
+            venue_code=_venue_code(error),
         )
+    return error
+
+
+async def record_result(
+    gateway: Gateway,
+    job: Job,
+    intent_id: int,
+    outcome: Received | Failure,
+    error: UpstreamError | None,
+    note: str | None,
+) -> None:
+    """The result row: status, the exchange's error code, latency, what a lookup learned."""
+    if isinstance(outcome, Failure):
+        detail = outcome.reason + (f"; {note}" if note else "")
+        await gateway.audit.append(
+            row(job, "result", intent_id=intent_id, detail=detail, latency_ms=outcome.elapsed_ms)
+        )
+        return
+    await gateway.audit.append(
+        row(
+            job,
+            "result",
+            intent_id=intent_id,
+            status=outcome.status,
+            venue_code=_venue_code(error),
+            latency_ms=outcome.elapsed_ms,
+            detail=note or (type(error).__name__ if error is not None else None),
+        )
+    )
 
 
 def _venue_code(error: UpstreamError | None) -> str | None:

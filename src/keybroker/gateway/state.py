@@ -9,9 +9,12 @@ reach the same vault view, limiter, audit log and connection pool.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from starlette.responses import Response
 
@@ -51,9 +54,29 @@ class Gateway:
     prices: dict[tuple[str, str], tuple[int, Decimal]] = field(default_factory=dict)
     """(environment, price URL) -> (when, last price): the gateway's own market data."""
 
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+    """Result rows being written after their answer went out."""
+
     def __post_init__(self) -> None:
         self.activity = Activity(self.clock)
         self.dedup = Dedup(self.clock, self.config.public_cache_ms)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` after the answer; ``drain`` waits for it (shutdown)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # An audit row that could not be written; the type says which failure.
+            log.error("a result row was not written: %s", type(task.exception()).__name__)
+
+    async def drain(self) -> None:
+        """Wait for every result row still being written."""
+        while self.background:
+            await asyncio.gather(*list(self.background), return_exceptions=True)
 
     def alert(self, name: str, **fields: str | None) -> None:
         """One alert of seed 000 §8 (a log line, plus webhook and command); never blocks."""

@@ -115,6 +115,13 @@ class Gateway:
         return client
 
     def audit(self) -> list[StoredRow]:
+        """Every row, once each intent row has its result (written just after the answer)."""
+
+        def settled() -> bool:
+            kinds = [row.row.kind for row in read_rows(self.audit_path)]
+            return kinds.count("result") >= kinds.count("intent")
+
+        wait_until(settled, timeout=5.0)
         return read_rows(self.audit_path)
 
     def rows(self, kind: str) -> list[StoredRow]:
