@@ -42,7 +42,7 @@ from keybroker.gateway.config import GatewayConfig
 from keybroker.gateway.hardening import Step
 from keybroker.gateway.nonces import NonceLease
 from keybroker.gateway.pipeline import Incoming, handle, refuse
-from keybroker.gateway.responses import BodyTooLarge, error_response, refusal
+from keybroker.gateway.responses import error_response, refusal
 from keybroker.gateway.state import Gateway
 from keybroker.gateway.upstream import Upstream
 from keybroker.ratelimit import Limiter, MemoryLimiter
@@ -171,10 +171,10 @@ async def proxy(request: Request) -> Response:
         bot=bot,
     )
     try:
-        try:
-            body = await _read_body(request, gateway.config.max_body_bytes)
-        except BodyTooLarge as error:  # audited like every refusal; never read further
-            return await refuse(gateway, incoming, error)
+        body = await _read_body(request, gateway.config.max_body_bytes)
+        if body is None:  # audited like every refusal; the rest is never read
+            detail = f"the request body is larger than {gateway.config.max_body_bytes} bytes"
+            return await refuse(gateway, incoming, refusal(413, "body_too_large", detail), detail)
         return await handle(gateway, dataclasses.replace(incoming, body=body))
     except KeybrokerError as error:
         return error_response(error)
@@ -184,15 +184,16 @@ async def proxy(request: Request) -> Response:
         return error_response(exc)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(limit)
+        return None
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(limit)
+            return None
         chunks.append(chunk)
     return b"".join(chunks)

@@ -88,7 +88,7 @@ async def handle(gateway: Gateway, incoming: Incoming) -> Response:
         request, intents = read_orders(profile, request, classified)
         policy = gateway.access.policy(credential.name)
     except KeybrokerError as error:
-        return await refuse(gateway, incoming, error)
+        return await refuse(gateway, incoming, error_response(error), str(error))
     job = Job(incoming, credential, profile, request, classified, intents)
     prices = await last_prices(gateway, job) if needs_prices(policy, job) else {}
     decision = evaluate(policy, classified, intents, facts(gateway, job, prices))  # 4. policy
@@ -270,9 +270,9 @@ async def deny(
     return denial(rule, detail)
 
 
-async def refuse(gateway: Gateway, incoming: Incoming, error: KeybrokerError) -> Response:
-    """Audit and answer a request refused before it was classified (or its policy read)."""
-    response = error_response(error)
+async def refuse(gateway: Gateway, incoming: Incoming, response: Response, detail: str) -> Response:
+    """Audit and give ``response``: a request refused before it was classified (or its
+    policy read). The row's rule is the answer's error code."""
     code = response.headers.get("x-keybroker-error", "error")
     await gateway.audit.append(
         AuditRow(
@@ -283,7 +283,7 @@ async def refuse(gateway: Gateway, incoming: Incoming, error: KeybrokerError) ->
             path=incoming.raw_path.decode("ascii", "replace"),
             decision="deny",
             rule=code,
-            detail=str(error),
+            detail=detail,
         )
     )
     gateway.metrics.count(

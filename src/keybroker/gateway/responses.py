@@ -43,19 +43,9 @@ from keybroker.errors import (
 ERROR_HEADER = "x-keybroker-error"
 
 
-class BodyTooLarge(UsageError):
-    """A request body over the gateway's limit: refused before it is read to the end."""
-
-    http_status = 413
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body is larger than {limit} bytes")
-
-
 # Most specific class first: the first match names the error.
 _CODES: tuple[tuple[type[KeybrokerError], int, str], ...] = (
     (BadToken, 401, "bad_token"),
-    (BodyTooLarge, 413, "body_too_large"),
     (UnknownEndpoint, 403, "policy_denied"),
     (PolicyDenied, 403, "policy_denied"),
     (RateLimited, 429, "rate_limited"),
