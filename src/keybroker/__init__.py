@@ -7,7 +7,10 @@ The few names here are the public Python surface; everything else is reached
 through its package (``keybroker.vault``, ``keybroker.exchanges``). The
 adapters (``BinanceAdapter``, ``OKXAdapter``) are for bots that hold their
 own key; importing them here stays cheap, since they load httpx and the
-signers only when one is built.
+signers only when one is built. Bots behind the signing gateway (``keybroker
+serve``) hold no key at all: ``gateway_config`` points an adapter at it, and
+``connect_ccxt`` gives a ccxt exchange that goes through it (ccxt is imported
+only then).
 """
 
 from keybroker.client import (
@@ -16,6 +19,8 @@ from keybroker.client import (
     ExchangeId,
     OKXAdapter,
     binance_testnet_config,
+    connect_ccxt,
+    gateway_config,
     okx_testnet_config,
     vault_config,
 )
@@ -29,10 +34,12 @@ __version__ = "0.1.0"
 __all__ = [  # noqa: RUF022
     "binance_testnet_config",
     "BinanceAdapter",
+    "connect_ccxt",
     "Credential",
     "ExchangeConfig",
     "ExchangeError",
     "ExchangeId",
+    "gateway_config",
     "KeybrokerError",
     "okx_testnet_config",
     "OKXAdapter",

@@ -14,10 +14,12 @@ httpx and the signers load when the first adapter is built.
 from keybroker.client.base import Adapter
 from keybroker.client.binance import BinanceAdapter
 from keybroker.client.calls import DEFAULT_TIMEOUT, RetryPolicy
+from keybroker.client.ccxt_bridge import connect_ccxt
 from keybroker.client.config import (
     ExchangeConfig,
     ExchangeId,
     binance_testnet_config,
+    gateway_config,
     okx_testnet_config,
     vault_config,
 )
@@ -41,6 +43,8 @@ __all__ = [
     "RetryPolicy",
     "Ticker",
     "binance_testnet_config",
+    "connect_ccxt",
+    "gateway_config",
     "okx_testnet_config",
     "vault_config",
 ]

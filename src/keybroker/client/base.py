@@ -183,6 +183,7 @@ class Adapter(ABC):
             retry=self._retry,
             clock=clock or SystemClock(),
             sleep=self._sleep,
+            headers=config.headers,
         )
 
     def __repr__(self) -> str:

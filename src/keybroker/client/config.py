@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from keybroker.client.errors import CREDENTIAL_UNAVAILABLE, config_error
 from keybroker.errors import ExchangeError, InvalidInput, VaultError
@@ -103,6 +104,8 @@ class ExchangeConfig:
     127.0.0.1, a regional site); http:// is accepted only for loopback hosts.
     ``key_type`` (keyword only) is ``"hmac"`` unless the key is a Binance
     ``"ed25519"`` or ``"rsa"`` key, whose ``api_secret`` is the PEM private key.
+    ``headers`` (keyword only) are sent with every request, values kept as
+    ``Secret`` (a gateway's bot token is one); the repr names them, never a value.
     Raises ExchangeError (code ``InvalidConfig``) naming what is wrong or missing.
     """
 
@@ -114,6 +117,7 @@ class ExchangeConfig:
     ws_url: str | None
     testnet: bool
     key_type: str
+    headers: tuple[tuple[str, Secret], ...]
 
     def __init__(
         self,
@@ -126,6 +130,7 @@ class ExchangeConfig:
         testnet: bool = True,
         *,
         key_type: str = "hmac",
+        headers: Mapping[str, Secret | str] | None = None,
     ) -> None:
         try:
             exchange = ExchangeId(str(exchange_id).strip().lower())
@@ -154,6 +159,7 @@ class ExchangeConfig:
         set_field(self, "ws_url", ws)
         set_field(self, "testnet", testnet)
         set_field(self, "key_type", key_type)
+        set_field(self, "headers", _as_headers(headers))
         self._check_environment()
         self._check_credential()
 
@@ -179,7 +185,9 @@ class ExchangeConfig:
             f"api_key={mask(self.api_key)!r}, api_secret=Secret('***'), "
             f"passphrase={'Secret(***)' if self.passphrase is not None else None}, "
             f"rest_base_url={self.rest_base_url!r}, ws_url={self.ws_url!r}, "
-            f"testnet={self.testnet!r})"
+            f"testnet={self.testnet!r}"
+            + (f", headers={[name for name, _ in self.headers]!r}" if self.headers else "")
+            + ")"
         )
 
     __str__ = __repr__
@@ -228,6 +236,25 @@ def _as_secret(what: str, value: Secret | str | bytes) -> Secret:
     if isinstance(value, str | bytes | bytearray):
         return Secret(value)
     raise config_error(f"{what} must be a str or a keybroker.Secret")
+
+
+def _as_headers(headers: Mapping[str, Secret | str] | None) -> tuple[tuple[str, Secret], ...]:
+    if headers is None:
+        return ()
+    if not isinstance(headers, Mapping):
+        raise config_error("headers must be a mapping of header name to value")
+    kept: list[tuple[str, Secret]] = []
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise config_error("a header name must be letters, digits and -")
+        secret = _as_secret(f"header {name}", value)
+        if any(ch in secret.reveal_text() for ch in "\r\n\0"):
+            raise config_error(f"header {name} must be one line")
+        kept.append((name, secret))
+    return tuple(kept)
+
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 
 def _from_environment(
@@ -323,4 +350,77 @@ def vault_config(
         rest_base_url=rest_base_url,
         testnet=credential.environment == "testnet",
         key_type=credential.key_type,
+    )
+
+
+# The variables a bot behind the gateway reads (gateway_config, connect_ccxt).
+GATEWAY_URL_VARIABLE = "KEYBROKER_GATEWAY_URL"
+TOKEN_VARIABLE = "KEYBROKER_TOKEN"  # noqa: S105 - a variable name, not a value
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:8787"
+GATEWAY_TOKEN_HEADER = "X-Keybroker-Token"  # noqa: S105 - a header name
+# Obviously fake key fields for an adapter behind the gateway: the adapter signs
+# with them as it always does, and the gateway replaces key, timestamp and signature.
+PLACEHOLDER_API_KEY = "keybroker-gateway-signs"
+PLACEHOLDER_SECRET = "a2V5YnJva2VyIGdhdGV3YXkgc2lnbnMgdGhpcyByZXF1ZXN0"  # noqa: S105
+PLACEHOLDER_PASSPHRASE = "keybroker-gateway"  # noqa: S105
+
+
+def gateway_base_url(credential: str, gateway_url: str | None = None) -> str:
+    """``{gateway_url}/{credential}``: where a bot sends the exchange paths of ``credential``.
+
+    ``gateway_url`` defaults to KEYBROKER_GATEWAY_URL, else http://127.0.0.1:8787;
+    it must be https, or http to a loopback host (as for any adapter URL).
+    """
+    if not isinstance(credential, str) or not credential.strip() or "/" in credential:
+        raise config_error("credential must be the gateway credential's name (no /)")
+    url = gateway_url or os.environ.get(GATEWAY_URL_VARIABLE, "") or DEFAULT_GATEWAY_URL
+    base = check_url("gateway_url", url, "https", "http")
+    return f"{base}/{quote(credential.strip(), safe='')}"
+
+
+def gateway_config(
+    credential: str,
+    *,
+    exchange: ExchangeId | str,
+    token: Secret | str | None = None,
+    gateway_url: str | None = None,
+) -> ExchangeConfig:
+    """A config that sends an adapter's requests through the keybroker gateway.
+
+        >>> with BinanceAdapter(gateway_config("binance-main", exchange="binance",
+        ...                                    token=token)) as binance:
+        ...     binance.place_order("BTCUSDT", "buy", "limit", "0.001", "50000")
+
+    ``rest_base_url`` is ``{gateway_url}/{credential}``; the key fields are
+    placeholders (the adapter signs with them as usual, and the gateway strips
+    its key, timestamp and signature and signs with the vault's credential);
+    the bot token rides on every request as ``X-Keybroker-Token``. ``token``
+    defaults to KEYBROKER_TOKEN, ``gateway_url`` to KEYBROKER_GATEWAY_URL, else
+    http://127.0.0.1:8787. ``exchange`` is the credential's exchange. Testnet or
+    production is the gateway's decision from the credential (and its policy's
+    ``allow_production``), so the config is marked testnet. Raises ExchangeError
+    (``InvalidConfig``) naming what is missing or wrong.
+    """
+    base = gateway_base_url(credential, gateway_url)
+    if token is None:
+        token = os.environ.get(TOKEN_VARIABLE, "")
+    secret = token if isinstance(token, Secret) else _as_secret("token", token)
+    if not secret:
+        raise config_error(f"no bot token: pass token= or set {TOKEN_VARIABLE}")
+    try:
+        exchange_id = ExchangeId(str(exchange).strip().lower())
+    except ValueError:
+        choices = ", ".join(member.value for member in ExchangeId)
+        raise config_error(
+            f"no adapter for exchange {exchange!r}; choose one of: {choices} "
+            "(other exchanges: keybroker.connect_ccxt)"
+        ) from None
+    return ExchangeConfig(
+        exchange_id,
+        PLACEHOLDER_API_KEY,
+        PLACEHOLDER_SECRET,
+        PLACEHOLDER_PASSPHRASE if exchange_id is ExchangeId.OKX else None,
+        rest_base_url=base,
+        testnet=True,
+        headers={GATEWAY_TOKEN_HEADER: secret},
     )

@@ -37,8 +37,14 @@ UNSUPPORTED: Final = "Unsupported"
 ORDER_NOT_FOUND: Final = "OrderNotFound"
 CREDENTIAL_UNAVAILABLE: Final = "CredentialUnavailable"
 
+
+class GatewayDenied(ExchangeRejected):
+    """The keybroker gateway's own refusal (policy, grant, request shape): nothing was sent."""
+
+
 # Most specific first: IPBanned is a RateLimitedUpstream, NetworkError an ExchangeUnavailable.
 _KINDS: tuple[tuple[type[UpstreamError], str], ...] = (
+    (GatewayDenied, "PolicyDenied"),
     (IPBanned, "IPBanned"),
     (RateLimitedUpstream, "RateLimited"),
     (AuthenticationFailed, "AuthenticationFailed"),

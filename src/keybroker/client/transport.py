@@ -39,9 +39,10 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from keybroker.client.calls import Call, Reply, RetryPolicy
-from keybroker.client.errors import UNSUPPORTED
+from keybroker.client.errors import UNSUPPORTED, GatewayDenied
 from keybroker.clock import Clock
 from keybroker.errors import (
+    AuthenticationFailed,
     ExchangeError,
     ExchangeUnavailable,
     InvalidInput,
@@ -49,9 +50,11 @@ from keybroker.errors import (
     NetworkError,
     RateLimitedUpstream,
     TimestampOutsideWindow,
+    UpstreamError,
 )
 from keybroker.exchanges.base import ExchangeProfile
 from keybroker.model import Credential
+from keybroker.secret import Secret
 
 Sleep = Callable[[float], None]
 
@@ -72,6 +75,7 @@ class Transport:
         clock: Clock,
         sleep: Sleep,
         rng: random.Random | None = None,
+        headers: tuple[tuple[str, Secret], ...] = (),
     ) -> None:
         self.profile = profile
         self.retry = retry
@@ -81,6 +85,9 @@ class Transport:
         self._base_url = base_url
         self._time_call = time_call
         self._parse_time = parse_time
+        # Sent with every request before signing (a gateway's bot token); the
+        # signers replace only their own auth fields, so these pass untouched.
+        self._headers = headers
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
         self._lock = threading.Lock()
         self._offset_ms: int | None = None
@@ -225,6 +232,9 @@ class Transport:
                 exchange=name,
             ) from exc
         content = response.content
+        refused = response.headers.get(GATEWAY_ERROR_HEADER)
+        if refused is not None:
+            raise gateway_error(name, response.status_code, refused, content, response.headers)
         error = self.profile.map_error(response.status_code, content, response.headers)
         if error is not None:
             raise error
@@ -248,7 +258,8 @@ class Transport:
         except InvalidInput as exc:
             # The profile has no host for this path here (Binance serves no /sapi on its testnet).
             raise ExchangeError(exc.message, code=UNSUPPORTED, exchange=self.profile.name) from None
-        headers = list(call.headers)
+        headers = [(name, value.reveal_text()) for name, value in self._headers]
+        headers.extend(call.headers)
         content: bytes | None = None
         if call.form:
             content = urlencode(call.params, quote_via=quote).encode("ascii")
@@ -262,6 +273,48 @@ class Transport:
 
 
 _NOT_JSON: Any = object()
+
+# The keybroker gateway marks its own answers (as opposed to the exchange's, which it
+# passes on unchanged) with this header; the exchange profile cannot read them.
+GATEWAY_ERROR_HEADER = "x-keybroker-error"
+_GATEWAY_UNAVAILABLE = frozenset(
+    {"upstream_unreachable", "upstream_unavailable", "not_ready", "vault_locked",
+     "audit_unavailable", "internal_error"}
+)  # fmt: skip
+
+
+def gateway_error(
+    exchange: str, status: int, error: str, content: bytes, headers: httpx.Headers
+) -> UpstreamError:
+    """The gateway's own refusal as the adapters' typed error, its rule and detail in the text.
+
+    A denial or a bad token was decided before anything left the machine; a 429 is
+    the gateway's queue deadline (also nothing sent); the rest say the gateway or
+    the exchange behind it is unavailable, which for an order means "look it up".
+    """
+    try:
+        document = json.loads(content)
+    except ValueError:
+        document = None
+    detail = ""
+    if isinstance(document, dict):
+        rule = document.get("rule")
+        detail = (f"{rule}: " if rule else "") + str(document.get("detail", ""))
+    message = f"{exchange} via the keybroker gateway: {error} (HTTP {status}) {detail}".rstrip()
+    if error == "bad_token":
+        return AuthenticationFailed(message, exchange=exchange, code=error, status=status)
+    if error == "rate_limited":
+        try:
+            wait: float | None = float(headers.get("retry-after", ""))
+        except ValueError:
+            wait = None
+        return RateLimitedUpstream(
+            message, exchange=exchange, code=error, status=status, retry_after=wait
+        )
+    if error in _GATEWAY_UNAVAILABLE or status >= 500:
+        return ExchangeUnavailable(message, exchange=exchange, code=error, status=status)
+    return GatewayDenied(message, exchange=exchange, code=error, status=status)
+
 
 # httpx logs every request URL at INFO, and a Binance GET carries its signature
 # in the query: a replayable request for as long as recvWindow. The filter
