@@ -37,7 +37,9 @@ KeybrokerError
     │   ├── AuthenticationFailed     bad key, signature, IP or permission
     │   ├── TimestampOutsideWindow   our clock and theirs disagree beyond recvWindow
     │   ├── InsufficientBalance      not enough funds for the order
-    │   └── OrderRejected            any other refusal of an order
+    │   ├── OrderRejected            any other refusal of an order
+    │   └── GatewayDenied            a keybroker gateway refused it before sending (policy,
+    │                                grant, request shape), as an adapter behind it sees it
     ├── RateLimitedUpstream    the exchange throttled us (429), with retry_after
     │   └── IPBanned           418: banned until ban_until (ms since epoch)
     └── ExchangeUnavailable    timeout, 5xx, maintenance; reads may retry
@@ -205,6 +207,15 @@ class InsufficientBalance(ExchangeRejected):
 
 class OrderRejected(ExchangeRejected):
     """Any other refusal of an order."""
+
+
+class GatewayDenied(ExchangeRejected):
+    """The keybroker gateway's own refusal (policy, grant, request shape): nothing was sent.
+
+    What an adapter configured with ``gateway_config`` sees; ``code`` is the
+    gateway's error name (``policy_denied``, ``not_granted``, ...) and the
+    message carries its rule and detail.
+    """
 
 
 class RateLimitedUpstream(UpstreamError):

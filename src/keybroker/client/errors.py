@@ -20,6 +20,7 @@ from keybroker.errors import (
     ExchangeError,
     ExchangeRejected,
     ExchangeUnavailable,
+    GatewayDenied,
     InsufficientBalance,
     IPBanned,
     NetworkError,
@@ -36,10 +37,6 @@ INVALID_RESPONSE: Final = "InvalidResponse"
 UNSUPPORTED: Final = "Unsupported"
 ORDER_NOT_FOUND: Final = "OrderNotFound"
 CREDENTIAL_UNAVAILABLE: Final = "CredentialUnavailable"
-
-
-class GatewayDenied(ExchangeRejected):
-    """The keybroker gateway's own refusal (policy, grant, request shape): nothing was sent."""
 
 
 # Most specific first: IPBanned is a RateLimitedUpstream, NetworkError an ExchangeUnavailable.

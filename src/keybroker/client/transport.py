@@ -39,12 +39,13 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from keybroker.client.calls import Call, Reply, RetryPolicy
-from keybroker.client.errors import UNSUPPORTED, GatewayDenied
+from keybroker.client.errors import UNSUPPORTED
 from keybroker.clock import Clock
 from keybroker.errors import (
     AuthenticationFailed,
     ExchangeError,
     ExchangeUnavailable,
+    GatewayDenied,
     InvalidInput,
     IPBanned,
     NetworkError,
