@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import keybroker.errors
-from keybroker.cli import demo, envfile
+from keybroker.cli import demo, envfile, gateway_demo
 from keybroker.cli.material import EnvNames
 from keybroker.errors import KeybrokerError
 from keybroker.exchanges import get_profile
@@ -261,7 +261,9 @@ def run_demo(case: Case) -> None:
         demo._OKX["OKX_API_SECRET"],
         demo._OKX["OKX_PASSPHRASE"],
         demo.DEMO_PASSPHRASE,
+        gateway_demo.EMULATOR_SECRET,
     }
+    case.kb.subprocess("--debug", "demo", "--vault-only")
     case.kb.subprocess("--debug", "demo")
 
 
