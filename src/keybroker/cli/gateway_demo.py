@@ -159,42 +159,53 @@ def _bot(demo: Any, summary: Summary, gateway_url: str, token: str) -> None:
     """The bot: only the gateway's URL and the token, through the public bridges."""
     from keybroker.client import BinanceAdapter, connect_ccxt, gateway_config
 
-    say()
-    say(f"── {demo.step + 1}. A ccxt bot, changed in one line:")
+    try:
+        import ccxt  # noqa: F401 - only: is it installed?
+    except ImportError:
+        ccxt_bot: Any = _PlainHttpBot(gateway_url, token)
+        via = "http"
+        say()
+        say(f"── {demo.step + 1}. ccxt is not installed (pip install keybroker[ccxt]); the same")
+        say("   bot in plain HTTP: the exchange's own paths, unsigned, plus the token header")
+        say(f"   {gateway_url}/{CREDENTIAL}/api/v3/order  with  X-Keybroker-Token: TOKEN")
+    else:
+        via = "ccxt"
+        say()
+        say(f"── {demo.step + 1}. A ccxt bot, changed in one line:")
+        say(f'   exchange = keybroker.connect_ccxt("{CREDENTIAL}", exchange="binance",')
+        say(f'                                     gateway_url="{gateway_url}", token=TOKEN)')
+        ccxt_bot = connect_ccxt(
+            CREDENTIAL, exchange="binance", gateway_url=gateway_url, token=token, config=SPOT_ONLY
+        )
     demo.step += 1
-    say(f'   exchange = keybroker.connect_ccxt("{CREDENTIAL}", exchange="binance",')
-    say(f'                                     gateway_url="{gateway_url}", token=TOKEN)')
-    ccxt_bot = connect_ccxt(
-        CREDENTIAL, exchange="binance", gateway_url=gateway_url, token=token, config=SPOT_ONLY
-    )
-    summary.run("ccxt", "fetch_balance()", "ok", lambda: _balance(ccxt_bot))
+    summary.run(via, "fetch_balance()", "ok", lambda: _balance(ccxt_bot))
     placed = summary.run(
-        "ccxt",
+        via,
         "limit buy 0.001 BTC @ 58,000",
         "ok",
         lambda: _ccxt_order(ccxt_bot, 0.001, 58000),
     )
     order_id = placed.rsplit(" ", 1)[-1]
     summary.run(
-        "ccxt",
+        via,
         "cancel that order",
         "ok",
         lambda: "ok: " + str(ccxt_bot.cancel_order(order_id, "BTC/USDT")["id"]),
     )
     summary.run(
-        "ccxt",
+        via,
         "withdraw 1 BTC",
         "denied: never_withdraw",
         lambda: str(ccxt_bot.withdraw("BTC", 1, "bc1qdemodemodemodemodemodemodemodemodemo0")),
     )
     summary.run(
-        "ccxt",
+        via,
         "limit buy 1 BTC @ 59,000 (59,000 USDT)",
         "denied: max_notional",
         lambda: _ccxt_order(ccxt_bot, 1, 59000),
     )
     summary.run(
-        "ccxt",
+        via,
         "limit buy 0.001 BTC @ 6,000 (fat finger)",
         "denied: price_collar",
         lambda: _ccxt_order(ccxt_bot, 0.001, 6000),
@@ -204,33 +215,36 @@ def _bot(demo: Any, summary: Summary, gateway_url: str, token: str) -> None:
     say(f"── {demo.step + 1}. The kill switch: halt, then try to trade, cancel, resume")
     demo.step += 1
     resting = summary.run(
-        "ccxt", "limit buy 0.001 BTC @ 57,000", "ok", lambda: _ccxt_order(ccxt_bot, 0.001, 57000)
+        via, "limit buy 0.001 BTC @ 57,000", "ok", lambda: _ccxt_order(ccxt_bot, 0.001, 57000)
     )
     resting_id = resting.rsplit(" ", 1)[-1]
     demo.run("Halt the credential: no passphrase needed", "halt", CREDENTIAL, "--reason", "demo")
     summary.run(
-        "ccxt",
+        via,
         "limit buy while halted",
         "denied: kill_switch",
         lambda: _ccxt_order(ccxt_bot, 0.001, 58000),
     )
     summary.run(
-        "ccxt",
+        via,
         "cancel while halted",
         "ok",
         lambda: "ok: " + str(ccxt_bot.cancel_order(resting_id, "BTC/USDT")["id"]),
     )
     demo.run("Resume it (needs the passphrase)", "resume", CREDENTIAL, passphrase=True)
     again = summary.run(
-        "ccxt", "limit buy after resume", "ok", lambda: _ccxt_order(ccxt_bot, 0.001, 58000)
+        via, "limit buy after resume", "ok", lambda: _ccxt_order(ccxt_bot, 0.001, 58000)
     )
     again_id = again.rsplit(" ", 1)[-1]
     summary.run(
-        "ccxt",
+        via,
         "cancel it",
         "ok",
         lambda: "ok: " + str(ccxt_bot.cancel_order(again_id, "BTC/USDT")["id"]),
     )
+
+    if isinstance(ccxt_bot, _PlainHttpBot):
+        ccxt_bot.close()
 
     say()
     say(f"── {demo.step + 1}. The same through the adapter:")
@@ -279,6 +293,51 @@ def _bot(demo: Any, summary: Summary, gateway_url: str, token: str) -> None:
         summary.steps.append(
             Step("adapter", "a rate-limit wait", "a wait", "no wait was needed", ok=False)
         )
+
+
+class _PlainHttpBot:
+    """The ccxt steps without ccxt: Binance's own REST paths, unsigned, to the gateway."""
+
+    def __init__(self, gateway_url: str, token: str) -> None:
+        import httpx
+
+        self._http = httpx.Client(
+            base_url=f"{gateway_url}/{CREDENTIAL}",
+            headers={"X-Keybroker-Token": token},
+            timeout=30,
+        )
+
+    def _call(self, method: str, path: str, params: dict[str, str]) -> Any:
+        if method == "GET":
+            response = self._http.request(method, path, params=params)
+        else:
+            response = self._http.request(method, path, data=params)
+        if response.status_code != 200:
+            raise ExchangeError(f"HTTP {response.status_code}: {response.text[:300]}")
+        return response.json()
+
+    def fetch_balance(self) -> dict[str, Any]:
+        account = self._call("GET", "/api/v3/account", {})
+        return {"total": {b["asset"]: float(b["free"]) + float(b["locked"])
+                          for b in account["balances"]}}  # fmt: skip
+
+    def create_order(
+        self, symbol: str, kind: str, side: str, amount: float, price: float
+    ) -> dict[str, Any]:
+        params = {"symbol": symbol.replace("/", ""), "side": side.upper(), "type": kind.upper(),
+                  "timeInForce": "GTC", "quantity": str(amount), "price": str(price)}  # fmt: skip
+        return {"id": str(self._call("POST", "/api/v3/order", params)["orderId"])}
+
+    def cancel_order(self, order_id: str, symbol: str) -> dict[str, Any]:
+        params = {"symbol": symbol.replace("/", ""), "orderId": order_id}
+        return {"id": str(self._call("DELETE", "/api/v3/order", params)["orderId"])}
+
+    def withdraw(self, code: str, amount: float, address: str) -> Any:
+        params = {"coin": code, "amount": str(amount), "address": address}
+        return self._call("POST", "/sapi/v1/capital/withdraw/apply", params)
+
+    def close(self) -> None:
+        self._http.close()
 
 
 def _balance(client: Any) -> str:
