@@ -89,6 +89,20 @@ def serve(
             "--alert-command", help="Run this with each alert's JSON on stdin.", metavar="CMD"
         ),
     ] = None,
+    public_cache_ms: Annotated[
+        int,
+        typer.Option(
+            "--public-cache-ms",
+            help=(
+                "Share a finished public GET's answer with identical GETs for this long "
+                "(many bots polling one ticker then cost one upstream request); "
+                "0 shares only concurrent ones."
+            ),
+            min=0,
+            max=60_000,
+            metavar="MS",
+        ),
+    ] = 0,
     passphrase_file: Annotated[
         Path | None, typer.Option("--passphrase-file", help=FILE_HELP, metavar="FILE")
     ] = None,
@@ -141,6 +155,7 @@ def serve(
             cors_origins=tuple(cors_origin or ()),
             alert_webhook=alert_webhook,
             alert_command=alert_command,
+            public_cache_ms=public_cache_ms,
         )
         app = create_app(vault, config, hardening=steps)
         uds_path = (uds or state.settings.home / SOCKET_NAME).expanduser()

@@ -260,3 +260,32 @@ def test_a_remote_bind_with_tls_serves_https_and_keeps_the_socket_plain(
         assert client.get("/bn/api/v3/account", headers=headers).status_code == 200
     err = gateway.stop()
     assert "insecure" not in err
+
+
+def test_public_cache_ms_lets_pollers_share_one_upstream_request(
+    tmp_path: Path, emulator: StartEmulator, served: list[Served]
+) -> None:
+    exchange = emulator("binance")
+    home, token = _home(tmp_path, exchange.url)
+    gateway = Served(serve_process(home, "--port", "0", "--public-cache-ms", "5000"))
+    served.append(gateway)
+    headers = {"X-Keybroker-Token": token}
+    ticker = f"{gateway.url}/bn/api/v3/ticker/24hr?symbol=BTCUSDT"
+    answers = [httpx.get(ticker, headers=headers) for _ in range(5)]  # one after another
+    assert {answer.status_code for answer in answers} == {200}
+    assert len({answer.content for answer in answers}) == 1
+    assert len(exchange.requests_to("/api/v3/ticker/24hr")) == 1
+
+
+def test_without_public_cache_ms_each_sequential_poll_goes_upstream(
+    tmp_path: Path, emulator: StartEmulator, served: list[Served]
+) -> None:
+    exchange = emulator("binance")
+    home, token = _home(tmp_path, exchange.url)
+    gateway = Served(serve_process(home, "--port", "0"))
+    served.append(gateway)
+    headers = {"X-Keybroker-Token": token}
+    ticker = f"{gateway.url}/bn/api/v3/ticker/24hr?symbol=BTCUSDT"
+    for _ in range(3):
+        assert httpx.get(ticker, headers=headers).status_code == 200
+    assert len(exchange.requests_to("/api/v3/ticker/24hr")) == 3
