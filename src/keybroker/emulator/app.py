@@ -24,17 +24,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from keybroker.clock import Clock, SystemClock
+from keybroker.emulator import binance_ws
 from keybroker.emulator.binance import Binance
 from keybroker.emulator.config import EmulatorConfig
 from keybroker.emulator.faults import Fault, FaultPlan
@@ -68,6 +70,13 @@ class EmulatorState:
     venue: Venue
     journal: Journal
     faults: FaultPlan
+    streams: binance_ws.Streams = field(default_factory=binance_ws.Streams)
+
+    def venue_keys(self) -> dict[str, ApiKey]:
+        return {key.api_key: key for key in self.keys}
+
+    def record_call(self, call: Call, answer: Answer, *, transport: str) -> None:
+        _record(self, call, answer, None, transport=transport)
 
     def reset(self) -> None:
         self.clock.offset_ms = 0
@@ -116,6 +125,8 @@ def create_app(
             Route("/__emulator__/market", _market, methods=["GET", "POST"]),
             Route("/__emulator__/clock", _clock, methods=["GET", "POST"]),
             Route("/__emulator__/accounts", _accounts, methods=["GET"]),
+            Route("/__emulator__/ws/drop", _drop_websockets, methods=["POST"]),
+            *_websocket_routes(exchange),
             Route("/{path:path}", _exchange, methods=["GET", "POST", "PUT", "DELETE"]),
         ]
     )
@@ -123,9 +134,50 @@ def create_app(
     return app
 
 
-def _state(request: Request) -> EmulatorState:
+def _state(request: Request | WebSocket) -> EmulatorState:
     state: EmulatorState = request.app.state.emulator
     return state
+
+
+# --- WebSockets (binance_ws.py) ----------------------------------------------------------------
+
+
+def _websocket_routes(exchange: str) -> list[WebSocketRoute]:
+    if exchange != "binance":
+        return []
+    return [
+        WebSocketRoute("/ws-api/v3", _ws_api),
+        WebSocketRoute("/ws/{name}", _ws_stream),
+        WebSocketRoute("/stream", _ws_combined),
+    ]
+
+
+async def _ws_api(websocket: WebSocket) -> None:
+    state = _state(websocket)
+    await binance_ws.serve_socket(websocket, state, lambda: binance_ws.ws_api(websocket, state))
+
+
+async def _ws_stream(websocket: WebSocket) -> None:
+    state = _state(websocket)
+    name = websocket.path_params["name"]
+    if "@" in name:
+        run = lambda: binance_ws.public_stream(websocket, state, [name])  # noqa: E731
+    else:
+        run = lambda: binance_ws.user_stream(websocket, state, name)  # noqa: E731
+    await binance_ws.serve_socket(websocket, state, run)
+
+
+async def _ws_combined(websocket: WebSocket) -> None:
+    state = _state(websocket)
+    streams = [s for s in websocket.query_params.get("streams", "").split("/") if s]
+    await binance_ws.serve_socket(
+        websocket, state, lambda: binance_ws.public_stream(websocket, state, streams)
+    )
+
+
+async def _drop_websockets(request: Request) -> Response:
+    dropped = await _state(request).streams.drop_all()
+    return JSONResponse({"dropped": dropped})
 
 
 # --- the exchange -----------------------------------------------------------------------------
@@ -173,7 +225,14 @@ def _response(answer: Answer) -> Response:
     return Response(answer.encode(), answer.status, answer.headers, "application/json")
 
 
-def _record(state: EmulatorState, call: Call, answer: Answer, fault: Fault | None) -> None:
+def _record(
+    state: EmulatorState,
+    call: Call,
+    answer: Answer,
+    fault: Fault | None,
+    *,
+    transport: str = "rest",
+) -> None:
     api_key = (
         answer.api_key or call.headers.get("x-mbx-apikey") or call.headers.get("ok-access-key")
     )
@@ -191,6 +250,7 @@ def _record(state: EmulatorState, call: Call, answer: Answer, fault: Fault | Non
             fault=fault.value if fault else None,
             orders=answer.orders,
             withdrawal=answer.withdrawal,
+            transport=transport,
         )
     )
 

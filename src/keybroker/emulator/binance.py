@@ -33,6 +33,7 @@ pairs). ``fetch_balance`` → ``/api/v3/account`` or ``/fapi/v3/account``; order
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -84,6 +85,7 @@ INTERVALS_MS = {
     "3d": 259_200_000, "1w": 604_800_000, "1M": 2_592_000_000,
 }  # fmt: skip
 MAX_RECV_WINDOW = 60_000
+LISTEN_KEY_TTL_MS = 60 * 60 * 1000
 BAD_KEY = "Invalid API-key, IP, or permissions for action."
 
 
@@ -157,7 +159,7 @@ class Endpoint:
     weight: Weight
     product: Product = "spot"
     signed: bool = False
-    kind: str = "public"  # public, private, order, cancel, withdraw
+    kind: str = "public"  # public, user_stream, private, order, cancel, withdraw
 
 
 class Binance:
@@ -197,6 +199,7 @@ class Binance:
             ),
         }
         self._client_ids = 0
+        self.listen_keys: dict[str, tuple[str, int]] = {}  # listen key -> (api key, expiry ms)
 
     # --- the request's way through -------------------------------------------------------------
 
@@ -213,7 +216,9 @@ class Binance:
         }
         return Answer(503, body, code="-1001")
 
-    def handle(self, call: Call) -> Answer:
+    def handle(self, call: Call, verified_key: ApiKey | None = None) -> Answer:
+        """Answer ``call``; ``verified_key`` is given by the WebSocket API, which checked the
+        signature under its own rule (binance_ws.py) before handing the request here."""
         params = self._params(call)
         shown = {name: value for name, value in params.items() if name != "signature"}
         endpoint = ENDPOINTS.get((call.method, call.path))
@@ -257,7 +262,9 @@ class Binance:
                     "avoid polling the API.",
                 )
             if endpoint.signed:
-                request.key = self._authenticate(call, params)
+                request.key = verified_key or self._authenticate(call, params)
+            elif endpoint.kind == "user_stream":
+                request.key = self._api_key_only(call)
             if endpoint.kind == "order":
                 self._count_order(request, headers)
             answer.body = endpoint.handler(self, request)
@@ -298,6 +305,13 @@ class Binance:
             raise BinanceError(
                 400, -1021, "Timestamp for this request is outside of the recvWindow."
             )
+        return key
+
+    def _api_key_only(self, call: Call) -> ApiKey:
+        """USER_STREAM security: the API key header, no signature."""
+        key = self.keys.get(call.headers.get("x-mbx-apikey", ""))
+        if key is None or not key.allows_address(call.client):
+            raise BinanceError(401, -2015, BAD_KEY)
         return key
 
     @staticmethod
@@ -727,6 +741,39 @@ class Binance:
     def _instruments(self) -> list[Instrument]:
         return [m.instrument for m in self.engine.markets["spot"].values()]
 
+    # --- user data streams ------------------------------------------------------------------
+
+    def new_listen_key(self, request: Request) -> object:
+        """POST /api/v3/userDataStream: the key's listen key (the same one while it is valid)."""
+        now, owner = request.call.now_ms, request.account
+        for key, (account, _) in self.listen_keys.items():
+            if account == owner:
+                self.listen_keys[key] = (owner, now + LISTEN_KEY_TTL_MS)
+                return {"listenKey": key}
+        key = secrets.token_hex(32)
+        self.listen_keys[key] = (owner, now + LISTEN_KEY_TTL_MS)
+        return {"listenKey": key}
+
+    def keep_listen_key(self, request: Request) -> object:
+        """PUT /api/v3/userDataStream: another 60 minutes."""
+        key = request.text("listenKey")
+        entry = self.listen_keys.get(key)
+        if entry is None or entry[0] != request.account:
+            raise BinanceError(400, -1125, "This listenKey does not exist.")
+        self.listen_keys[key] = (entry[0], request.call.now_ms + LISTEN_KEY_TTL_MS)
+        return {}
+
+    def close_listen_key(self, request: Request) -> object:
+        key = request.text("listenKey")
+        if self.listen_keys.get(key, ("", 0))[0] != request.account:
+            raise BinanceError(400, -1125, "This listenKey does not exist.")
+        del self.listen_keys[key]
+        return {}
+
+    def listen_key_owner(self, key: str, now_ms: int) -> str | None:
+        entry = self.listen_keys.get(key)
+        return None if entry is None or entry[1] < now_ms else entry[0]
+
     def withdraw(self, request: Request) -> object:
         assert request.key is not None
         attempt: dict[str, object] = {
@@ -776,6 +823,9 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "/api/v3/ticker/24hr"): Endpoint(B.ticker_24h, _by_symbol(2, 80)),
     ("GET", "/api/v3/ticker/price"): Endpoint(B.ticker_price, _by_symbol(2, 4)),
     ("GET", "/api/v3/ticker/bookTicker"): Endpoint(B.book_ticker, _by_symbol(2, 4)),
+    ("POST", "/api/v3/userDataStream"): Endpoint(B.new_listen_key, 2, kind="user_stream"),
+    ("PUT", "/api/v3/userDataStream"): Endpoint(B.keep_listen_key, 2, kind="user_stream"),
+    ("DELETE", "/api/v3/userDataStream"): Endpoint(B.close_listen_key, 2, kind="user_stream"),
     ("POST", "/api/v3/order"): Endpoint(B.new_order, 1, signed=True, kind="order"),
     ("DELETE", "/api/v3/order"): Endpoint(B.cancel_order, 1, signed=True, kind="cancel"),
     ("GET", "/api/v3/order"): Endpoint(B.query_order, 4, signed=True, kind="private"),

@@ -34,6 +34,7 @@ class Entry:
     fault: str | None = None
     orders: list[dict[str, object]] = field(default_factory=list)
     withdrawal: dict[str, object] | None = None
+    transport: str = "rest"  # rest, or ws (WebSocket API requests and stream subscriptions)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)

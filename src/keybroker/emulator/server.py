@@ -100,7 +100,7 @@ def _config(app: ASGIApp, *, quiet: bool) -> uvicorn.Config:
     return uvicorn.Config(
         _Droppable(app, transports),
         http=_tracking_protocol(transports),
-        ws="none",
+        ws="websockets-sansio",
         lifespan="off",
         log_level="warning" if quiet else "info",
         log_config=None if quiet else _LOGGING_TO_STDERR,
