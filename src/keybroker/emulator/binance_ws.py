@@ -28,9 +28,9 @@ import contextlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import quote
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -361,7 +361,9 @@ def _subscribe(
         return _ws_error(request_id, 400, -1021, timing)
     subscription = len(watches)
     watches[subscription] = AccountWatch(state, api_key)
-    _journal(state, "SUBSCRIBE", "/ws-api/v3 userDataStream", {}, kind="user_stream", api_key=api_key)
+    _journal(
+        state, "SUBSCRIBE", "/ws-api/v3 userDataStream", {}, kind="user_stream", api_key=api_key
+    )
     return {"id": request_id, "status": 200, "result": {"subscriptionId": subscription}}
 
 
@@ -417,7 +419,7 @@ def _ws_error(request_id: object, status: int, code: int, msg: str) -> dict[str,
 
 
 async def _wait_or_frame(websocket: WebSocket, seconds: float) -> None:
-    """Sleep ``seconds``, noticing a close from the client meanwhile (frames it sends are ignored)."""
+    """Sleep ``seconds``, noticing a close from the client meanwhile (its frames are ignored)."""
     try:
         async with asyncio.timeout(seconds):
             message = await websocket.receive()
@@ -450,9 +452,7 @@ def _journal(
     )
 
 
-async def serve_socket(
-    websocket: WebSocket, state: EmulatorState, run: Callable[[], Any]
-) -> None:
+async def serve_socket(websocket: WebSocket, state: EmulatorState, run: Callable[[], Any]) -> None:
     """Accept, track for ``drop_all``, run, and forget the connection however it ends."""
     await websocket.accept()
     state.streams.sockets.add(websocket)

@@ -431,6 +431,53 @@ def check_no_whitespace(what: str, value: str) -> None:
         raise InvalidInput(f"{what} contains whitespace")
 
 
+WsKind = Literal["public", "user", "api"]
+
+
+@dataclass(frozen=True, slots=True)
+class WsCall:
+    """One request frame of an exchange's WebSocket API, with its REST equivalent.
+
+    ``rest`` is the unsigned REST request that does the same thing (same
+    parameters): the gateway classifies it, reads its order intents and
+    applies the policy to it, so a WebSocket order is judged exactly like the
+    same order sent over REST. ``params`` are the frame's parameters as text.
+    """
+
+    request_id: object
+    method: str
+    params: dict[str, str]
+    rest: httpx.Request
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketSupport:
+    """What the gateway needs to relay an exchange's WebSockets (issue 11).
+
+    - ``url(path_and_query, environment)``: the upstream ``wss://`` URL for a bot's path.
+    - ``kind(path)``: ``public`` (market data, shareable), ``user`` (an account's stream,
+      one upstream per bot) or ``api`` (request frames the gateway signs); None: unknown.
+    - ``read_call(text, rest_base)``: a request frame as a WsCall; InvalidInput when the frame
+      cannot be read (it is then refused, never forwarded as is).
+    - ``sign_call(call, credential, now_ms)``: the frame to send upstream, signed.
+    - ``error_frame(request_id, status, code, message)``: the exchange-shaped error answer.
+    - ``response_id(text)``: the request id an upstream answer frame belongs to, if any.
+    - ``subscription(text)``: (request id, action, stream names) of a SUBSCRIBE-style frame
+      on a public connection, or None; ``subscription_reply(request_id)`` answers it.
+    - ``stream_path(name)``: the upstream path carrying one public stream by itself.
+    """
+
+    url: Callable[[str, str], str]
+    kind: Callable[[str], WsKind | None]
+    read_call: Callable[[str, str], WsCall]
+    sign_call: Callable[[WsCall, Credential, int], str]
+    error_frame: Callable[[object, int, str, str], str]
+    response_id: Callable[[str], object]
+    subscription: Callable[[str], tuple[object, str, tuple[str, ...]] | None]
+    subscription_reply: Callable[[object], str]
+    stream_path: Callable[[str], str]
+
+
 @dataclass(frozen=True, slots=True)
 class ExchangeProfile:
     """Everything keybroker knows about one exchange, as tables and pure functions."""
@@ -461,6 +508,8 @@ class ExchangeProfile:
     """The budgets the exchange enforces (ratelimit.charges_for reads them)."""
     read_usage: UsageReader | None = None
     """Response headers -> {rate-limit name: used}, where the exchange reports its count."""
+    websocket: WebSocketSupport | None = None
+    """How the gateway relays this exchange's WebSockets; None: REST only."""
     clock: Clock = field(default_factory=SystemClock)
     nonces: NonceSource = field(default_factory=MonotonicNonces)
 

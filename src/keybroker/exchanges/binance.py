@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from typing import Any
-from urllib.parse import parse_qsl, unquote_to_bytes
+from typing import Any, Literal
+from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 import httpx
 
@@ -68,6 +68,8 @@ from keybroker.exchanges.base import (
     OrderTools,
     RateLimit,
     RequestKind,
+    WebSocketSupport,
+    WsCall,
     classify_either_method,
     normalize_path,
     read_usage_headers,
@@ -1252,6 +1254,197 @@ ORDER_TOOLS = OrderTools(
 )
 
 
+# -- 9. WebSockets (the gateway) ---------------------------------------------------------------
+# Hosts per the spot and USDⓈ-M WebSocket docs `[doc]`: streams on stream.*, the
+# WebSocket API on ws-api.*; testnet on *.testnet.binance.vision and binancefuture.com.
+WS_URLS: dict[str, dict[str, str]] = {
+    "stream": {
+        "production": "wss://stream.binance.com:9443",
+        "testnet": "wss://stream.testnet.binance.vision",
+        "demo": "wss://demo-stream.binance.com",
+    },
+    "api": {
+        "production": "wss://ws-api.binance.com:443",
+        "testnet": "wss://ws-api.testnet.binance.vision",
+        "demo": "wss://demo-ws-api.binance.com",
+    },
+    "fstream": {
+        "production": "wss://fstream.binance.com",
+        "testnet": "wss://stream.binancefuture.com",
+        "demo": "wss://stream.binancefuture.com",
+    },
+}
+
+# WebSocket API method -> the REST request that does the same (for classification,
+# order intents and policy). A method not listed is refused: default deny.
+WS_API_METHODS: dict[str, tuple[str, str]] = {
+    "ping": ("GET", "/api/v3/ping"),
+    "time": ("GET", "/api/v3/time"),
+    "exchangeInfo": ("GET", "/api/v3/exchangeInfo"),
+    "depth": ("GET", "/api/v3/depth"),
+    "ticker.price": ("GET", "/api/v3/ticker/price"),
+    "ticker.book": ("GET", "/api/v3/ticker/bookTicker"),
+    "order.place": ("POST", "/api/v3/order"),
+    "order.test": ("POST", "/api/v3/order/test"),
+    "order.cancel": ("DELETE", "/api/v3/order"),
+    "order.status": ("GET", "/api/v3/order"),
+    "openOrders.status": ("GET", "/api/v3/openOrders"),
+    "openOrders.cancelAll": ("DELETE", "/api/v3/openOrders"),
+    "allOrders": ("GET", "/api/v3/allOrders"),
+    "myTrades": ("GET", "/api/v3/myTrades"),
+    "account.status": ("GET", "/api/v3/account"),
+    # Subscribing this connection to the account's events reads the account.
+    "userDataStream.subscribe.signature": ("POST", "/api/v3/userDataStream"),
+    "userDataStream.unsubscribe": ("DELETE", "/api/v3/userDataStream"),
+}
+# Methods that carry no key at all (market data, ping); the rest get apiKey,
+# timestamp and signature from the gateway.
+_WS_UNSIGNED = frozenset(
+    {
+        "ping",
+        "time",
+        "exchangeInfo",
+        "depth",
+        "ticker.price",
+        "ticker.book",
+        "userDataStream.unsubscribe",
+    }
+)
+_WS_AUTH_PARAMS = frozenset({"apiKey", "signature", "timestamp"})
+_STREAM = re.compile(r"^[a-z0-9!_]+@[A-Za-z0-9_@]+$")
+
+
+def ws_kind(path: str) -> Literal["public", "user", "api"] | None:
+    """/ws-api/v3 is the API; /ws/<sym>@<chan>, /stream and bare /ws are market data;
+    /ws/<listenKey> is an account's user data stream."""
+    route = path.split("?", 1)[0].rstrip("/")
+    if route in ("/ws-api/v3", "/ws-fapi/v1"):
+        return "api"
+    if route in ("/ws", "/stream"):
+        return "public"
+    if route.startswith("/ws/"):
+        name = route[len("/ws/") :]
+        if "/" in name or not name:
+            return None
+        return "public" if _STREAM.match(name) else "user"
+    return None
+
+
+def ws_url(path: str, environment: str) -> str:
+    """The upstream WebSocket URL for a bot's path (and query) in ``environment``."""
+    route = path.split("?", 1)[0]
+    host = "api" if route.startswith(("/ws-api/", "/ws-fapi/")) else "stream"
+    if route.startswith("/ws-fapi/"):
+        host = "fstream"
+    url = WS_URLS[host].get(environment)
+    if url is None:
+        raise InvalidInput(f"binance has no {host} WebSocket host in {environment}")
+    if route.startswith("/ws-fapi/"):
+        url = url.replace("fstream", "ws-fapi") if environment == "production" else url
+    return url + path
+
+
+def ws_read_call(text: str, rest_base: str) -> WsCall:
+    """A WebSocket API request frame, with the REST request that does the same."""
+    try:
+        frame = json.loads(text, parse_float=Decimal)
+    except ValueError:
+        raise InvalidInput("the frame is not JSON") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("method"), str):
+        raise InvalidInput("a WebSocket API frame is an object with a method")
+    method = frame["method"]
+    raw = frame.get("params") or {}
+    if not isinstance(raw, dict):
+        raise InvalidInput("params must be an object")
+    route = WS_API_METHODS.get(method)
+    if route is None:
+        raise InvalidInput(f"the WebSocket API method {method!r} is not catalogued")
+    params = {
+        str(name): _ws_text(value) for name, value in raw.items() if name not in _WS_AUTH_PARAMS
+    }
+    http_method, path = route
+    query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params.items())
+    url = httpx.URL(rest_base.rstrip("/") + path + ("?" + query if query else ""))
+    return WsCall(frame.get("id"), method, params, httpx.Request(http_method, url))
+
+
+def _ws_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, Decimal)):
+        return str(value)
+    raise InvalidInput("WebSocket API params must be strings, numbers or booleans")
+
+
+def ws_sign_call(call: WsCall, credential: Credential, now_ms: int) -> str:
+    """The frame with apiKey, timestamp and signature: the params sorted and un-encoded
+    (vector binance-spot-wsapi-hmac-*), HMAC hex or Ed25519/RSA base64."""
+    params = dict(call.params)
+    if call.method not in _WS_UNSIGNED:
+        params["apiKey"] = credential.api_key
+        params["timestamp"] = str(now_ms)
+        payload = "&".join(f"{name}={params[name]}" for name in sorted(params)).encode()
+        if credential.key_type == "hmac":
+            params["signature"] = hmac_sha256_hex(credential.secret.reveal(), payload)
+        elif credential.key_type == "rsa":
+            params["signature"] = rsa_sha256_b64(credential.secret.reveal(), payload)
+        else:
+            params["signature"] = ed25519_b64(credential.secret.reveal(), payload)
+    frame: dict[str, object] = {"id": call.request_id, "method": call.method}
+    if params:
+        frame["params"] = params
+    return json.dumps(frame, separators=(",", ":"))
+
+
+def ws_error_frame(request_id: object, status: int, code: str, message: str) -> str:
+    """Binance's WebSocket API error shape; our refusals use code -2010 (order rejected)
+    or -1002 (unauthorized), which bots already handle."""
+    numeric = -2010 if code == "policy_denied" else -1002 if status in (401, 403) else -1000
+    if code == "rate_limited":
+        numeric = -1003
+    body = {"id": request_id, "status": status, "error": {"code": numeric, "msg": message}}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def ws_response_id(text: str) -> object:
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return None
+    return frame.get("id") if isinstance(frame, dict) and "status" in frame else None
+
+
+def ws_subscription(text: str) -> tuple[object, str, tuple[str, ...]] | None:
+    """A SUBSCRIBE / UNSUBSCRIBE frame on a market-data connection (what ccxt.pro sends)."""
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(frame, dict) or frame.get("method") not in ("SUBSCRIBE", "UNSUBSCRIBE"):
+        return None
+    streams = frame.get("params") or []
+    if not isinstance(streams, list) or not all(isinstance(s, str) for s in streams):
+        return None
+    return frame.get("id"), str(frame["method"]), tuple(streams)
+
+
+def ws_subscription_reply(request_id: object) -> str:
+    return json.dumps({"result": None, "id": request_id}, separators=(",", ":"))
+
+
+WEBSOCKET = WebSocketSupport(
+    url=ws_url,
+    kind=ws_kind,
+    read_call=ws_read_call,
+    sign_call=ws_sign_call,
+    error_frame=ws_error_frame,
+    response_id=ws_response_id,
+    subscription=ws_subscription,
+    subscription_reply=ws_subscription_reply,
+    stream_path=lambda name: "/ws/" + name,
+)
+
+
 PROFILE = ExchangeProfile(
     name=NAME,
     env_prefix="BINANCE",
@@ -1269,4 +1462,5 @@ PROFILE = ExchangeProfile(
     orders=ORDER_TOOLS,
     rate_limits=RATE_LIMITS,
     read_usage=read_usage,
+    websocket=WEBSOCKET,
 )
