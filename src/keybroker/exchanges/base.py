@@ -461,6 +461,8 @@ class WebSocketSupport:
       cannot be read (it is then refused, never forwarded as is).
     - ``sign_call(call, credential, now_ms)``: the frame to send upstream, signed.
     - ``error_frame(request_id, status, code, message)``: the exchange-shaped error answer.
+    - ``request_id(text)``: a bot's request frame's id, read leniently (for the error answer
+      to a frame ``read_call`` refused).
     - ``response_id(text)``: the request id an upstream answer frame belongs to, if any.
     - ``subscription(text)``: (request id, action, stream names) of a SUBSCRIBE-style frame
       on a public connection, or None; ``subscription_reply(request_id)`` answers it.
@@ -472,6 +474,7 @@ class WebSocketSupport:
     read_call: Callable[[str, str], WsCall]
     sign_call: Callable[[WsCall, Credential, int], str]
     error_frame: Callable[[object, int, str, str], str]
+    request_id: Callable[[str], object]
     response_id: Callable[[str], object]
     subscription: Callable[[str], tuple[object, str, tuple[str, ...]] | None]
     subscription_reply: Callable[[object], str]

@@ -1406,6 +1406,14 @@ def ws_error_frame(request_id: object, status: int, code: str, message: str) -> 
     return json.dumps(body, separators=(",", ":"))
 
 
+def ws_request_id(text: str) -> object:
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return None
+    return frame.get("id") if isinstance(frame, dict) else None
+
+
 def ws_response_id(text: str) -> object:
     try:
         frame = json.loads(text)
@@ -1438,6 +1446,7 @@ WEBSOCKET = WebSocketSupport(
     read_call=ws_read_call,
     sign_call=ws_sign_call,
     error_frame=ws_error_frame,
+    request_id=ws_request_id,
     response_id=ws_response_id,
     subscription=ws_subscription,
     subscription_reply=ws_subscription_reply,

@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from keybroker.audit import AuditLog, AuditRow
 from keybroker.audit.alerts import Alerter
@@ -45,6 +45,7 @@ from keybroker.gateway.pipeline import Incoming, handle, refuse
 from keybroker.gateway.responses import error_response, refusal
 from keybroker.gateway.state import Gateway
 from keybroker.gateway.upstream import Upstream
+from keybroker.gateway.websocket import websocket_entry
 from keybroker.ratelimit import Limiter, MemoryLimiter
 from keybroker.vault import BotToken, Vault
 
@@ -119,6 +120,7 @@ def create_app(
             Route("/_/metrics", status.metrics, methods=["GET"]),
             Route("/_/{rest:path}", _unknown_own_endpoint, methods=METHODS),
             Route("/{path:path}", proxy, methods=METHODS),
+            WebSocketRoute("/{path:path}", websocket_entry),
         ],
         middleware=[
             Middleware(HostCheck, host_names=config.host_names),

@@ -49,3 +49,4 @@ class GatewayConfig:
     price_max_age_ms: int = 2000
     lookup_attempts: int = 3
     lookup_pause_s: float = 0.3
+    ws_keepalive_s: float = 30 * 60.0

@@ -111,7 +111,7 @@ def make_config(
     return uvicorn.Config(
         app,
         lifespan="on",
-        ws="none",
+        ws="websockets-sansio",
         proxy_headers=False,
         server_header=False,
         date_header=False,

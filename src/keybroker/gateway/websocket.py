@@ -1,0 +1,587 @@
+"""WebSockets through the gateway: ``/{credential}/{exchange websocket path}`` (issue 11).
+
+    ws://127.0.0.1:8787/binance-main/ws-api/v3          the WebSocket API: each frame judged,
+                                                         audited and signed like a REST request
+    ws://127.0.0.1:8787/binance-main/ws/btcusdt@ticker   market data: one upstream per stream,
+    ws://127.0.0.1:8787/binance-main/stream?streams=a/b  shared by every bot that asks for it
+    ws://127.0.0.1:8787/binance-main/ws                  market data by SUBSCRIBE frames
+    ws://127.0.0.1:8787/binance-main/ws/<listenKey>      an account's events; kept alive here
+
+The token rules are REST's (``auth.py`` runs first, for the upgrade too). The
+profile's ``websocket`` section says what each path is and how the exchange
+signs; nothing exchange-specific lives here.
+
+Three kinds, three shapes:
+
+- **api**: one upstream connection per bot connection. A request frame is read
+  as its REST equivalent and goes through the REST pipeline's own steps —
+  classification, policy (kill switch included), the limiter, a durable intent
+  row — then it is signed and sent; the upstream answer with its id writes the
+  result row. A refused frame gets the exchange's error shape and never leaves.
+  When the upstream connection drops, the bot's connection is closed with a
+  reason naming the orders left without an answer: keybroker never resends a
+  frame (the bot looks them up by client order id, which the gateway added).
+- **public**: a hub keyed by upstream URL, one connection per stream name. Each
+  bot has a bounded queue; a bot that falls ``queue_limit`` messages behind is
+  disconnected with a reason, never silently fed gaps, and never slows others.
+- **user**: relayed one to one; the gateway keeps the listen key alive with the
+  REST pipeline (signed, limited, audited like any request) while the bot listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from keybroker.audit import AuditRow
+from keybroker.errors import InvalidInput, KeybrokerError, RateLimited
+from keybroker.exchanges import get_profile
+from keybroker.exchanges.base import ExchangeProfile, WebSocketSupport, WsCall
+from keybroker.gateway.auth import BOT_SCOPE_KEY
+from keybroker.gateway.pipeline import (
+    Incoming,
+    Job,
+    count_orders,
+    deny,
+    facts,
+    handle,
+    last_prices,
+    needs_prices,
+    outgoing_request,
+    read_orders,
+    row,
+    take_budget,
+)
+from keybroker.gateway.state import Gateway
+from keybroker.model import Credential
+from keybroker.policy import evaluate
+from keybroker.vault import BotToken
+
+log = logging.getLogger("keybroker.gateway")
+
+QUEUE_LIMIT = 1024
+"""Messages a market-data bot may fall behind before it is disconnected."""
+CONNECT_ATTEMPTS = 4
+KEEPALIVE_S = 30 * 60.0
+"""Binance closes a listen key after 60 minutes without a keep-alive; half of it."""
+MAX_FRAME_BYTES = 1 << 20
+
+
+async def websocket_entry(websocket: WebSocket) -> None:
+    """Every WebSocket upgrade outside ``/_/``: resolve, then serve by the path's kind."""
+    gateway: Gateway = websocket.scope["state"]["gateway"]
+    bot: BotToken = websocket.scope[BOT_SCOPE_KEY]
+    raw_path: bytes = websocket.scope.get("raw_path") or websocket.url.path.encode()
+    segment, _, rest = raw_path.lstrip(b"/").partition(b"/")
+    name = unquote(segment.decode("ascii", "replace"))
+    path = "/" + rest.decode("ascii", "replace")
+    query = websocket.scope.get("query_string", b"").decode("ascii", "replace")
+    await websocket.accept()
+    try:
+        credential = gateway.access.credential(name)
+        profile = get_profile(credential.exchange)
+        support = profile.websocket
+        if support is None:
+            raise InvalidInput(f"keybroker relays no WebSockets for {credential.exchange} yet")
+        kind = support.kind(path)
+        if kind is None:
+            raise InvalidInput(
+                f"{path} is not a {credential.exchange} WebSocket path keybroker knows"
+            )
+        target = upstream_url(credential, support, path + ("?" + query if query else ""))
+    except KeybrokerError as error:
+        await _refuse_upgrade(gateway, websocket, bot, name, path, str(error))
+        return
+    gateway.metrics.count("keybroker_websockets_total", credential=name, kind=kind)
+    if kind == "public":
+        await hub_of(websocket).serve(websocket, support, target, path, query)
+    elif kind == "user":
+        await UserStream(gateway, websocket, bot, credential, profile, path).run(target)
+    else:
+        await ApiSession(gateway, websocket, bot, credential, profile, support).run(target)
+
+
+def upstream_url(credential: Credential, support: WebSocketSupport, path_and_query: str) -> str:
+    """The exchange's WebSocket URL for the path, or the credential's base_url override
+    (http -> ws, https -> wss: the override points at one host for everything)."""
+    if credential.base_url:
+        base = credential.base_url.rstrip("/")
+        if base.startswith("https://"):
+            base = "wss://" + base[len("https://") :]
+        elif base.startswith("http://"):
+            base = "ws://" + base[len("http://") :]
+        return base + path_and_query
+    return support.url(path_and_query, credential.environment)
+
+
+async def _refuse_upgrade(
+    gateway: Gateway, websocket: WebSocket, bot: BotToken, credential: str, path: str, detail: str
+) -> None:
+    await gateway.audit.append(
+        AuditRow(
+            "denied",
+            bot=bot.bot,
+            credential=credential,
+            method="WEBSOCKET",
+            path=path,
+            decision="deny",
+            rule="websocket_refused",
+            detail=detail,
+        )
+    )
+    await _close(websocket, 1008, detail)
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    # A close reason is at most 123 bytes (RFC 6455 §5.5).
+    text = reason.encode("utf-8")[:120].decode("utf-8", "ignore")
+    with contextlib.suppress(Exception):
+        await websocket.close(code=code, reason=text)
+
+
+async def _connect(url: str) -> ClientConnection:
+    """Connect upstream (TLS verified for wss), retrying with backoff; OSError when it fails."""
+    delay = 0.1
+    for attempt in range(CONNECT_ATTEMPTS):
+        try:
+            return await connect(url, open_timeout=10, max_size=MAX_FRAME_BYTES, ping_interval=20)
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as error:
+            if attempt == CONNECT_ATTEMPTS - 1:
+                raise OSError(
+                    f"the exchange's WebSocket is unreachable ({type(error).__name__})"
+                ) from None
+            await asyncio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+# -- public: one upstream per stream, fanned out --------------------------------------------------
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One bot's connection to shared streams: a bounded queue and the writer draining it."""
+
+    websocket: WebSocket
+    wrap: Callable[[str, str], str]
+    queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    reason: tuple[int, str] | None = None
+
+    def offer(self, stream: str, message: str) -> None:
+        if self.reason is not None:
+            return
+        try:
+            self.queue.put_nowait(self.wrap(stream, message))
+        except asyncio.QueueFull:
+            self.end(1008, f"keybroker: this bot fell {QUEUE_LIMIT} messages behind; reconnect")
+
+    def end(self, code: int, reason: str) -> None:
+        if self.reason is None:
+            self.reason = (code, reason)
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(None)
+
+
+@dataclass(eq=False)
+class Channel:
+    """One upstream stream and the bots reading it."""
+
+    url: str
+    stream: str
+    upstream: ClientConnection
+    subscribers: set[Subscriber] = field(default_factory=set)
+    reader: asyncio.Task[None] | None = None
+
+
+class StreamHub:
+    """Shared market-data streams: identical subscriptions make one upstream connection."""
+
+    def __init__(self) -> None:
+        self.channels: dict[str, Channel] = {}
+        self._opening: dict[str, asyncio.Lock] = {}
+
+    async def serve(
+        self, websocket: WebSocket, support: WebSocketSupport, target: str, path: str, query: str
+    ) -> None:
+        base = target[: len(target) - len(path) - (len(query) + 1 if query else 0)]
+        combined = path.rstrip("/") == "/stream"
+        wrap = _combined if combined else _raw
+        me = Subscriber(websocket, wrap)
+        joined: list[Channel] = []
+        writer = asyncio.create_task(_drain(me))
+        try:
+            names: tuple[str, ...] = ()
+            if combined:
+                names = tuple(s for s in _query_param(query, "streams").split("/") if s)
+            elif path.rstrip("/") != "/ws":
+                names = (path.rstrip("/")[len("/ws/") :],)
+            for name in names:
+                joined.append(await self.join(me, base + support.stream_path(name), name))
+            while me.reason is None:
+                text = await websocket.receive_text()
+                request = support.subscription(text)
+                if request is None:
+                    await websocket.send_text(
+                        support.error_frame(None, 400, "invalid_frame", "send SUBSCRIBE frames")
+                    )
+                    continue
+                request_id, action, streams = request
+                for name in streams:
+                    url = base + support.stream_path(name)
+                    if action == "SUBSCRIBE":
+                        joined.append(await self.join(me, url, name))
+                    else:
+                        for channel in [c for c in joined if c.url == url]:
+                            joined.remove(channel)
+                            await self.leave(me, channel)
+                await websocket.send_text(support.subscription_reply(request_id))
+        except OSError as error:
+            me.end(1011, str(error))
+        except (WebSocketDisconnect, RuntimeError):
+            me.end(1000, "bye")
+        finally:
+            for channel in joined:
+                await self.leave(me, channel)
+            me.end(1000, "bye")
+            with contextlib.suppress(Exception):
+                await writer
+
+    async def join(self, me: Subscriber, url: str, stream: str) -> Channel:
+        lock = self._opening.setdefault(url, asyncio.Lock())
+        async with lock:
+            channel = self.channels.get(url)
+            if channel is None:
+                channel = Channel(url, stream, await _connect(url))
+                channel.reader = asyncio.create_task(self._read(channel))
+                self.channels[url] = channel
+            channel.subscribers.add(me)
+            return channel
+
+    async def leave(self, me: Subscriber, channel: Channel) -> None:
+        channel.subscribers.discard(me)
+        if not channel.subscribers and self.channels.get(channel.url) is channel:
+            del self.channels[channel.url]
+            if channel.reader is not None:
+                channel.reader.cancel()
+            await channel.upstream.close()
+
+    async def _read(self, channel: Channel) -> None:
+        try:
+            async for message in channel.upstream:
+                text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+                for subscriber in list(channel.subscribers):
+                    subscriber.offer(channel.stream, text)
+        except ConnectionClosed:
+            pass
+        # The exchange closed the stream: every reader is told, none is left waiting on it.
+        if self.channels.get(channel.url) is channel:
+            del self.channels[channel.url]
+        for subscriber in list(channel.subscribers):
+            subscriber.end(1012, "keybroker: the exchange closed the stream; reconnect")
+
+
+def _raw(stream: str, message: str) -> str:
+    return message
+
+
+def _combined(stream: str, message: str) -> str:
+    return '{"stream":' + json.dumps(stream) + ',"data":' + message + "}"
+
+
+async def _drain(me: Subscriber) -> None:
+    """Write the queue to the bot; close with the reason once the subscriber has ended."""
+    with contextlib.suppress(Exception):  # the bot went away: nothing to tell it
+        while True:
+            message = await me.queue.get()
+            if message is None:
+                break
+            await me.websocket.send_text(message)
+    code, reason = me.reason or (1000, "bye")
+    await _close(me.websocket, code, reason)
+
+
+def _query_param(query: str, name: str) -> str:
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if key == name:
+            return unquote(value)
+    return ""
+
+
+def hub_of(websocket: WebSocket) -> StreamHub:
+    """The app's one hub (kept on the app's state: it lives as long as the server)."""
+    state = websocket.app.state
+    hub: StreamHub | None = getattr(state, "ws_hub", None)
+    if hub is None:
+        hub = state.ws_hub = StreamHub()
+    return hub
+
+
+# -- user: an account's stream, kept alive ------------------------------------------------------
+
+
+class UserStream:
+    """Relay an account's event stream and keep its listen key alive through the pipeline."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        websocket: WebSocket,
+        bot: BotToken,
+        credential: Credential,
+        profile: ExchangeProfile,
+        path: str,
+    ) -> None:
+        self.gateway, self.websocket, self.bot = gateway, websocket, bot
+        self.credential, self.profile, self.path = credential, profile, path
+
+    async def run(self, target: str) -> None:
+        try:
+            upstream = await _connect(target)
+        except OSError as error:
+            await _close(self.websocket, 1011, str(error))
+            return
+        keeper = asyncio.create_task(self._keep_alive())
+        try:
+            async for message in upstream:
+                await self.websocket.send_text(
+                    message if isinstance(message, str) else message.decode("utf-8", "replace")
+                )
+            await _close(self.websocket, 1012, "keybroker: the exchange closed the stream")
+        except ConnectionClosed:
+            await _close(self.websocket, 1012, "keybroker: the exchange closed the stream")
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            keeper.cancel()
+            await upstream.close()
+
+    async def _keep_alive(self) -> None:
+        listen_key = self.path.rstrip("/").rsplit("/", 1)[-1]
+        while True:
+            await asyncio.sleep(self.gateway.config.ws_keepalive_s)
+            incoming = Incoming(
+                "PUT",
+                self.credential.name,
+                b"/api/v3/userDataStream",
+                b"listenKey=" + listen_key.encode("ascii", "replace"),
+                [],
+                b"",
+                self.bot,
+            )
+            response = await handle(self.gateway, incoming)
+            if response.status_code >= 400:
+                log.warning("listen key keep-alive refused: HTTP %s", response.status_code)
+
+
+# -- api: request frames, judged like REST, signed here -------------------------------------------
+
+
+@dataclass
+class Pending:
+    job: Job
+    intent_id: int
+    sent_ms: int
+
+
+class ApiSession:
+    """One bot connection to an exchange's WebSocket API, and its own upstream connection."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        websocket: WebSocket,
+        bot: BotToken,
+        credential: Credential,
+        profile: ExchangeProfile,
+        support: WebSocketSupport,
+    ) -> None:
+        self.gateway, self.websocket, self.bot = gateway, websocket, bot
+        self.credential, self.profile, self.support = credential, profile, support
+        self.pending: dict[str, Pending] = {}
+        self.rest_base = credential.base_url or profile.base_url(
+            "/api/v3/order", credential.environment
+        )
+
+    async def run(self, target: str) -> None:
+        try:
+            upstream = await _connect(target)
+        except OSError as error:
+            await _close(self.websocket, 1011, str(error))
+            return
+        reader = asyncio.create_task(self._answers(upstream))
+        try:
+            while not reader.done():
+                receiving = asyncio.ensure_future(self.websocket.receive_text())
+                await asyncio.wait({receiving, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if not receiving.done():
+                    receiving.cancel()
+                    break
+                frame = await self._judge(receiving.result())
+                if frame is not None:
+                    await upstream.send(frame)
+        except (WebSocketDisconnect, RuntimeError, KeyError):
+            pass
+        except ConnectionClosed:
+            pass
+        finally:
+            reader.cancel()
+            await upstream.close()
+            lost = await self._lost()
+            if lost:
+                await _close(
+                    self.websocket,
+                    1012,
+                    f"keybroker: exchange connection lost; {lost} request(s) unanswered, "
+                    "look orders up by client order id; nothing is resent",
+                )
+            else:
+                await _close(self.websocket, 1012, "keybroker: exchange connection closed")
+
+    async def _judge(self, text: str) -> str | None:
+        """Steps 2-6 for one frame: the signed frame to send, or None after answering a refusal."""
+        gateway, name = self.gateway, self.credential.name
+        try:
+            call = self.support.read_call(text, self.rest_base)
+        except InvalidInput as error:
+            request_id = self.support.request_id(text)
+            await self._refuse(request_id, 400, "invalid_frame", str(error), method="WEBSOCKET")
+            return None
+        key = json.dumps(call.request_id, sort_keys=True, default=str)
+        if key in self.pending:
+            await self._refuse(
+                call.request_id,
+                400,
+                "duplicate_id",
+                "a request with this id is still waiting for its answer",
+                method=call.method,
+            )
+            return None
+        try:
+            request = call.rest
+            incoming = Incoming(
+                request.method,
+                name,
+                request.url.raw_path.split(b"?", 1)[0],
+                request.url.query,
+                [],
+                b"",
+                self.bot,
+            )
+            request = outgoing_request(self.profile, self.credential, incoming)
+            classified = self.profile.classify(request)
+            request, intents = read_orders(self.profile, request, classified)
+            policy = gateway.access.policy(name)
+        except KeybrokerError as error:
+            await self._refuse(
+                call.request_id, 400, "invalid_frame", str(error), method=call.method
+            )
+            return None
+        job = Job(incoming, self.credential, self.profile, request, classified, intents)
+        prices = await last_prices(gateway, job) if needs_prices(policy, job) else {}
+        decision = evaluate(policy, classified, intents, facts(gateway, job, prices))
+        if not decision.allowed:
+            await deny(gateway, job, decision.rule, decision.detail)
+            message = f"keybroker policy_denied ({decision.rule}): {decision.detail}"
+            await self.websocket.send_text(
+                self.support.error_frame(call.request_id, 403, "policy_denied", message)
+            )
+            return None
+        count_orders(gateway, job, prices)
+        try:
+            await take_budget(gateway, job, request)
+        except RateLimited as limited:
+            await deny(gateway, job, "rate_limited", str(limited), error=limited)
+            await self.websocket.send_text(
+                self.support.error_frame(call.request_id, 429, "rate_limited", str(limited))
+            )
+            return None
+        intent_id = await gateway.audit.append(
+            row(job, "intent", decision="allow", detail="websocket")
+        )
+        # The client order id the gateway may have added is in the REST request's query.
+        params = {k: v for k, v in request.url.params.multi_items()}
+        signed = WsCall(call.request_id, call.method, params, request)
+        self.pending[key] = Pending(job, intent_id, gateway.clock.now_ms())
+        return self.support.sign_call(signed, self.credential, gateway.clock.now_ms())
+
+    async def _answers(self, upstream: ClientConnection) -> None:
+        """Relay every upstream frame; an answer to a pending request writes its result row."""
+        async for message in upstream:
+            text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+            request_id = self.support.response_id(text)
+            if request_id is not None:
+                pending = self.pending.pop(
+                    json.dumps(request_id, sort_keys=True, default=str), None
+                )
+                if pending is not None:
+                    self.gateway.spawn(self._result(pending, text))
+            await self.websocket.send_text(text)
+
+    async def _result(self, pending: Pending, text: str) -> None:
+        status, code = _status_of(text)
+        latency = self.gateway.clock.now_ms() - pending.sent_ms
+        await self.gateway.audit.append(
+            row(
+                pending.job,
+                "result",
+                intent_id=pending.intent_id,
+                status=status,
+                venue_code=code,
+                latency_ms=latency,
+            )
+        )
+
+    async def _lost(self) -> int:
+        """Result rows for requests that never got an answer; how many there were."""
+        lost = list(self.pending.values())
+        self.pending.clear()
+        for pending in lost:
+            await self.gateway.audit.append(
+                row(
+                    pending.job,
+                    "result",
+                    intent_id=pending.intent_id,
+                    detail="websocket closed before an answer; not resent",
+                )
+            )
+        return len(lost)
+
+    async def _refuse(
+        self, request_id: object, status: int, code: str, detail: str, *, method: str
+    ) -> None:
+        await self.gateway.audit.append(
+            AuditRow(
+                "denied",
+                bot=self.bot.bot,
+                credential=self.credential.name,
+                exchange=self.credential.exchange,
+                environment=self.credential.environment,
+                method=method,
+                path="/ws-api",
+                decision="deny",
+                rule=code,
+                detail=detail,
+            )
+        )
+        await self.websocket.send_text(self.support.error_frame(request_id, status, code, detail))
+
+
+def _status_of(text: str) -> tuple[int | None, str | None]:
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return None, None
+    status = frame.get("status") if isinstance(frame, dict) else None
+    error = frame.get("error") if isinstance(frame, dict) else None
+    code = str(error.get("code")) if isinstance(error, dict) and "code" in error else None
+    return (status if isinstance(status, int) else None), code

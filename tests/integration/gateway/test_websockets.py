@@ -1,0 +1,275 @@
+"""WebSockets through the gateway (issue 11), against the emulator's Binance WebSocket side.
+
+Real processes on loopback: the emulator and the gateway each serve on uvicorn
+in a thread; the bots are ``websockets`` clients holding only a bot token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from gateway_testkit import (
+    BINANCE_API_KEY,
+    StartEmulator,
+    StartGateway,
+    World,
+    assert_no_secret,
+    make_vault,
+    new_token,
+    wait_until,
+)
+from websockets.asyncio.client import ClientConnection
+
+from keybroker.emulator import EmulatorConfig
+
+TOKEN_HEADER = "X-Keybroker-Token"
+
+
+def ws_url(world: World, path: str) -> str:
+    return world.gateway.url.replace("http://", "ws://") + "/bn" + path
+
+
+def connect(world: World, path: str, token: str | None = None) -> Any:
+    return websockets.connect(
+        ws_url(world, path),
+        additional_headers={TOKEN_HEADER: token or world.gateway.token},
+        open_timeout=10,
+    )
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 30))  # type: ignore[arg-type]
+
+
+async def request(bot: ClientConnection, frame: dict[str, Any]) -> dict[str, Any]:
+    """Send a request frame; the answer with its id (events in between are skipped)."""
+    await bot.send(json.dumps(frame))
+    while True:
+        answer = json.loads(await asyncio.wait_for(bot.recv(), 10))
+        if answer.get("id") == frame["id"]:
+            return answer
+
+
+def order(id_: object, **params: object) -> dict[str, Any]:
+    base: dict[str, object] = {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "type": "LIMIT",
+        "timeInForce": "GTC",
+        "quantity": "0.001",
+        "price": "20000",
+    }
+    return {"id": id_, "method": "order.place", "params": {**base, **params}}
+
+
+def ws_orders(world: World) -> list[dict[str, Any]]:
+    return [e for e in world.exchange.journal() if e["transport"] == "ws" and e["kind"] == "order"]
+
+
+def test_an_order_over_the_websocket_api_is_signed_by_the_gateway_and_accepted(
+    world: World,
+) -> None:
+    async def bot() -> dict[str, Any]:
+        async with connect(world, "/ws-api/v3") as ws:
+            return await request(ws, order(1))
+
+    answer = run(bot())
+    assert answer["status"] == 200, answer
+    assert answer["result"]["symbol"] == "BTCUSDT"
+    # The gateway added a client order id, inside the signed params.
+    assert answer["result"]["clientOrderId"].startswith("kb")
+    placed = ws_orders(world)
+    assert len(placed) == 1 and placed[0]["accepted"]
+    assert placed[0]["api_key"] == BINANCE_API_KEY
+    intents = world.gateway.rows("intent")
+    results = world.gateway.rows("result")
+    assert [r.row.request_kind for r in intents] == ["order_place"]
+    assert results[-1].row.status == 200
+    assert intents[0].row.order is not None and intents[0].row.order["symbol"] == "BTCUSDT"
+
+
+def test_a_refused_frame_gets_an_exchange_shaped_error_and_never_leaves(world: World) -> None:
+    async def bot() -> list[dict[str, Any]]:
+        async with connect(world, "/ws-api/v3") as ws:
+            return [
+                await request(ws, order("big", quantity="1")),  # 20,000 > max_notional 5,000
+                await request(ws, order("eth", symbol="ETHUSDT")),  # not on the allowlist
+                await request(ws, {"id": "w", "method": "withdraw", "params": {"coin": "BTC"}}),
+            ]
+
+    big, eth, withdraw = run(bot())
+    assert big["status"] == 403 and big["error"]["code"] == -2010
+    assert "max_notional" in big["error"]["msg"]
+    assert eth["status"] == 403 and "symbol" in eth["error"]["msg"]
+    assert withdraw["status"] == 400 and "not catalogued" in withdraw["error"]["msg"]
+    assert ws_orders(world) == []
+    denied = world.gateway.rows("denied")
+    assert len(denied) == 3
+    assert {r.row.rule for r in denied} >= {"max_notional", "invalid_frame"}
+
+
+def test_halt_stops_websocket_orders_and_cancels_still_pass(world: World) -> None:
+    async def bot() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        async with connect(world, "/ws-api/v3") as ws:
+            placed = await request(ws, order(1))
+            world.gateway.vault.halt("bn", reason="test")
+            refused = await request(ws, order(2))
+            cancel = {
+                "id": 3,
+                "method": "order.cancel",
+                "params": {"symbol": "BTCUSDT", "orderId": placed["result"]["orderId"]},
+            }
+            return placed, refused, await request(ws, cancel)
+
+    placed, refused, cancelled = run(bot())
+    assert placed["status"] == 200
+    assert refused["status"] == 403 and "halt" in refused["error"]["msg"]
+    assert cancelled["status"] == 200 and cancelled["result"]["status"] == "CANCELED"
+    assert len(ws_orders(world)) == 1
+
+
+def test_a_bot_with_only_a_token_receives_its_own_order_updates(world: World) -> None:
+    """Both ways Binance offers: a listen key made over REST through the gateway, and the
+    WebSocket API's userDataStream.subscribe.signature, which the gateway signs."""
+    client = world.gateway.client()
+    listen_key = client.post("/bn/api/v3/userDataStream").json()["listenKey"]
+
+    async def bot() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        async with (
+            connect(world, f"/ws/{listen_key}") as stream,
+            connect(world, "/ws-api/v3") as api,
+        ):
+            subscribed = await request(
+                api, {"id": "s", "method": "userDataStream.subscribe.signature"}
+            )
+            assert subscribed["status"] == 200, subscribed
+            placed = await request(api, order("o1"))
+            client_id = placed["result"]["clientOrderId"]
+            from_stream = [json.loads(await asyncio.wait_for(stream.recv(), 5))]
+            from_api: list[dict[str, Any]] = []
+            while not any(e.get("c") == client_id for e in from_api):
+                frame = json.loads(await asyncio.wait_for(api.recv(), 5))
+                if "event" in frame:
+                    from_api.append(frame["event"])
+            return from_stream, from_api
+
+    from_stream, from_api = run(bot())
+    assert from_stream[0]["e"] == "executionReport" and from_stream[0]["X"] == "NEW"
+    assert any(e["e"] == "executionReport" for e in from_api)
+
+
+def test_45_bots_on_one_ticker_stream_make_one_upstream_subscription(world: World) -> None:
+    async def bots() -> list[dict[str, Any]]:
+        connections = [await connect(world, "/ws/btcusdt@ticker").__aenter__() for _ in range(45)]
+        try:
+            return [json.loads(await asyncio.wait_for(c.recv(), 10)) for c in connections]
+        finally:
+            for c in connections:
+                await c.close()
+
+    events = run(bots())
+    assert len(events) == 45 and all(e["e"] == "24hrTicker" for e in events)
+    subscriptions = [e for e in world.exchange.journal() if e["method"] == "SUBSCRIBE"]
+    assert [e["path"] for e in subscriptions] == ["/ws/btcusdt@ticker"]
+
+
+def test_subscribe_frames_and_combined_streams_share_the_same_upstreams(world: World) -> None:
+    async def bots() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        async with (
+            connect(world, "/ws") as by_frame,
+            connect(world, "/stream?streams=btcusdt@ticker/ethusdt@bookTicker") as combined,
+        ):
+            reply = await request(
+                by_frame, {"method": "SUBSCRIBE", "params": ["btcusdt@ticker"], "id": 7}
+            )
+            event = json.loads(await asyncio.wait_for(by_frame.recv(), 5))
+            wrapped = json.loads(await asyncio.wait_for(combined.recv(), 5))
+            return reply, event, wrapped
+
+    reply, event, wrapped = run(bots())
+    assert reply == {"result": None, "id": 7}
+    assert event["e"] == "24hrTicker" and event["s"] == "BTCUSDT"
+    assert wrapped["stream"] in ("btcusdt@ticker", "ethusdt@bookTicker") and "data" in wrapped
+    paths = sorted(e["path"] for e in world.exchange.journal() if e["method"] == "SUBSCRIBE")
+    assert paths == ["/ws/btcusdt@ticker", "/ws/ethusdt@bookTicker"]
+
+
+def test_an_upstream_drop_closes_with_a_reason_and_nothing_is_replayed(world: World) -> None:
+    async def bot() -> tuple[int | None, str | None, dict[str, Any]]:
+        async with connect(world, "/ws-api/v3") as ws:
+            placed = await request(ws, order(1))
+            httpx.post(f"{world.exchange.url}/__emulator__/ws/drop", timeout=5)
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(ws.recv(), 5)
+            code, reason = ws.close_code, ws.close_reason
+        async with connect(world, "/ws-api/v3") as again:  # a new connection works at once
+            await request(again, {"id": "t", "method": "time"})
+        return code, reason, placed
+
+    code, reason, placed = run(bot())
+    assert placed["status"] == 200
+    assert code == 1012 and reason is not None and "exchange connection" in reason
+    assert len(ws_orders(world)) == 1  # never replayed
+
+
+def test_tokens_are_required_and_a_canary_secret_never_reaches_a_bot(world: World) -> None:
+    async def anonymous() -> None:
+        async with websockets.connect(ws_url(world, "/ws-api/v3"), open_timeout=10) as ws:
+            await ws.recv()
+
+    with pytest.raises((websockets.InvalidStatus, websockets.ConnectionClosed)):
+        run(anonymous())
+    frames: list[str] = []
+
+    async def bot() -> None:
+        async with connect(world, "/ws-api/v3") as ws:
+            await ws.send(json.dumps(order(1)))
+            await ws.send(json.dumps(order(2, quantity="9")))
+            await ws.send(json.dumps({"id": 3, "method": "account.status"}))
+            for _ in range(3):
+                frames.append(await asyncio.wait_for(ws.recv(), 10))
+
+    run(bot())
+    assert len(frames) == 3
+    assert_no_secret(*frames)
+    assert_no_secret(world.gateway.audit_path.read_bytes())
+
+
+def test_an_unknown_websocket_path_is_refused_and_audited(world: World) -> None:
+    async def bot() -> tuple[int | None, str | None]:
+        async with connect(world, "/sapi/v1/capital/withdraw/apply") as ws:
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            return ws.close_code, ws.close_reason
+
+    code, reason = run(bot())
+    assert code == 1008 and reason is not None and "WebSocket path" in reason
+    assert [r.row.rule for r in world.gateway.rows("denied")] == ["websocket_refused"]
+
+
+def test_the_gateway_keeps_a_listen_key_alive_through_the_pipeline(
+    tmp_path: Any, emulator: StartEmulator, gateway: StartGateway
+) -> None:
+    from gateway_testkit import TRADER
+
+    exchange = emulator("binance", EmulatorConfig(seed=3))
+    vault = make_vault(tmp_path / "h", {"bn": ("binance", exchange.url)}, policies={"bn": TRADER})
+    running = gateway(vault, new_token(vault, "bot1", ["bn"]), ws_keepalive_s=0.2)
+    world = World(exchange, running)
+    listen_key = running.client().post("/bn/api/v3/userDataStream").json()["listenKey"]
+
+    async def bot() -> None:
+        async with connect(world, f"/ws/{listen_key}"):
+            await asyncio.sleep(0.7)
+
+    run(bot())
+    keep_alives = exchange.requests_to("/api/v3/userDataStream", "PUT")
+    assert len(keep_alives) >= 2 and all(e["accepted"] for e in keep_alives)
+    assert wait_until(lambda: len(running.rows("intent")) >= 3)
