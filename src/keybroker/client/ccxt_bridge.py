@@ -60,6 +60,7 @@ def connect_ccxt(
     token: str | None = None,
     asynchronous: bool = False,
     config: Mapping[str, Any] | None = None,
+    pro: bool = False,
 ) -> Any:
     """A ccxt exchange for the gateway credential ``credential``; see the module docstring.
 
@@ -67,7 +68,10 @@ def connect_ccxt(
     ``binance``, ``okx``, ``coinbase-exchange``, or any ccxt id such as
     ``binanceusdm``). ``gateway_url`` defaults to KEYBROKER_GATEWAY_URL, else
     ``http://127.0.0.1:8787``; ``token`` to KEYBROKER_TOKEN. ``asynchronous``
-    picks ``ccxt.async_support``. ``config`` goes to the ccxt constructor as
+    picks ``ccxt.async_support``; ``pro`` picks ``ccxt.pro`` (asynchronous too), whose
+    WebSocket URLs go to the gateway's WebSocket routes with the token as a header, so
+    ``watch_orders``, ``watch_balance``, ``watch_ticker`` and ``create_order_ws`` go
+    through the gateway like REST calls do. ``config`` goes to the ccxt constructor as
     usual (options, timeout); credentials in it are refused, since the point is
     that the bot holds none. Raises InvalidInput naming what is wrong, or
     ImportError naming ``pip install keybroker[ccxt]`` when ccxt is missing.
@@ -83,7 +87,7 @@ def connect_ccxt(
             f"connect_ccxt takes no exchange credentials ({', '.join(held)}): "
             "the gateway signs with the vault's key"
         )
-    cls = _ccxt_class(exchange, asynchronous)
+    cls = _ccxt_class(exchange, asynchronous, pro)
     headers = {**dict(given.pop("headers", None) or {}), GATEWAY_TOKEN_HEADER: bot_token.strip()}
     client = cls(
         {
@@ -95,6 +99,13 @@ def connect_ccxt(
         }
     )
     client.urls["api"] = _rewritten(client, client.urls["api"], base)
+    if pro:
+        api = client.urls["api"]
+        if isinstance(api, dict) and "ws" in api:
+            api["ws"] = _as_websocket(api["ws"])
+        ws_options = dict(client.options.get("ws") or {})
+        ws_options["headers"] = {**dict(ws_options.get("headers") or {}), **headers}
+        client.options["ws"] = ws_options
     for option, value in _OPTIONS.get(client.id, {}).items():
         if option not in dict(given.get("options") or {}):
             client.options[option] = value
@@ -161,9 +172,10 @@ def _header(headers: Any, name: str) -> str | None:
     return None
 
 
-def _ccxt_class(exchange: str, asynchronous: bool) -> Any:
+def _ccxt_class(exchange: str, asynchronous: bool, pro: bool = False) -> Any:
+    name = "ccxt.pro" if pro else "ccxt.async_support" if asynchronous else "ccxt"
     try:
-        module = importlib.import_module("ccxt.async_support" if asynchronous else "ccxt")
+        module = importlib.import_module(name)
     except ImportError as exc:
         raise ImportError(
             "connect_ccxt needs ccxt, an optional extra: pip install keybroker[ccxt]"
@@ -186,6 +198,19 @@ def _rewritten(client: Any, urls: Any, base: str) -> Any:
         return base + path + ("?" + parts.query if parts.query else "")
     if isinstance(urls, Mapping):
         return {key: _rewritten(client, value, base) for key, value in urls.items()}
+    return urls
+
+
+def _as_websocket(urls: Any) -> Any:
+    """The gateway's http(s) URLs made ws(s): the same routes, upgraded."""
+    if isinstance(urls, str):
+        if urls.startswith("https://"):
+            return "wss://" + urls[len("https://") :]
+        if urls.startswith("http://"):
+            return "ws://" + urls[len("http://") :]
+        return urls
+    if isinstance(urls, Mapping):
+        return {key: _as_websocket(value) for key, value in urls.items()}
     return urls
 
 

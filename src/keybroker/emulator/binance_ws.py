@@ -98,6 +98,20 @@ def stream_event(state: EmulatorState, stream: str) -> dict[str, object] | None:
             "a": body["askPrice"],
             "A": body["askQty"],
         }
+    if channel == "miniTicker":
+        day = market.candles(3_600_000, now, limit=24)
+        body = ticker_24h(market, day, now, usdm=False)
+        return {
+            "e": "24hrMiniTicker",
+            "E": now,
+            "s": body["symbol"],
+            "c": body["lastPrice"],
+            "o": body["openPrice"],
+            "h": body["highPrice"],
+            "l": body["lowPrice"],
+            "v": body["volume"],
+            "q": body["quoteVolume"],
+        }
     if channel == "ticker":
         day = market.candles(3_600_000, now, limit=24)
         body = ticker_24h(market, day, now, usdm=False)

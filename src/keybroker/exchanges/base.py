@@ -467,6 +467,8 @@ class WebSocketSupport:
     - ``subscription(text)``: (request id, action, stream names) of a SUBSCRIBE-style frame
       on a public connection, or None; ``subscription_reply(request_id)`` answers it.
     - ``stream_path(name)``: the upstream path carrying one public stream by itself.
+    - ``streams_of(path, query)``: the streams a public connection's URL names, and whether
+      their events arrive wrapped with the stream's name (Binance's combined streams).
     """
 
     url: Callable[[str, str], str]
@@ -479,6 +481,7 @@ class WebSocketSupport:
     subscription: Callable[[str], tuple[object, str, tuple[str, ...]] | None]
     subscription_reply: Callable[[object], str]
     stream_path: Callable[[str], str]
+    streams_of: Callable[[str, str], tuple[tuple[str, ...], bool]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1312,6 +1312,8 @@ _WS_UNSIGNED = frozenset(
 )
 _WS_AUTH_PARAMS = frozenset({"apiKey", "signature", "timestamp"})
 _STREAM = re.compile(r"^[a-z0-9!_]+@[A-Za-z0-9_@]+$")
+# ccxt.pro opens /ws/<n> (a connection index) and subscribes with SUBSCRIBE frames.
+_INDEX = re.compile(r"^[0-9]{1,4}$")
 
 
 def ws_kind(path: str) -> Literal["public", "user", "api"] | None:
@@ -1326,8 +1328,21 @@ def ws_kind(path: str) -> Literal["public", "user", "api"] | None:
         name = route[len("/ws/") :]
         if "/" in name or not name:
             return None
-        return "public" if _STREAM.match(name) else "user"
+        return "public" if _STREAM.match(name) or _INDEX.match(name) else "user"
     return None
+
+
+def ws_streams_of(path: str, query: str) -> tuple[tuple[str, ...], bool]:
+    """/ws/<stream>: one stream, raw; /stream?streams=a/b: several, wrapped; else none yet."""
+    route = path.split("?", 1)[0].rstrip("/")
+    if route == "/stream":
+        for part in query.split("&"):
+            key, _, value = part.partition("=")
+            if key == "streams":
+                return tuple(s for s in unquote_to_bytes(value).decode().split("/") if s), True
+        return (), True
+    name = route[len("/ws/") :] if route.startswith("/ws/") else ""
+    return ((name,) if _STREAM.match(name) else ()), False
 
 
 def ws_url(path: str, environment: str) -> str:
@@ -1451,6 +1466,7 @@ WEBSOCKET = WebSocketSupport(
     subscription=ws_subscription,
     subscription_reply=ws_subscription_reply,
     stream_path=lambda name: "/ws/" + name,
+    streams_of=ws_streams_of,
 )
 
 

@@ -213,17 +213,11 @@ class StreamHub:
         self, websocket: WebSocket, support: WebSocketSupport, target: str, path: str, query: str
     ) -> None:
         base = target[: len(target) - len(path) - (len(query) + 1 if query else 0)]
-        combined = path.rstrip("/") == "/stream"
-        wrap = _combined if combined else _raw
-        me = Subscriber(websocket, wrap)
+        names, combined = support.streams_of(path, query)
+        me = Subscriber(websocket, _combined if combined else _raw)
         joined: list[Channel] = []
         writer = asyncio.create_task(_drain(me))
         try:
-            names: tuple[str, ...] = ()
-            if combined:
-                names = tuple(s for s in _query_param(query, "streams").split("/") if s)
-            elif path.rstrip("/") != "/ws":
-                names = (path.rstrip("/")[len("/ws/") :],)
             for name in names:
                 joined.append(await self.join(me, base + support.stream_path(name), name))
             while me.reason is None:
@@ -307,14 +301,6 @@ async def _drain(me: Subscriber) -> None:
             await me.websocket.send_text(message)
     code, reason = me.reason or (1000, "bye")
     await _close(me.websocket, code, reason)
-
-
-def _query_param(query: str, name: str) -> str:
-    for part in query.split("&"):
-        key, _, value = part.partition("=")
-        if key == name:
-            return unquote(value)
-    return ""
 
 
 def hub_of(websocket: WebSocket) -> StreamHub:
