@@ -36,7 +36,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from keybroker.clock import Clock, SystemClock
-from keybroker.emulator import binance_ws
+from keybroker.emulator import binance_ws, okx_ws
 from keybroker.emulator.binance import Binance
 from keybroker.emulator.config import EmulatorConfig
 from keybroker.emulator.faults import Fault, FaultPlan
@@ -143,8 +143,11 @@ def _state(request: Request | WebSocket) -> EmulatorState:
 
 
 def _websocket_routes(exchange: str) -> list[WebSocketRoute]:
-    if exchange != "binance":
-        return []
+    if exchange == "okx":
+        return [
+            WebSocketRoute("/ws/v5/public", _okx_public),
+            WebSocketRoute("/ws/v5/private", _okx_private),
+        ]
     return [
         WebSocketRoute("/ws-api/v3", _ws_api),
         WebSocketRoute("/ws/{name}", _ws_stream),
@@ -173,6 +176,16 @@ async def _ws_combined(websocket: WebSocket) -> None:
     await binance_ws.serve_socket(
         websocket, state, lambda: binance_ws.public_stream(websocket, state, streams)
     )
+
+
+async def _okx_public(websocket: WebSocket) -> None:
+    state = _state(websocket)
+    await binance_ws.serve_socket(websocket, state, lambda: okx_ws.public(websocket, state))
+
+
+async def _okx_private(websocket: WebSocket) -> None:
+    state = _state(websocket)
+    await binance_ws.serve_socket(websocket, state, lambda: okx_ws.private(websocket, state))
 
 
 async def _drop_websockets(request: Request) -> Response:

@@ -175,7 +175,9 @@ class Okx:
         }
         return Answer(503, body, code="50001")
 
-    def handle(self, call: Call) -> Answer:
+    def handle(self, call: Call, verified_key: ApiKey | None = None) -> Answer:
+        """Answer ``call``; ``verified_key`` is the key a WebSocket connection logged in
+        with (okx_ws.py), whose ops carry no per-request signature."""
         query = dict(parse_qsl(call.query.decode("utf-8", "replace"), keep_blank_values=True))
         endpoint = ENDPOINTS.get((call.method, call.path))
         answer = Answer(
@@ -183,7 +185,8 @@ class Okx:
             None,
             kind=endpoint.kind if endpoint else "public",
             params=dict(query),
-            api_key=call.headers.get("ok-access-key"),
+            api_key=call.headers.get("ok-access-key")
+            or (verified_key.api_key if verified_key else None),
         )
         request = Request(call, query, None)
         try:
@@ -195,7 +198,7 @@ class Okx:
             elif isinstance(request.body, list):
                 answer.params["batch"] = request.body
             if endpoint.private:
-                request.key = self._authenticate(call)
+                request.key = verified_key or self._authenticate(call)
             self._limit(endpoint, request)
             data = endpoint.handler(self, request)
             answer.body = {"code": "0", "msg": "", "data": data}

@@ -439,36 +439,60 @@ class WsCall:
     """One request frame of an exchange's WebSocket API, with its REST equivalent.
 
     ``rest`` is the unsigned REST request that does the same thing (same
-    parameters): the gateway classifies it, reads its order intents and
-    applies the policy to it, so a WebSocket order is judged exactly like the
-    same order sent over REST. ``params`` are the frame's parameters as text.
+    parameters or body): the gateway classifies it, reads its order intents
+    and applies the policy to it, so a WebSocket order is judged exactly like
+    the same order sent over REST, and the frame sent upstream is rebuilt from
+    it (with the client order id the gateway may have added). ``params`` are
+    the frame's parameters as text; ``frame`` the whole frame as the bot sent it.
     """
 
     request_id: object
     method: str
     params: dict[str, str]
     rest: httpx.Request
+    frame: Mapping[str, object] = field(default_factory=dict)
+
+
+def _never(text: str) -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
 class WebSocketSupport:
     """What the gateway needs to relay an exchange's WebSockets (issue 11).
 
+    Routing:
     - ``url(path_and_query, environment)``: the upstream ``wss://`` URL for a bot's path.
     - ``kind(path)``: ``public`` (market data, shareable), ``user`` (an account's stream,
-      one upstream per bot) or ``api`` (request frames the gateway signs); None: unknown.
-    - ``read_call(text, rest_base)``: a request frame as a WsCall; InvalidInput when the frame
-      cannot be read (it is then refused, never forwarded as is).
-    - ``sign_call(call, credential, now_ms)``: the frame to send upstream, signed.
-    - ``error_frame(request_id, status, code, message)``: the exchange-shaped error answer.
-    - ``request_id(text)``: a bot's request frame's id, read leniently (for the error answer
-      to a frame ``read_call`` refused).
-    - ``response_id(text)``: the request id an upstream answer frame belongs to, if any.
-    - ``subscription(text)``: (request id, action, stream names) of a SUBSCRIBE-style frame
-      on a public connection, or None; ``subscription_reply(request_id)`` answers it.
-    - ``stream_path(name)``: the upstream path carrying one public stream by itself.
-    - ``streams_of(path, query)``: the streams a public connection's URL names, and whether
-      their events arrive wrapped with the stream's name (Binance's combined streams).
+      one upstream per bot) or ``api`` (frames the gateway judges, and signs or sends on
+      a connection it logged in); None: unknown, refused.
+
+    Request frames (kind ``api``):
+    - ``read_call(text, rest_base)``: a request frame as a WsCall; InvalidInput when it
+      cannot be read or is not catalogued (refused, never forwarded as is).
+    - ``sign_call(call, credential, now_ms)``: the frame to send upstream.
+    - ``error_frame(request_id, status, code, message)``: the exchange-shaped refusal.
+    - ``request_id(text)`` / ``response_id(text)``: the id of a bot's frame (read
+      leniently) and of an upstream answer (None for events).
+    - ``login_frame(credential, now_ms)``: for exchanges that authenticate the connection
+      (OKX), the login the gateway sends first; ``login_answer(text)`` says whether an
+      upstream frame accepted it (True), refused it (False) or is something else (None).
+    - ``local_answer(text)``: frames the gateway answers itself (a bot's own login with
+      placeholder credentials), or None.
+
+    Account streams (kind ``user``):
+    - ``keepalive(path)``: (method, REST path, query) of the request that keeps the
+      stream's key alive (Binance's listen key), sent through the REST pipeline.
+
+    Market data (kind ``public``):
+    - ``streams_of(path, query)``: the streams a connection's URL names, and whether their
+      events arrive wrapped with the stream's name (Binance's combined streams).
+    - ``subscription(text)``: (request id, action, stream names) of a subscribe frame, or
+      None; ``subscription_replies(request_id, action, names)`` answer it.
+    - ``stream_path(name)`` and ``stream_subscribe(name)``: the upstream path carrying one
+      stream, and the frame that subscribes it there (None: the path alone does).
+    - ``is_data(text)``: whether an upstream frame on a stream is data for the bots (not
+      the upstream's own acknowledgement of our subscription).
     """
 
     url: Callable[[str, str], str]
@@ -479,9 +503,15 @@ class WebSocketSupport:
     request_id: Callable[[str], object]
     response_id: Callable[[str], object]
     subscription: Callable[[str], tuple[object, str, tuple[str, ...]] | None]
-    subscription_reply: Callable[[object], str]
+    subscription_replies: Callable[[object, str, tuple[str, ...]], list[str]]
     stream_path: Callable[[str], str]
     streams_of: Callable[[str, str], tuple[tuple[str, ...], bool]]
+    stream_subscribe: Callable[[str], str | None] = _never
+    is_data: Callable[[str], bool] = lambda text: True
+    login_frame: Callable[[Credential, int], str] | None = None
+    login_answer: Callable[[str], bool | None] = lambda text: None
+    local_answer: Callable[[str], str | None] = _never
+    keepalive: Callable[[str], tuple[str, bytes, bytes] | None] = _never
 
 
 @dataclass(frozen=True, slots=True)

@@ -1451,8 +1451,16 @@ def ws_subscription(text: str) -> tuple[object, str, tuple[str, ...]] | None:
     return frame.get("id"), str(frame["method"]), tuple(streams)
 
 
-def ws_subscription_reply(request_id: object) -> str:
-    return json.dumps({"result": None, "id": request_id}, separators=(",", ":"))
+def ws_subscription_replies(request_id: object, action: str, names: tuple[str, ...]) -> list[str]:
+    return [json.dumps({"result": None, "id": request_id}, separators=(",", ":"))]
+
+
+def ws_keepalive(path: str) -> tuple[str, bytes, bytes] | None:
+    """PUT userDataStream with the listen key from /ws/<listenKey> (60 minutes each)."""
+    listen_key = path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    if not listen_key.isalnum():
+        return None
+    return "PUT", b"/api/v3/userDataStream", b"listenKey=" + listen_key.encode("ascii")
 
 
 WEBSOCKET = WebSocketSupport(
@@ -1464,9 +1472,10 @@ WEBSOCKET = WebSocketSupport(
     request_id=ws_request_id,
     response_id=ws_response_id,
     subscription=ws_subscription,
-    subscription_reply=ws_subscription_reply,
+    subscription_replies=ws_subscription_replies,
     stream_path=lambda name: "/ws/" + name,
     streams_of=ws_streams_of,
+    keepalive=ws_keepalive,
 )
 
 

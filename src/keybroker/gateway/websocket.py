@@ -195,9 +195,10 @@ class Subscriber:
 class Channel:
     """One upstream stream and the bots reading it."""
 
-    url: str
+    url: str  # with "#<stream>": several streams may share one upstream path
     stream: str
     upstream: ClientConnection
+    is_data: Callable[[str], bool]
     subscribers: set[Subscriber] = field(default_factory=set)
     reader: asyncio.Task[None] | None = None
 
@@ -219,7 +220,7 @@ class StreamHub:
         writer = asyncio.create_task(_drain(me))
         try:
             for name in names:
-                joined.append(await self.join(me, base + support.stream_path(name), name))
+                joined.append(await self.join(me, support, base, name))
             while me.reason is None:
                 text = await websocket.receive_text()
                 request = support.subscription(text)
@@ -230,14 +231,14 @@ class StreamHub:
                     continue
                 request_id, action, streams = request
                 for name in streams:
-                    url = base + support.stream_path(name)
-                    if action == "SUBSCRIBE":
-                        joined.append(await self.join(me, url, name))
+                    if action.lower() == "subscribe":
+                        joined.append(await self.join(me, support, base, name))
                     else:
-                        for channel in [c for c in joined if c.url == url]:
+                        for channel in [c for c in joined if c.stream == name]:
                             joined.remove(channel)
                             await self.leave(me, channel)
-                await websocket.send_text(support.subscription_reply(request_id))
+                for reply in support.subscription_replies(request_id, action, streams):
+                    await websocket.send_text(reply)
         except OSError as error:
             me.end(1011, str(error))
         except (WebSocketDisconnect, RuntimeError):
@@ -249,14 +250,22 @@ class StreamHub:
             with contextlib.suppress(Exception):
                 await writer
 
-    async def join(self, me: Subscriber, url: str, stream: str) -> Channel:
-        lock = self._opening.setdefault(url, asyncio.Lock())
+    async def join(
+        self, me: Subscriber, support: WebSocketSupport, base: str, stream: str
+    ) -> Channel:
+        url = base + support.stream_path(stream)
+        key = url + "#" + stream
+        lock = self._opening.setdefault(key, asyncio.Lock())
         async with lock:
-            channel = self.channels.get(url)
+            channel = self.channels.get(key)
             if channel is None:
-                channel = Channel(url, stream, await _connect(url))
+                upstream = await _connect(url)
+                first = support.stream_subscribe(stream)
+                if first is not None:
+                    await upstream.send(first)
+                channel = Channel(key, stream, upstream, support.is_data)
                 channel.reader = asyncio.create_task(self._read(channel))
-                self.channels[url] = channel
+                self.channels[key] = channel
             channel.subscribers.add(me)
             return channel
 
@@ -272,6 +281,8 @@ class StreamHub:
         try:
             async for message in channel.upstream:
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+                if not channel.is_data(text):
+                    continue
                 for subscriber in list(channel.subscribers):
                     subscriber.offer(channel.stream, text)
         except ConnectionClosed:
@@ -352,21 +363,17 @@ class UserStream:
             await upstream.close()
 
     async def _keep_alive(self) -> None:
-        listen_key = self.path.rstrip("/").rsplit("/", 1)[-1]
+        support = self.profile.websocket
+        request = None if support is None else support.keepalive(self.path)
+        if request is None:
+            return
+        method, path, query = request
         while True:
             await asyncio.sleep(self.gateway.config.ws_keepalive_s)
-            incoming = Incoming(
-                "PUT",
-                self.credential.name,
-                b"/api/v3/userDataStream",
-                b"listenKey=" + listen_key.encode("ascii", "replace"),
-                [],
-                b"",
-                self.bot,
-            )
+            incoming = Incoming(method, self.credential.name, path, query, [], b"", self.bot)
             response = await handle(self.gateway, incoming)
             if response.status_code >= 400:
-                log.warning("listen key keep-alive refused: HTTP %s", response.status_code)
+                log.warning("stream keep-alive refused: HTTP %s", response.status_code)
 
 
 # -- api: request frames, judged like REST, signed here -------------------------------------------
@@ -394,9 +401,9 @@ class ApiSession:
         self.gateway, self.websocket, self.bot = gateway, websocket, bot
         self.credential, self.profile, self.support = credential, profile, support
         self.pending: dict[str, Pending] = {}
-        self.rest_base = credential.base_url or profile.base_url(
-            "/api/v3/order", credential.environment
-        )
+        # Only the path, query and body of a frame's REST equivalent matter: the
+        # pipeline puts the credential's own base URL in front (outgoing_request).
+        self.rest_base = "https://rest.invalid"
 
     async def run(self, target: str) -> None:
         try:
@@ -404,6 +411,12 @@ class ApiSession:
         except OSError as error:
             await _close(self.websocket, 1011, str(error))
             return
+        if self.support.login_frame is not None:
+            refused = await self._log_in(upstream, self.support.login_frame)
+            if refused is not None:
+                await upstream.close()
+                await _close(self.websocket, 1011, refused)
+                return
         reader = asyncio.create_task(self._answers(upstream))
         try:
             while not reader.done():
@@ -412,7 +425,12 @@ class ApiSession:
                 if not receiving.done():
                     receiving.cancel()
                     break
-                frame = await self._judge(receiving.result())
+                text = receiving.result()
+                local = self.support.local_answer(text)
+                if local is not None:  # e.g. the bot's own login, with placeholder keys
+                    await self.websocket.send_text(local)
+                    continue
+                frame = await self._judge(text)
                 if frame is not None:
                     await upstream.send(frame)
         except (WebSocketDisconnect, RuntimeError, KeyError):
@@ -433,6 +451,35 @@ class ApiSession:
             else:
                 await _close(self.websocket, 1012, "keybroker: exchange connection closed")
 
+    async def _log_in(
+        self, upstream: ClientConnection, login: Callable[[Credential, int], str]
+    ) -> str | None:
+        """Authenticate the upstream connection; None when it held, else why not."""
+        await upstream.send(login(self.credential, self.gateway.clock.now_ms()))
+        try:
+            async with asyncio.timeout(10):
+                async for message in upstream:
+                    text = message if isinstance(message, str) else message.decode()
+                    verdict = self.support.login_answer(text)
+                    if verdict is True:
+                        return None
+                    if verdict is False:
+                        break
+        except (TimeoutError, ConnectionClosed):
+            pass
+        self.gateway.alert(
+            "AuthenticationFailed", bot=self.bot.bot, credential=self.credential.name
+        )
+        await self.gateway.audit.append(
+            AuditRow(
+                "event",
+                bot=self.bot.bot,
+                credential=self.credential.name,
+                detail="the exchange refused the gateway's WebSocket login",
+            )
+        )
+        return "keybroker: the exchange refused the WebSocket login; check the credential"
+
     async def _judge(self, text: str) -> str | None:
         """Steps 2-6 for one frame: the signed frame to send, or None after answering a refusal."""
         gateway, name = self.gateway, self.credential.name
@@ -443,7 +490,7 @@ class ApiSession:
             await self._refuse(request_id, 400, "invalid_frame", str(error), method="WEBSOCKET")
             return None
         key = json.dumps(call.request_id, sort_keys=True, default=str)
-        if key in self.pending:
+        if call.request_id is not None and key in self.pending:
             await self._refuse(
                 call.request_id,
                 400,
@@ -459,8 +506,8 @@ class ApiSession:
                 name,
                 request.url.raw_path.split(b"?", 1)[0],
                 request.url.query,
-                [],
-                b"",
+                [(k, v) for k, v in request.headers.items() if k.lower() == "content-type"],
+                request.content,
                 self.bot,
             )
             request = outgoing_request(self.profile, self.credential, incoming)
@@ -496,8 +543,13 @@ class ApiSession:
         )
         # The client order id the gateway may have added is in the REST request's query.
         params = {k: v for k, v in request.url.params.multi_items()}
-        signed = WsCall(call.request_id, call.method, params, request)
-        self.pending[key] = Pending(job, intent_id, gateway.clock.now_ms())
+        signed = WsCall(call.request_id, call.method, params, request, call.frame)
+        if call.request_id is None:  # nothing to match an answer by (OKX subscriptions)
+            await gateway.audit.append(
+                row(job, "result", intent_id=intent_id, detail="websocket frame sent")
+            )
+        else:
+            self.pending[key] = Pending(job, intent_id, gateway.clock.now_ms())
         return self.support.sign_call(signed, self.credential, gateway.clock.now_ms())
 
     async def _answers(self, upstream: ClientConnection) -> None:
