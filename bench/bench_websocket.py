@@ -1,0 +1,211 @@
+"""WebSockets through the gateway: added latency of a relayed frame and of an order, and fan-out.
+
+    $ python bench/bench_websocket.py            # about 30 s, offline
+
+Each server runs in its own process (no shared GIL): a minimal stream server
+that stamps every frame with the wall clock (``time.time_ns``, comparable
+across processes on one machine), the Binance emulator for orders, and the
+gateway (real vault, fsync'd audit log, signing). The bots are ``websockets``
+clients in this process. Printed, not asserted, with the targets beside:
+
+1. A relayed market-data frame: delay from the stream server's send to the
+   bot's receive, straight and through the gateway. Added = p50(through) -
+   p50(direct). Target: p50 added <= 200 us.
+2. A WebSocket API order round trip (order.place, LIMIT IOC below the market)
+   at ~100 orders/s: the bot signing itself straight to the emulator, and the
+   bot with a token through the gateway (classification, policy, limiter,
+   durable intent row, signing, result row). Target: p50 added <= 1 ms.
+3. One stream fanned out to 45 bots at 100 frames/s for 5 s: frames
+   delivered per second in all, and the delay each bot sees (p50, p99).
+
+Every key and token here is fake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import websockets
+
+from bench_gateway import (
+    API_KEY,
+    SECRET,
+    Server,
+    _child,
+    free_port,
+    make_home,
+    percentile,
+    start_emulator,
+    start_gateway,
+)
+
+_STREAM_SERVER = """
+import asyncio, json, sys, time
+import websockets
+
+settings = json.loads(sys.argv[1])
+
+async def stream(connection):
+    interval = settings["interval_s"]
+    try:
+        while True:
+            await connection.send('{"t":%d,"e":"trade","s":"BTCUSDT"}' % time.time_ns())
+            await asyncio.sleep(interval)
+    except websockets.ConnectionClosed:
+        pass
+
+async def main():
+    async with websockets.serve(stream, "127.0.0.1", settings["port"]):
+        print("http://127.0.0.1:%d" % settings["port"], flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+asyncio.run(main())
+"""
+
+
+def start_stream_server(interval_s: float) -> Server:
+    return _child(_STREAM_SERVER, {"port": free_port(), "interval_s": interval_s})
+
+
+def ws(url: str) -> str:
+    return url.replace("http://", "ws://")
+
+
+async def frame_delays(url: str, headers: dict[str, str], count: int) -> list[float]:
+    """Microseconds from the server's stamp to this process receiving each frame."""
+    delays: list[float] = []
+    async with websockets.connect(url, additional_headers=headers, max_size=None) as bot:
+        while len(delays) < count:
+            frame = json.loads(await bot.recv())
+            delays.append((time.time_ns() - frame["t"]) / 1000)
+    return delays[count // 10 :]  # the first frames include connection set-up
+
+
+def signed_ws_order(i: int) -> str:
+    params = {
+        "apiKey": API_KEY,
+        "newClientOrderId": f"bench{i}",
+        "price": "50000",
+        "quantity": "0.001",
+        "side": "BUY",
+        "symbol": "BTCUSDT",
+        "timeInForce": "IOC",
+        "timestamp": str(int(time.time() * 1000)),
+        "type": "LIMIT",
+    }
+    payload = "&".join(f"{k}={params[k]}" for k in sorted(params)).encode()
+    params["signature"] = hmac.new(SECRET.encode(), payload, hashlib.sha256).hexdigest()
+    return json.dumps({"id": i, "method": "order.place", "params": params})
+
+
+def unsigned_ws_order(i: int) -> str:
+    params = {
+        "price": "50000",
+        "quantity": "0.001",
+        "side": "BUY",
+        "symbol": "BTCUSDT",
+        "timeInForce": "IOC",
+        "type": "LIMIT",
+    }
+    return json.dumps({"id": i, "method": "order.place", "params": params})
+
+
+async def order_round_trips(
+    url: str, headers: dict[str, str], make: Any, count: int, rate: float
+) -> list[float]:
+    """Microseconds per order.place round trip, paced at ``rate`` per second."""
+    times: list[float] = []
+    async with websockets.connect(url, additional_headers=headers) as bot:
+        for i in range(count):
+            started = time.perf_counter()
+            await bot.send(make(i))
+            while json.loads(await bot.recv()).get("id") != i:
+                pass
+            elapsed = time.perf_counter() - started
+            times.append(elapsed * 1e6)
+            await asyncio.sleep(max(0.0, 1 / rate - elapsed))
+    return times[count // 10 :]
+
+
+async def fan_out(url: str, headers: dict[str, str], bots: int, seconds: float) -> list[float]:
+    delays: list[float] = []
+
+    async def one() -> None:
+        async with websockets.connect(url, additional_headers=headers, max_size=None) as bot:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                frame = json.loads(await asyncio.wait_for(bot.recv(), 5))
+                delays.append((time.time_ns() - frame["t"]) / 1000)
+
+    await asyncio.gather(*(one() for _ in range(bots)))
+    return delays
+
+
+def row(name: str, values: list[float], target: str = "") -> str:
+    return (
+        f"  {name:<34} p50 {percentile(values, 50):9.0f} us   "
+        f"p99 {percentile(values, 99):9.0f} us   {target}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--orders", type=int, default=500)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        home = Path(folder) / "home"
+        streams = start_stream_server(interval_s=0.002)
+        fast = start_stream_server(interval_s=0.01)
+        emulator = start_emulator()
+        credentials = {"st": streams.url, "fan": fast.url, "bn": emulator.url}
+        token = make_home(home, credentials, 1)[0]
+        gateway = start_gateway(home / "vault.db", home / "audit.db", {})
+        auth = {"X-Keybroker-Token": token}
+        try:
+            stream = "/ws/btcusdt@trade"
+            direct = asyncio.run(frame_delays(ws(streams.url) + stream, {}, args.frames))
+            through = asyncio.run(frame_delays(ws(gateway.url) + "/st" + stream, auth, args.frames))
+            added = percentile(through, 50) - percentile(direct, 50)
+            print("1. a relayed market-data frame")
+            print(row("straight from the stream server", direct))
+            print(row("through the gateway", through))
+            print(f"  added p50 {added:.0f} us   (target <= 200 us)")
+
+            api = "/ws-api/v3"
+            direct_orders = asyncio.run(
+                order_round_trips(ws(emulator.url) + api, {}, signed_ws_order, args.orders, 100)
+            )
+            through_orders = asyncio.run(
+                order_round_trips(
+                    ws(gateway.url) + "/bn" + api, auth, unsigned_ws_order, args.orders, 100
+                )
+            )
+            print("2. an order over the WebSocket API, ~100 orders/s")
+            print(row("straight to the emulator (bot signs)", direct_orders))
+            print(row("through the gateway (token only)", through_orders))
+            added_p50 = percentile(through_orders, 50) - percentile(direct_orders, 50)
+            added_p99 = percentile(through_orders, 99) - percentile(direct_orders, 99)
+            print(
+                f"  added p50 {added_p50:.0f} us, p99 {added_p99:.0f} us   (target p50 <= 1000 us)"
+            )
+            delays = asyncio.run(fan_out(ws(gateway.url) + "/fan" + stream, auth, 45, 5.0))
+            print("3. one stream fanned out to 45 bots, ~100 frames/s for 5 s")
+            print(f"  frames delivered: {len(delays) / 5:,.0f}/s in all")
+            print(row("delay each bot sees", delays))
+        finally:
+            for server in (gateway, emulator, streams, fast):
+                server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
