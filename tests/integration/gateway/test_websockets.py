@@ -273,3 +273,29 @@ def test_the_gateway_keeps_a_listen_key_alive_through_the_pipeline(
     keep_alives = exchange.requests_to("/api/v3/userDataStream", "PUT")
     assert len(keep_alives) >= 2 and all(e["accepted"] for e in keep_alives)
     assert wait_until(lambda: len(running.rows("intent")) >= 3)
+
+
+def test_a_dropped_market_stream_tells_every_bot_and_a_reconnect_gets_a_fresh_upstream(
+    world: World,
+) -> None:
+    async def bots() -> tuple[list[tuple[int | None, str | None]], dict[str, Any]]:
+        connections = [
+            await connect(world, "/ws/btcusdt@bookTicker").__aenter__() for _ in range(3)
+        ]
+        for c in connections:
+            await asyncio.wait_for(c.recv(), 5)
+        httpx.post(f"{world.exchange.url}/__emulator__/ws/drop", timeout=5)
+        closes = []
+        for c in connections:
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(c.recv(), 5)
+            closes.append((c.close_code, c.close_reason))
+        async with connect(world, "/ws/btcusdt@bookTicker") as again:
+            return closes, json.loads(await asyncio.wait_for(again.recv(), 5))
+
+    closes, event = run(bots())
+    assert all(code == 1012 and "exchange closed the stream" in (r or "") for code, r in closes)
+    assert event["s"] == "BTCUSDT"
+    subscriptions = [e for e in world.exchange.journal() if e["method"] == "SUBSCRIBE"]
+    assert len(subscriptions) == 2  # one before the drop, one after: still shared
