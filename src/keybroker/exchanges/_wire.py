@@ -106,13 +106,31 @@ def load_json(body: bytes) -> Any:
     try:
         return json.loads(
             text,
-            parse_float=Decimal,
+            parse_float=_json_fraction,
             parse_int=Decimal,
             parse_constant=_refuse_json_constant,
             object_pairs_hook=_refuse_duplicate_keys,
         )
     except json.JSONDecodeError:
         raise InvalidInput("request body is not valid JSON") from None
+
+
+class ScientificDecimal(Decimal):
+    """A JSON number that was written with an exponent (``1e3``, ``2.5E-4``).
+
+    It is a Decimal like any other for every caller of ``load_json``; only
+    ``base.parse_amount`` tells it apart, because an order amount must be
+    written plainly (an exchange's own reader may stop at the ``e``).
+    """
+
+    __slots__ = ()
+
+
+def _json_fraction(text: str) -> Decimal:
+    # json hands over the number exactly as written; keep whether it had an exponent.
+    if "e" in text or "E" in text:
+        return ScientificDecimal(text)
+    return Decimal(text)
 
 
 def _refuse_json_constant(name: str) -> Any:

@@ -18,7 +18,7 @@ import dataclasses
 import json
 import threading
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -49,6 +49,7 @@ from keybroker.exchanges.base import (
     classify_with,
     effective_method,
     normalize_path,
+    parse_amount,
 )
 from keybroker.model import Credential
 
@@ -341,22 +342,13 @@ def _multi_ops(request: httpx.Request) -> list[tuple[str, dict[str, Any]]]:
     return result
 
 
-def _decimal(value: object, field: str) -> Decimal | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise InvalidInput(f"bitfinex order {field} is not a number")
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise InvalidInput(f"bitfinex order {field} is not a number") from None
-    if not number.is_finite():
-        raise InvalidInput(f"bitfinex order {field} is not a finite number")
-    return number
+def _decimal(value: object, field: str, *, signed: bool = False) -> Decimal | None:
+    return parse_amount(value, exchange=NAME, field=field, signed=signed)
 
 
 def _intent(order: Mapping[str, Any]) -> OrderIntent:
-    amount = _decimal(order.get("amount"), "amount")
+    # amount is the one signed field: its sign is the side (negative sells).
+    amount = _decimal(order.get("amount"), "amount", signed=True)
     side = None if amount is None or amount == 0 else ("buy" if amount > 0 else "sell")
     flags = _decimal(order.get("flags"), "flags")
     reduce_only = None

@@ -47,6 +47,7 @@ from keybroker.exchanges.base import (
     OrderIntent,
     RateLimit,
     classify_with,
+    parse_amount,
     read_usage_headers,
 )
 from keybroker.model import Credential
@@ -403,26 +404,9 @@ def read_usage(headers: Mapping[str, str]) -> dict[str, float]:
 
 
 # -- 5. Order-intent parser ----------------------------------------------------------------
-_DECIMAL_TEXT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
-
-
 def _decimal(order: Mapping[str, Any], field: str) -> Decimal | None:
-    value = order.get(field)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InvalidInput(f"bybit order field {field} is not a number")
-    if isinstance(value, Decimal):
-        number = value
-    elif isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value):
-        number = Decimal(value)
-    else:
-        raise InvalidInput(f"bybit order field {field} is not a decimal number")
-    if not number.is_finite():
-        raise InvalidInput(f"bybit order field {field} is not a finite number")
-    if number < 0:
-        raise InvalidInput(f"bybit order field {field} is negative")
-    return number
+    # The side is ``side``: no Bybit amount is signed.
+    return parse_amount(order.get(field), exchange=NAME, field=field)
 
 
 def _text(order: Mapping[str, Any], field: str) -> str | None:

@@ -18,7 +18,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -47,6 +47,7 @@ from keybroker.exchanges.base import (
     OrderIntent,
     RateLimit,
     classify_either_method,
+    parse_amount,
 )
 from keybroker.model import Credential
 from keybroker.secret import Secret
@@ -304,18 +305,8 @@ def _text(value: Any) -> str | None:
 
 
 def _amount(fields: Mapping[str, Any], name: str) -> Decimal | None:
-    value = fields.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool | dict | list):
-        raise InvalidInput(f"coinbase-exchange order field {name} is not a number")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidInput(f"coinbase-exchange order field {name} is not a number") from None
-    if not amount.is_finite():
-        raise InvalidInput(f"coinbase-exchange order field {name} is not a number")
-    return amount
+    # The side is ``side``: no amount here is signed.
+    return parse_amount(fields.get(name), exchange=NAME, field=name)
 
 
 # -- 6. Error map ----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
@@ -51,6 +51,7 @@ from keybroker.exchanges.base import (
     OrderIntent,
     RateLimit,
     classify_either_method,
+    parse_amount,
 )
 from keybroker.model import Credential
 from keybroker.secret import Secret
@@ -472,18 +473,8 @@ def _text(value: Any) -> str | None:
 
 
 def _amount(fields: Mapping[str, Any], name: str) -> Decimal | None:
-    value = fields.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InvalidInput(f"kraken order field {name} is not a number")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidInput(f"kraken order field {name} is not a number") from None
-    if not amount.is_finite():
-        raise InvalidInput(f"kraken order field {name} is not a number")
-    return amount
+    # The side is ``type``: no Kraken amount is signed (relative prices are refused below).
+    return parse_amount(fields.get(name), exchange=NAME, field=name)
 
 
 def _price(fields: Mapping[str, Any], name: str) -> Decimal | None:
@@ -508,9 +499,9 @@ def _flag(value: Any) -> bool | None:
 def _leverage(value: Any) -> Decimal | None:
     # Kraken writes leverage as "5" or "5:1"; "none" means none.
     text = _text(value)
-    if text is None or text.strip().lower() == "none":
+    if text is None or text.lower() == "none":
         return None
-    return _amount({"leverage": text.strip().removesuffix(":1")}, "leverage")
+    return _amount({"leverage": text.removesuffix(":1")}, "leverage")
 
 
 # -- 6. Error map ----------------------------------------------------------------------------

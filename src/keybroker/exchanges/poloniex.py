@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -48,6 +48,7 @@ from keybroker.exchanges.base import (
     RateLimit,
     classify_with,
     effective_method,
+    parse_amount,
 )
 from keybroker.model import Credential
 
@@ -279,17 +280,8 @@ def _json_body(body: bytes) -> Any:
 
 
 def _decimal(value: object, field: str) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise InvalidInput(f"poloniex order {field} is not a number")
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise InvalidInput(f"poloniex order {field} is not a number") from None
-    if not number.is_finite():
-        raise InvalidInput(f"poloniex order {field} is not a finite number")
-    return number
+    # The side is ``side``: no Poloniex amount is signed.
+    return parse_amount(value, exchange=NAME, field=field)
 
 
 def _text(value: object) -> str | None:
