@@ -284,3 +284,41 @@ def _httpx_internals_match() -> bool:
 
 
 HTTPX_INTERNALS_MATCH = _httpx_internals_match()
+
+
+# -- adding a field (client order ids) -------------------------------------------------
+# The gateway adds a client order id to an order that has none, before it is
+# signed. Only the new field's bytes are added: numbers keep the spelling the
+# bot gave them, keys their order.
+
+
+def insert_json_member(body: bytes, name: str, value_json: str) -> bytes:
+    """``body`` (one JSON object) with ``"name": value_json`` as its first member.
+
+    ``value_json`` is already JSON text (``'"abc"'`` or ``'123'``). The caller
+    has parsed ``body`` with ``load_json`` (so it is one strict JSON object);
+    every byte of it is kept, the member is put right after the opening brace.
+    """
+    text = body.decode("utf-8")
+    start = len(text) - len(text.lstrip())
+    if not text.startswith("{", start):
+        raise InvalidInput("request body is not a JSON object")
+    rest = text[start + 1 :]
+    separator = "" if rest.lstrip().startswith("}") else ","
+    member = json.dumps(name) + ":" + value_json + separator
+    return (text[: start + 1] + member + rest).encode("utf-8")
+
+
+def append_form_field(body: bytes, field: bytes) -> bytes:
+    """``body`` (form-encoded) with ``field`` (``name=value``, already encoded) last."""
+    return body + b"&" + field if body else field
+
+
+def with_body(request: httpx.Request, body: bytes) -> httpx.Request:
+    """A copy of ``request`` with a new body and its length recomputed; URL and headers kept."""
+    headers = [
+        (name, value)
+        for name, value in request.headers.multi_items()
+        if name.lower() not in ("content-length", "transfer-encoding")
+    ]
+    return httpx.Request(request.method, request.url, headers=headers, content=body)

@@ -16,9 +16,11 @@ reader.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -430,6 +432,17 @@ def check_no_whitespace(what: str, value: str) -> None:
         raise InvalidInput(f"{what} is empty")
     if any(ch.isspace() for ch in value):
         raise InvalidInput(f"{what} contains whitespace")
+
+
+def uuid_client_id(seed: str) -> str:
+    """A version-4-shaped UUID derived from ``seed`` (the gateway's random id).
+
+    For exchanges whose client order id must be a UUID (Coinbase Exchange's
+    ``client_oid``, a Kraken ``cl_ord_id``): the same seed gives the same
+    UUID, and the seed's randomness carries over.
+    """
+    digest = hashlib.sha256(seed.encode("utf-8")).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
 # -- amounts ----------------------------------------------------------------------
