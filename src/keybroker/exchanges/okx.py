@@ -158,12 +158,11 @@ def sign(
     passphrase = credential.passphrase
     if passphrase is None or not passphrase:
         raise SigningError("okx credentials need a passphrase")
-    stamp = timestamp(now_ms)
+    stamp = timestamp(now_ms).encode("ascii")
     method = request.method.upper()
     body = request.read()
     signature = hmac_sha256_b64(
-        credential.secret.reveal(),
-        stamp.encode("ascii") + method.encode("ascii") + request.url.raw_path + body,
+        credential.secret.reveal(), stamp + method.encode("ascii") + request.url.raw_path + body
     )
     headers: list[HeaderTriple] = []
     content_types: list[bytes] = []
@@ -176,7 +175,7 @@ def sign(
     headers += [
         (b"OK-ACCESS-KEY", b"ok-access-key", credential.api_key.encode("utf-8")),
         (b"OK-ACCESS-SIGN", b"ok-access-sign", signature.encode("ascii")),
-        (b"OK-ACCESS-TIMESTAMP", b"ok-access-timestamp", stamp.encode("ascii")),
+        (b"OK-ACCESS-TIMESTAMP", b"ok-access-timestamp", stamp),
         (b"OK-ACCESS-PASSPHRASE", b"ok-access-passphrase", passphrase.reveal()),
     ]
     if moves_content_type:
