@@ -9,6 +9,7 @@ refused or something failed) and whether retrying can help.
 KeybrokerError
 ├── UsageError                 the caller asked for something malformed (exit 1)
 │   ├── InvalidInput           a value failed validation: empty, whitespace, wrong shape
+│   │   └── UnreadableAmount   an order amount not in plain decimal text: refused, not guessed
 │   └── UnknownExchange        the name is not one of the known exchange profiles
 ├── RequestRefused             we said no; never retried (exit 2)
 │   ├── BadToken               401: missing, unknown, expired or revoked bot token
@@ -78,6 +79,15 @@ class UsageError(KeybrokerError):
 
 class InvalidInput(UsageError):
     """A value failed validation (empty, whitespace inside, wrong shape)."""
+
+
+class UnreadableAmount(InvalidInput):
+    """An order's amount, price or leverage is not in the one form keybroker reads.
+
+    Refused before the policy runs, so an amount the exchange might read as
+    more than keybroker did (``1e3``, ``0x10``, `` 5``) never passes as a
+    smaller order. The message names the exchange and field, never the value.
+    """
 
 
 class UnknownExchange(UsageError):

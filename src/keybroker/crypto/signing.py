@@ -12,8 +12,8 @@ wrong type, raises ``SigningError`` with no detail about the key.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
-import hmac
 from functools import lru_cache
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -26,33 +26,68 @@ from keybroker.errors import SigningError
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 
 
-# hmac.digest() is OpenSSL's one-shot path: no Python HMAC object per signature,
-# which is most of the cost of signing a short request.
+# HMAC (RFC 2104) is H((K ^ opad) + H((K ^ ipad) + message)). The two padded
+# key blocks are the same for every message of one key, so their hash states
+# are made once per key and copied for each signature: two hash-state copies
+# instead of a new HMAC context (OpenSSL's one-shot path re-derives both pads
+# every call, about as costly as hashing a short order). The cache is keyed by
+# the key bytes the signer already holds, like _load_private_key's, bounded,
+# and emptied by forget_cached_keys(); the states are as secret as the key.
+_HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+@lru_cache(maxsize=256)
+def _pads(key: bytes, algorithm: str) -> tuple[hashlib._Hash, hashlib._Hash]:
+    try:
+        new = _HASHES[algorithm]
+    except KeyError:
+        raise SigningError(f"unknown HMAC hash {algorithm!r}") from None
+    inner, outer = new(), new()
+    block = inner.block_size
+    if len(key) > block:
+        key = new(key).digest()
+    key = key.ljust(block, b"\0")
+    inner.update(key.translate(_IPAD))
+    outer.update(key.translate(_OPAD))
+    return inner, outer
+
+
+def forget_cached_keys() -> None:
+    """Drop every cached HMAC key state and parsed private key (e.g. when the vault locks)."""
+    _pads.cache_clear()
+    _load_private_key.cache_clear()
 
 
 def hmac_digest(key: bytes, message: bytes, algorithm: str) -> bytes:
-    """Raw HMAC with ``algorithm`` in {"sha256", "sha384", "sha512"}."""
-    return hmac.digest(key, message, algorithm)
+    """Raw HMAC with ``algorithm`` in {"sha256", "sha384", "sha512"}; equal to ``hmac.digest``."""
+    inner, outer = _pads(key, algorithm)
+    inner = inner.copy()
+    inner.update(message)
+    outer = outer.copy()
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 def hmac_sha256_hex(key: bytes, message: bytes) -> str:
-    return hmac.digest(key, message, "sha256").hex()
+    return hmac_digest(key, message, "sha256").hex()
 
 
 def hmac_sha256_b64(key: bytes, message: bytes) -> str:
-    return base64.b64encode(hmac.digest(key, message, "sha256")).decode("ascii")
+    return binascii.b2a_base64(hmac_digest(key, message, "sha256"), newline=False).decode("ascii")
 
 
 def hmac_sha384_hex(key: bytes, message: bytes) -> str:
-    return hmac.digest(key, message, "sha384").hex()
+    return hmac_digest(key, message, "sha384").hex()
 
 
 def hmac_sha512_hex(key: bytes, message: bytes) -> str:
-    return hmac.digest(key, message, "sha512").hex()
+    return hmac_digest(key, message, "sha512").hex()
 
 
 def hmac_sha512_b64(key: bytes, message: bytes) -> str:
-    return base64.b64encode(hmac.digest(key, message, "sha512")).decode("ascii")
+    return binascii.b2a_base64(hmac_digest(key, message, "sha512"), newline=False).decode("ascii")
 
 
 def sha256(data: bytes) -> bytes:

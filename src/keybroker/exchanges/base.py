@@ -16,9 +16,11 @@ reader.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,7 +30,8 @@ from urllib.parse import unquote
 import httpx
 
 from keybroker.clock import Clock, SystemClock
-from keybroker.errors import InvalidInput, UpstreamError
+from keybroker.errors import InvalidInput, UnreadableAmount, UpstreamError
+from keybroker.exchanges._wire import ScientificDecimal
 from keybroker.model import Credential
 from keybroker.secret import Secret
 
@@ -512,6 +515,73 @@ class WebSocketSupport:
     login_answer: Callable[[str], bool | None] = lambda text: None
     local_answer: Callable[[str], str | None] = _never
     keepalive: Callable[[str], tuple[str, bytes, bytes] | None] = _never
+def uuid_client_id(seed: str) -> str:
+    """A version-4-shaped UUID derived from ``seed`` (the gateway's random id).
+
+    For exchanges whose client order id must be a UUID (Coinbase Exchange's
+    ``client_oid``, a Kraken ``cl_ord_id``): the same seed gives the same
+    UUID, and the seed's randomness carries over.
+    """
+    digest = hashlib.sha256(seed.encode("utf-8")).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+# -- amounts ----------------------------------------------------------------------
+# The one form an order amount (quantity, price, quote amount, leverage) may
+# take: ASCII digits with at most one point, a leading "-" only where the
+# field is signed. Decimal() alone would also take "1e3", "NaN", "Infinity",
+# " 5 ", "1_000", "٣" and "+5"; an exchange's own reader may take any of
+# those differently (stop at the "e", skip the underscore), so that an order
+# keybroker read as small could execute as a large one. Length is capped so a
+# digit string cannot be made to cost time.
+_PLAIN_AMOUNT = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_SIGNED_AMOUNT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_MAX_AMOUNT_CHARS = 64
+
+
+def parse_amount(
+    value: object, *, exchange: str, field: str, signed: bool = False
+) -> Decimal | None:
+    """An order amount as a Decimal; None when the field is absent (None or ``""``).
+
+    Accepted: plain decimal text (``"0.5"``, ``"12"``, ``"1."``, ``".5"``),
+    an ``int``, or a Decimal that ``_wire.load_json`` made from a JSON
+    number written without an exponent. Refused with UnreadableAmount, naming
+    ``exchange`` and ``field`` but never the value: exponents (text or JSON),
+    NaN and Infinity, whitespace, signs other than one leading ``-``,
+    underscores, non-ASCII digits, floats, booleans and anything else.
+
+    ``signed`` says where a negative is legal, and only the exchange module
+    knows: Bitfinex signs ``amount`` by side (negative sells), OKX writes
+    ``orderPx`` ``-1`` for "at market". Everywhere else a negative amount is
+    refused, never read as its absolute value.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool | float):
+        raise UnreadableAmount(
+            f"{exchange} order field {field} must be decimal text, not a {type(value).__name__}"
+        )
+    if isinstance(value, ScientificDecimal):
+        raise UnreadableAmount(f"{exchange} order field {field} is written with an exponent")
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise UnreadableAmount(f"{exchange} order field {field} is not a finite number")
+        number = value
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        form = _SIGNED_AMOUNT if signed else _PLAIN_AMOUNT
+        if len(value) > _MAX_AMOUNT_CHARS or form.fullmatch(value) is None:
+            if not signed and _SIGNED_AMOUNT.fullmatch(value) is not None:
+                raise UnreadableAmount(f"{exchange} order field {field} is negative")
+            raise UnreadableAmount(f"{exchange} order field {field} is not plain decimal text")
+        number = Decimal(value)
+    else:
+        raise UnreadableAmount(f"{exchange} order field {field} is not a number")
+    if number < 0 and not signed:
+        raise UnreadableAmount(f"{exchange} order field {field} is negative")
+    return number
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,7 @@ from keybroker.exchanges.base import (
     WsCall,
     classify_either_method,
     normalize_path,
+    parse_amount,
     read_usage_headers,
 )
 from keybroker.model import Credential
@@ -816,17 +817,8 @@ def request_params(request: httpx.Request) -> dict[str, str]:
 
 
 def _decimal(value: Any, name: str) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool | float):
-        raise InvalidInput(f"binance {name} must be a decimal string")
-    try:
-        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidInput(f"binance {name} is not a decimal number") from None
-    if not number.is_finite():
-        raise InvalidInput(f"binance {name} is not a finite number")
-    return number
+    # No Binance amount is signed.
+    return parse_amount(value, exchange=NAME, field=name)
 
 
 def _flag(value: Any) -> bool | None:

@@ -15,14 +15,17 @@ whose operations are listed in the body (classify reads them).
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import hashlib
 import json
 import threading
-from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 import httpx
 
+from keybroker.clock import Clock, SystemClock
 from keybroker.crypto.signing import hmac_sha384_hex
 from keybroker.errors import (
     AuthenticationFailed,
@@ -35,6 +38,7 @@ from keybroker.errors import (
     TimestampOutsideWindow,
     UpstreamError,
 )
+from keybroker.exchanges import _wire
 from keybroker.exchanges._wire import load_json, replace_headers
 from keybroker.exchanges.base import (
     Catalogue,
@@ -43,12 +47,15 @@ from keybroker.exchanges.base import (
     Endpoint,
     ExchangeProfile,
     KeyPermissions,
+    LookupOutcome,
     OrderIntent,
+    OrderTools,
     RateLimit,
     RequestKind,
     classify_with,
     effective_method,
     normalize_path,
+    parse_amount,
 )
 from keybroker.model import Credential
 
@@ -341,22 +348,13 @@ def _multi_ops(request: httpx.Request) -> list[tuple[str, dict[str, Any]]]:
     return result
 
 
-def _decimal(value: object, field: str) -> Decimal | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise InvalidInput(f"bitfinex order {field} is not a number")
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise InvalidInput(f"bitfinex order {field} is not a number") from None
-    if not number.is_finite():
-        raise InvalidInput(f"bitfinex order {field} is not a finite number")
-    return number
+def _decimal(value: object, field: str, *, signed: bool = False) -> Decimal | None:
+    return parse_amount(value, exchange=NAME, field=field, signed=signed)
 
 
 def _intent(order: Mapping[str, Any]) -> OrderIntent:
-    amount = _decimal(order.get("amount"), "amount")
+    # amount is the one signed field: its sign is the side (negative sells).
+    amount = _decimal(order.get("amount"), "amount", signed=True)
     side = None if amount is None or amount == 0 else ("buy" if amount > 0 else "sell")
     flags = _decimal(order.get("flags"), "flags")
     reduce_only = None
@@ -531,6 +529,100 @@ def parse_permissions(body: bytes) -> KeyPermissions:
     )
 
 
+# -- 8. Order tools (the gateway) -------------------------------------------------------------
+# order/submit takes cid, an integer of at most 45 bits that Bitfinex keys
+# by the UTC day the order was made: finding or cancelling by cid needs
+# cid_date ("YYYY-MM-DD") too. So the gateway's cid carries its day:
+# cid = days since 1970-01-01 * 10**9 + 9 digits from the gateway's random
+# id (below 2**45 until 2066), and the lookup reads the date back from it.
+# POST /v2/auth/r/orders/{symbol} with cid and cid_date lists the order while
+# it is active; one that already filled is not listed, so an empty answer is
+# "unknown", never "absent". order/multi entries keep whatever cid they have.
+_CID_SPREAD = 10**9
+_MAX_CID = 2**45 - 1
+_DAY_MS = 86_400_000
+CID_CLOCK: Clock = SystemClock()
+"""The clock whose UTC day goes into a new cid (tests replace it)."""
+
+
+def new_cid(new_id: Callable[[], str]) -> int:
+    """Today's day number times 10**9 plus nine digits of the gateway's id, hashed."""
+    digest = hashlib.sha256(new_id().encode("utf-8")).digest()
+    day = CID_CLOCK.now_ms() // _DAY_MS
+    return day * _CID_SPREAD + int.from_bytes(digest[:8], "big") % _CID_SPREAD
+
+
+def cid_date(cid: int) -> str | None:
+    """The UTC date a gateway-made cid was made on; None for a cid made otherwise."""
+    day = cid // _CID_SPREAD
+    if not 0 < cid <= _MAX_CID or not 18_000 <= day <= 36_000:  # 2019 .. 2068
+        return None
+    return (datetime.date(1970, 1, 1) + datetime.timedelta(days=day)).isoformat()
+
+
+def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> httpx.Request:
+    """``request`` with ``cid`` (a JSON number) first in an order/submit that has none."""
+    classified = classify(request)
+    if classified.kind != "order_place" or classified.pattern != "/v2/auth/w/order/submit":
+        return request
+    body = request.read()
+    payload = load_json(body or b"{}")
+    if not isinstance(payload, dict) or payload.get("cid") is not None:
+        return request
+    return _wire.with_body(request, _wire.insert_json_member(body, "cid", str(new_cid(new_id))))
+
+
+def lookup_request(request: httpx.Request, intent: OrderIntent) -> httpx.Request | None:
+    """POST /v2/auth/r/orders/{symbol} with the order's cid and the date it carries."""
+    wanted = intent.client_order_id
+    if not wanted or not wanted.isdigit() or not intent.symbol:
+        return None
+    date = cid_date(int(wanted))
+    if date is None or classify(request).pattern != "/v2/auth/w/order/submit":
+        return None
+    body = json.dumps({"cid": int(wanted), "cid_date": date}, separators=(",", ":"))
+    path = "/v2/auth/r/orders/" + _wire.quote_rfc3986(intent.symbol)
+    return httpx.Request(
+        "POST",
+        request.url.copy_with(path=path, query=None),
+        headers={"Content-Type": "application/json"},
+        content=body.encode("ascii"),
+    )
+
+
+def lookup_outcome(status: int, body: bytes) -> LookupOutcome:
+    """ "found" when the active orders hold it; none active may mean "filled": "unknown"."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return "unknown"
+    return "found" if status == 200 and isinstance(payload, list) and payload else "unknown"
+
+
+def price_request(request: httpx.Request, symbol: str) -> httpx.Request | None:
+    """GET /v2/ticker/{symbol} (public)."""
+    path = "/v2/ticker/" + _wire.quote_rfc3986(symbol)
+    return httpx.Request("GET", request.url.copy_with(path=path, query=None))
+
+
+def parse_price(body: bytes) -> Decimal | None:
+    # [BID, BID_SIZE, ASK, ASK_SIZE, DAILY_CHANGE, DAILY_CHANGE_RELATIVE, LAST_PRICE, ...]
+    try:
+        price = Decimal(str(json.loads(body)[6]))
+    except (ValueError, KeyError, IndexError, TypeError, ArithmeticError):
+        return None
+    return price if price.is_finite() and price > 0 else None
+
+
+ORDER_TOOLS = OrderTools(
+    add_client_order_id=add_client_order_id,
+    lookup_request=lookup_request,
+    lookup_outcome=lookup_outcome,
+    price_request=price_request,
+    parse_price=parse_price,
+)
+
+
 PROFILE = ExchangeProfile(
     name=NAME,
     env_prefix="BITFINEX",
@@ -546,5 +638,6 @@ PROFILE = ExchangeProfile(
     parse_permission_response=parse_permissions,
     uses_nonce=True,
     nonces=MicrosecondNonces(),
+    orders=ORDER_TOOLS,
     rate_limits=RATE_LIMITS,
 )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -44,6 +44,7 @@ from keybroker.exchanges.base import (
     RateLimit,
     RequestKind,
     classify_with,
+    parse_amount,
 )
 from keybroker.model import Credential
 
@@ -257,17 +258,8 @@ def _object(value: Any) -> dict[str, Any]:
 
 
 def _decimal(value: object, field: str) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise InvalidInput(f"bittrex order {field} is not a number")
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise InvalidInput(f"bittrex order {field} is not a number") from None
-    if not number.is_finite():
-        raise InvalidInput(f"bittrex order {field} is not a finite number")
-    return number
+    # The side is ``direction``: no Bittrex amount is signed.
+    return parse_amount(value, exchange=NAME, field=field)
 
 
 def _text(value: object) -> str | None:

@@ -19,8 +19,8 @@ import base64
 import binascii
 import json
 import secrets
-from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -47,10 +47,14 @@ from keybroker.exchanges.base import (
     Endpoint,
     ExchangeProfile,
     KeyPermissions,
+    LookupOutcome,
     OrderIntent,
+    OrderTools,
     RateLimit,
     classify_either_method,
+    parse_amount,
     read_usage_headers,
+    uuid_client_id,
 )
 from keybroker.model import Credential
 from keybroker.secret import Secret
@@ -432,18 +436,8 @@ def _text(value: Any) -> str | None:
 
 
 def _amount(fields: Mapping[str, Any], name: str) -> Decimal | None:
-    value = fields.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool | dict | list):
-        raise InvalidInput(f"coinbase order field {name} is not a number")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidInput(f"coinbase order field {name} is not a number") from None
-    if not amount.is_finite():
-        raise InvalidInput(f"coinbase order field {name} is not a number")
-    return amount
+    # The side is ``side``: no amount here is signed.
+    return parse_amount(fields.get(name), exchange=NAME, field=name)
 
 
 # -- 6. Error map ----------------------------------------------------------------------------
@@ -595,6 +589,63 @@ def parse_permission_response(body: bytes) -> KeyPermissions:
     )
 
 
+# -- 8. Order tools (the gateway) -------------------------------------------------------------
+# Create and close_position take client_order_id (a string; Coinbase's
+# examples and SDK use UUIDs, so the gateway adds a UUID made from its own
+# id). Advanced Trade has no query by client_order_id: GET
+# orders/historical/batch filters by order ids, products, status and dates
+# only, and a lookup answer is read without the id. So there is no lookup:
+# after a lost answer the gateway reports the outcome unknown with the id,
+# and Coinbase documents that a create repeating a client_order_id returns
+# the existing order instead of placing a second, so the bot may resend it.
+_CLIENT_ID_PATHS = frozenset({f"{_V3}/orders", f"{_V3}/orders/close_position"})
+
+
+def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> httpx.Request:
+    """``request`` with ``client_order_id`` first in a create or close that has none."""
+    classified = classify(request)
+    if classified.kind != "order_place" or classified.pattern not in _CLIENT_ID_PATHS:
+        return request
+    body = request.read()
+    payload = _wire.load_json(body)
+    if not isinstance(payload, dict) or _text(payload.get("client_order_id")) is not None:
+        return request
+    member = json.dumps(uuid_client_id(new_id()))
+    return _wire.with_body(request, _wire.insert_json_member(body, "client_order_id", member))
+
+
+def lookup_request(request: httpx.Request, intent: OrderIntent) -> httpx.Request | None:
+    """None: Advanced Trade cannot be asked for an order by its client_order_id (see above)."""
+    return None
+
+
+def lookup_outcome(status: int, body: bytes) -> LookupOutcome:
+    return "unknown"
+
+
+def price_request(request: httpx.Request, symbol: str) -> httpx.Request | None:
+    """GET market/products/{product_id} (public): its ``price`` is the last trade's."""
+    path = f"{_V3}/market/products/{_wire.quote_rfc3986(symbol)}"
+    return httpx.Request("GET", request.url.copy_with(path=path, query=None))
+
+
+def parse_price(body: bytes) -> Decimal | None:
+    try:
+        price = Decimal(str(json.loads(body)["price"]))
+    except (ValueError, KeyError, TypeError, ArithmeticError):
+        return None
+    return price if price.is_finite() and price > 0 else None
+
+
+ORDER_TOOLS = OrderTools(
+    add_client_order_id=add_client_order_id,
+    lookup_request=lookup_request,
+    lookup_outcome=lookup_outcome,
+    price_request=price_request,
+    parse_price=parse_price,
+)
+
+
 PROFILE = ExchangeProfile(
     name=NAME,
     env_prefix="COINBASE",
@@ -608,6 +659,7 @@ PROFILE = ExchangeProfile(
     map_error_response=map_error,
     permission_request=permission_request,
     parse_permission_response=parse_permission_response,
+    orders=ORDER_TOOLS,
     rate_limits=RATE_LIMITS,
     read_usage=read_usage,
 )

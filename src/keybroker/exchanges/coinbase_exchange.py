@@ -17,8 +17,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -44,9 +44,13 @@ from keybroker.exchanges.base import (
     CredentialRules,
     Endpoint,
     ExchangeProfile,
+    LookupOutcome,
     OrderIntent,
+    OrderTools,
     RateLimit,
     classify_either_method,
+    parse_amount,
+    uuid_client_id,
 )
 from keybroker.model import Credential
 from keybroker.secret import Secret
@@ -304,18 +308,8 @@ def _text(value: Any) -> str | None:
 
 
 def _amount(fields: Mapping[str, Any], name: str) -> Decimal | None:
-    value = fields.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool | dict | list):
-        raise InvalidInput(f"coinbase-exchange order field {name} is not a number")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidInput(f"coinbase-exchange order field {name} is not a number") from None
-    if not amount.is_finite():
-        raise InvalidInput(f"coinbase-exchange order field {name} is not a number")
-    return amount
+    # The side is ``side``: no amount here is signed.
+    return parse_amount(fields.get(name), exchange=NAME, field=name)
 
 
 # -- 6. Error map ----------------------------------------------------------------------------
@@ -402,6 +396,66 @@ PERMISSION_NOTE = (
 )
 
 
+# -- 8. Order tools (the gateway) -------------------------------------------------------------
+# POST /orders takes client_oid, which must be a UUID (Coinbase Exchange
+# "Create a new order"); the gateway adds one made from its own id. GET
+# /orders/client:{client_oid} finds the order; 404 means Coinbase has no
+# order by that id.
+def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> httpx.Request:
+    """``request`` with ``client_oid`` first in an order that has none."""
+    if classify(request).kind != "order_place":
+        return request
+    body = request.read()
+    payload = _wire.load_json(body)
+    if not isinstance(payload, dict) or _text(payload.get("client_oid")) is not None:
+        return request
+    member = json.dumps(uuid_client_id(new_id()))
+    return _wire.with_body(request, _wire.insert_json_member(body, "client_oid", member))
+
+
+def lookup_request(request: httpx.Request, intent: OrderIntent) -> httpx.Request | None:
+    """GET /orders/client:{client_oid}."""
+    if not intent.client_order_id or classify(request).kind != "order_place":
+        return None
+    path = "/orders/client:" + _wire.quote_rfc3986(intent.client_order_id)
+    return httpx.Request("GET", request.url.copy_with(path=path, query=None))
+
+
+def lookup_outcome(status: int, body: bytes) -> LookupOutcome:
+    if status == 404:
+        return "absent"
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return "unknown"
+    return (
+        "found" if status == 200 and isinstance(payload, dict) and payload.get("id") else "unknown"
+    )
+
+
+def price_request(request: httpx.Request, symbol: str) -> httpx.Request | None:
+    """GET /products/{product_id}/ticker (public)."""
+    path = f"/products/{_wire.quote_rfc3986(symbol)}/ticker"
+    return httpx.Request("GET", request.url.copy_with(path=path, query=None))
+
+
+def parse_price(body: bytes) -> Decimal | None:
+    try:
+        price = Decimal(str(json.loads(body)["price"]))
+    except (ValueError, KeyError, TypeError, ArithmeticError):
+        return None
+    return price if price.is_finite() and price > 0 else None
+
+
+ORDER_TOOLS = OrderTools(
+    add_client_order_id=add_client_order_id,
+    lookup_request=lookup_request,
+    lookup_outcome=lookup_outcome,
+    price_request=price_request,
+    parse_price=parse_price,
+)
+
+
 PROFILE = ExchangeProfile(
     name=NAME,
     env_prefix="COINBASE_EXCHANGE",
@@ -414,5 +468,6 @@ PROFILE = ExchangeProfile(
     parse_order_request=parse_order,
     map_error_response=map_error,
     permission_note=PERMISSION_NOTE,
+    orders=ORDER_TOOLS,
     rate_limits=RATE_LIMITS,
 )

@@ -18,8 +18,8 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable, Mapping
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
@@ -48,9 +48,13 @@ from keybroker.exchanges.base import (
     Endpoint,
     ExchangeProfile,
     KeyPermissions,
+    LookupOutcome,
     OrderIntent,
+    OrderTools,
     RateLimit,
     classify_either_method,
+    parse_amount,
+    uuid_client_id,
 )
 from keybroker.model import Credential
 from keybroker.secret import Secret
@@ -472,18 +476,8 @@ def _text(value: Any) -> str | None:
 
 
 def _amount(fields: Mapping[str, Any], name: str) -> Decimal | None:
-    value = fields.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InvalidInput(f"kraken order field {name} is not a number")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidInput(f"kraken order field {name} is not a number") from None
-    if not amount.is_finite():
-        raise InvalidInput(f"kraken order field {name} is not a number")
-    return amount
+    # The side is ``type``: no Kraken amount is signed (relative prices are refused below).
+    return parse_amount(fields.get(name), exchange=NAME, field=name)
 
 
 def _price(fields: Mapping[str, Any], name: str) -> Decimal | None:
@@ -508,9 +502,9 @@ def _flag(value: Any) -> bool | None:
 def _leverage(value: Any) -> Decimal | None:
     # Kraken writes leverage as "5" or "5:1"; "none" means none.
     text = _text(value)
-    if text is None or text.strip().lower() == "none":
+    if text is None or text.lower() == "none":
         return None
-    return _amount({"leverage": text.strip().removesuffix(":1")}, "leverage")
+    return _amount({"leverage": text.removesuffix(":1")}, "leverage")
 
 
 # -- 6. Error map ----------------------------------------------------------------------------
@@ -690,6 +684,99 @@ def parse_permission_response(body: bytes) -> KeyPermissions:
     )
 
 
+# -- 8. Order tools (the gateway) -------------------------------------------------------------
+# AddOrder takes cl_ord_id (Kraken "Spot Client Order Identifiers": a long
+# UUID, a short 32-hex UUID, or free ASCII text of at most 18 characters) or
+# userref (a 32-bit integer); the two exclude each other. The gateway adds a
+# long UUID made from its own id. OpenOrders filters by either; an order that
+# already filled is not open, so an empty answer is "unknown", never "absent".
+# Batches, edits and amends carry their own identifiers: none is added.
+_CL_ORD_ID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9a-fA-F]{32}|[\x21-\x7e]{1,18}"
+)
+_USERREF = re.compile(r"-?[0-9]{1,10}")
+
+
+def cl_ord_id(new_id: Callable[[], str]) -> str:
+    """A cl_ord_id from the gateway's id: itself when Kraken takes it, else a UUID of it."""
+    raw = new_id()
+    return raw if _CL_ORD_ID.fullmatch(raw) else uuid_client_id(raw)
+
+
+def _is_add_order(request: httpx.Request) -> bool:
+    classified = classify(request)
+    return classified.kind == "order_place" and classified.path.endswith("/addorder")
+
+
+def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> httpx.Request:
+    """``request`` with ``cl_ord_id`` added to an AddOrder that has neither it nor ``userref``.
+
+    Form bodies get the field last, JSON bodies first; every other byte is
+    kept, and the signer's nonce goes in after (the id is signed with the rest).
+    """
+    if not _is_add_order(request):
+        return request
+    fields = _fields(request)
+    if _text(fields.get("cl_ord_id")) is not None or _text(fields.get("userref")) is not None:
+        return request
+    new = cl_ord_id(new_id)
+    body = request.read()
+    if _is_json(request, body):
+        return _wire.with_body(
+            request, _wire.insert_json_member(body, "cl_ord_id", json.dumps(new))
+        )
+    field = b"cl_ord_id=" + _wire.quote_rfc3986(new).encode("ascii")
+    return _wire.with_body(request, _wire.append_form_field(body, field))
+
+
+def lookup_request(request: httpx.Request, intent: OrderIntent) -> httpx.Request | None:
+    """POST /0/private/OpenOrders filtered by the order's cl_ord_id (or userref, if it had one)."""
+    wanted = intent.client_order_id
+    if not wanted or not _is_add_order(request):
+        return None
+    name = "userref" if _USERREF.fullmatch(wanted) else "cl_ord_id"
+    body = f"{name}={_wire.quote_rfc3986(wanted)}".encode("ascii")
+    url = request.url.copy_with(path="/0/private/OpenOrders", query=None)
+    return httpx.Request("POST", url, headers={"Content-Type": FORM}, content=body)
+
+
+def lookup_outcome(status: int, body: bytes) -> LookupOutcome:
+    """ "found" when an open order matched; none open may mean "filled": "unknown"."""
+    try:
+        payload = json.loads(body)
+        found = not payload["error"] and bool(payload["result"]["open"])
+    except (ValueError, KeyError, TypeError):
+        return "unknown"
+    return "found" if status == 200 and found else "unknown"
+
+
+def price_request(request: httpx.Request, symbol: str) -> httpx.Request | None:
+    """GET /0/public/Ticker for the pair."""
+    url = request.url.copy_with(path="/0/public/Ticker", params={"pair": symbol})
+    return httpx.Request("GET", url)
+
+
+def parse_price(body: bytes) -> Decimal | None:
+    # {"error": [], "result": {"XXBTZUSD": {"c": ["<last>", "<volume>"], ...}}}: one pair asked.
+    try:
+        payload = json.loads(body)
+        (ticker,) = payload["result"].values()
+        price = Decimal(str(ticker["c"][0]))
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, ArithmeticError):
+        return None
+    return price if price.is_finite() and price > 0 else None
+
+
+ORDER_TOOLS = OrderTools(
+    add_client_order_id=add_client_order_id,
+    lookup_request=lookup_request,
+    lookup_outcome=lookup_outcome,
+    price_request=price_request,
+    parse_price=parse_price,
+)
+
+
 PROFILE = ExchangeProfile(
     name=NAME,
     env_prefix="KRAKEN",
@@ -704,5 +791,6 @@ PROFILE = ExchangeProfile(
     permission_request=permission_request,
     parse_permission_response=parse_permission_response,
     uses_nonce=True,
+    orders=ORDER_TOOLS,
     rate_limits=RATE_LIMITS,
 )

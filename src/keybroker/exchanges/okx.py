@@ -51,6 +51,7 @@ from keybroker.exchanges.base import (
     WebSocketSupport,
     WsCall,
     classify_with,
+    parse_amount,
 )
 from keybroker.model import Credential
 
@@ -159,12 +160,11 @@ def sign(
     passphrase = credential.passphrase
     if passphrase is None or not passphrase:
         raise SigningError("okx credentials need a passphrase")
-    stamp = timestamp(now_ms)
+    stamp = timestamp(now_ms).encode("ascii")
     method = request.method.upper()
     body = request.read()
     signature = hmac_sha256_b64(
-        credential.secret.reveal(),
-        stamp.encode("ascii") + method.encode("ascii") + request.url.raw_path + body,
+        credential.secret.reveal(), stamp + method.encode("ascii") + request.url.raw_path + body
     )
     headers: list[HeaderTriple] = []
     content_types: list[bytes] = []
@@ -177,7 +177,7 @@ def sign(
     headers += [
         (b"OK-ACCESS-KEY", b"ok-access-key", credential.api_key.encode("utf-8")),
         (b"OK-ACCESS-SIGN", b"ok-access-sign", signature.encode("ascii")),
-        (b"OK-ACCESS-TIMESTAMP", b"ok-access-timestamp", stamp.encode("ascii")),
+        (b"OK-ACCESS-TIMESTAMP", b"ok-access-timestamp", stamp),
         (b"OK-ACCESS-PASSPHRASE", b"ok-access-passphrase", passphrase.reveal()),
     ]
     if moves_content_type:
@@ -540,27 +540,14 @@ RATE_LIMITS: tuple[RateLimit, ...] = (
 
 
 # -- 5. Order-intent parser ----------------------------------------------------------------
-_DECIMAL_TEXT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 # Instruments whose id has exactly two parts (BTC-USDT) are spot or margin;
 # swaps, futures and options have more (BTC-USDT-SWAP, BTC-USD-250328).
 _SPOT_INSTRUMENT = re.compile(r"[^-]+-[^-]+")
 
 
-def _decimal(order: Mapping[str, Any], field: str) -> Decimal | None:
-    value = order.get(field)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InvalidInput(f"okx order field {field} is not a number")
-    if isinstance(value, Decimal):
-        number = value
-    elif isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value):
-        number = Decimal(value)
-    else:
-        raise InvalidInput(f"okx order field {field} is not a decimal number")
-    if not number.is_finite():
-        raise InvalidInput(f"okx order field {field} is not a finite number")
-    return number
+def _decimal(order: Mapping[str, Any], field: str, *, signed: bool = False) -> Decimal | None:
+    # Only orderPx is signed ("-1": at market); the side is ``side``.
+    return parse_amount(order.get(field), exchange=NAME, field=field, signed=signed)
 
 
 def _text(order: Mapping[str, Any], field: str) -> str | None:
@@ -626,7 +613,7 @@ def _place_intent(order: Mapping[str, Any]) -> OrderIntent:
     price = _decimal(order, "px")
     if price is None:
         # Algo orders: orderPx "-1" means "at market" (no limit price).
-        algo_price = _decimal(order, "orderPx")
+        algo_price = _decimal(order, "orderPx", signed=True)
         price = algo_price if algo_price is not None and algo_price >= 0 else None
     quote = _size_is_quote(order, symbol)
     return OrderIntent(

@@ -5,13 +5,17 @@ test needs an upstream that can prove a negative ("nothing was forwarded")
 or read what was signed (Kraken's nonces). This server keeps the method,
 raw path, headers and body of every request, whatever its verb or path, and
 answers a fixed JSON body that every profile's error mapper reads as a
-success (Kraken's ``{"error": [], "result": {}}`` shape).
+success (Kraken's ``{"error": [], "result": {}}`` shape), or what a test's
+``responder`` says: another (status, body), or ``DROP`` to close the
+connection without answering, as an exchange does when it resets after it
+got (and maybe acted on) an order.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,11 +36,19 @@ class Recorded:
         return parse_qs(self.body.decode("utf-8", "replace"))
 
 
+DROP = "drop"
+"""A responder's answer: close the connection after reading the request, sending nothing."""
+
+Reply = tuple[int, bytes] | str | None
+Responder = Callable[[Recorded], Reply]
+
+
 class RecordingServer:
     """A threading HTTP server that records requests; ``url`` is its base URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, responder: Responder | None = None) -> None:
         self.requests: list[Recorded] = []
+        self.responder = responder
         self._lock = threading.Lock()
         recorder = self
 
@@ -46,12 +58,18 @@ class RecordingServer:
             def _record(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
+                recorded = Recorded(self.command, self.path, dict(self.headers.items()), body)
                 with recorder._lock:
-                    recorder.requests.append(
-                        Recorded(self.command, self.path, dict(self.headers.items()), body)
-                    )
-                answer = b'{"error":[],"result":{}}'
-                self.send_response(200)
+                    recorder.requests.append(recorded)
+                reply = recorder.responder(recorded) if recorder.responder else None
+                if reply == DROP:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                status, answer = (200, b'{"error":[],"result":{}}')
+                if isinstance(reply, tuple):
+                    status, answer = reply
+                self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(answer)))
                 self.end_headers()
@@ -86,9 +104,9 @@ class RecordingServer:
 
 
 @contextmanager
-def recording_server() -> Iterator[RecordingServer]:
+def recording_server(responder: Responder | None = None) -> Iterator[RecordingServer]:
     """A started RecordingServer, stopped on exit."""
-    server = RecordingServer().start()
+    server = RecordingServer(responder).start()
     try:
         yield server
     finally:
