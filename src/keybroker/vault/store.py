@@ -30,6 +30,7 @@ from typing import cast
 from keybroker.clock import Clock, SystemClock
 from keybroker.crypto.aead import new_key
 from keybroker.crypto.kdf import Argon2idParams, derive_key, new_salt
+from keybroker.crypto.signing import forget_cached_keys
 from keybroker.errors import (
     CredentialExists,
     CredentialNotFound,
@@ -216,7 +217,8 @@ class Vault(PolicyStore, TokenStore, HaltStore, NonceStore):
             self._header, self._data_key = header, data_key
 
     def lock(self) -> None:
-        """Forget the data key (best-effort wipe: see keybroker.secret)."""
+        """Forget the data key (best-effort wipe: see keybroker.secret), the opened
+        credentials, and the signers' cached key states (as secret as the keys)."""
         with self._lock:
             if self._data_key is not None:
                 self._data_key.wipe()
@@ -224,6 +226,7 @@ class Vault(PolicyStore, TokenStore, HaltStore, NonceStore):
             for _, credential in self._opened.values():
                 _forget(credential)
             self._opened.clear()
+            forget_cached_keys()
 
     @property
     def is_unlocked(self) -> bool:
