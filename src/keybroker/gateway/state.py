@@ -21,6 +21,7 @@ from starlette.responses import Response
 from keybroker.audit import AuditLog
 from keybroker.audit.alerts import Alerter
 from keybroker.clock import Clock
+from keybroker.gateway import public_cache
 from keybroker.gateway.access import VaultAccess
 from keybroker.gateway.activity import Activity
 from keybroker.gateway.config import GatewayConfig
@@ -59,7 +60,12 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.activity = Activity(self.clock)
-        self.dedup = Dedup(self.clock, self.config.public_cache_ms)
+        self.dedup = Dedup(
+            self.clock,
+            self.config.public_cache_ms,
+            keep=public_cache.cacheable,
+            aged=public_cache.aged,
+        )
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` after the answer; ``drain`` waits for it (shutdown)."""
