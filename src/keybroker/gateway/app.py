@@ -99,6 +99,8 @@ def create_app(
             hardening=tuple(hardening),
             started_ms=clock.now_ms(),
         )
+        # Per-minute counts and the daily notional cap hold across restarts.
+        gateway.activity.rebuild(config.audit_path)
         await audit.append(AuditRow("event", detail=_started(gateway)))
         poller = asyncio.create_task(_poll(gateway), name="keybroker-vault-poller")
         try:

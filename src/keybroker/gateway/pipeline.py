@@ -13,6 +13,7 @@ a key-management call or an unknown private endpoint never gets that far.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import secrets
@@ -76,6 +77,8 @@ class Job:
     request: httpx.Request
     classified: ClassifiedRequest
     intents: tuple[OrderIntent, ...]
+    notional: Decimal | None = None
+    """What ``count_orders`` counted for an allowed order; its intent row records it."""
 
 
 async def handle(gateway: Gateway, incoming: Incoming) -> Response:
@@ -94,7 +97,7 @@ async def handle(gateway: Gateway, incoming: Incoming) -> Response:
     decision = evaluate(policy, classified, intents, facts(gateway, job, prices))  # 4. policy
     if not decision.allowed:
         return await deny(gateway, job, decision.rule, decision.detail)
-    count_orders(gateway, job, prices)
+    job = count_orders(gateway, job, prices)
     if classified.kind == "public" and request.method == "GET":
         outcome = await gateway.dedup.run(dedup_key(job), lambda: send(gateway, job))
     else:
@@ -236,14 +239,15 @@ async def last_prices(gateway: Gateway, job: Job) -> dict[str, Decimal]:
     return prices
 
 
-def count_orders(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> None:
+def count_orders(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> Job:
     """Count allowed orders at once, so that requests arriving together share one limit.
 
     Notional is quote quantity, or quantity times the limit price, or (market
-    orders) times the last price where the gateway fetched one.
+    orders) times the last price where the gateway fetched one. The job that
+    comes back carries it, for the intent row (a restart counts it again).
     """
     if job.classified.kind != "order_place" or not job.intents:
-        return
+        return job
     notional = Decimal(0)
     for intent in job.intents:
         price = intent.price if intent.price is not None else prices.get(intent.symbol)
@@ -254,6 +258,7 @@ def count_orders(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> None
     gateway.activity.record(
         job.credential.name, job.incoming.bot.bot, orders=len(job.intents), notional=notional
     )
+    return dataclasses.replace(job, notional=notional)
 
 
 async def deny(
@@ -355,8 +360,11 @@ def learn_limits(
 # -- step 6 and 9: audit rows ---------------------------------------------------------------
 
 
-def order_fields(intents: Sequence[OrderIntent]) -> dict[str, str] | None:
-    """Order fields as text for the audit row (one order's fields, or the batch size)."""
+def order_fields(
+    intents: Sequence[OrderIntent], notional: Decimal | None = None
+) -> dict[str, str] | None:
+    """Order fields as text for the audit row: one order's fields, the batch size, and the
+    notional the gateway counted against the daily cap."""
     if not intents:
         return None
     fields = {
@@ -366,6 +374,8 @@ def order_fields(intents: Sequence[OrderIntent]) -> dict[str, str] | None:
     }
     if len(intents) > 1:
         fields["batch_size"] = str(len(intents))
+    if notional is not None:
+        fields["notional"] = str(notional)
     return fields
 
 
@@ -380,7 +390,7 @@ def row(job: Job, kind: str, **values: object) -> AuditRow:
         method=job.request.method,
         path=job.request.url.raw_path.split(b"?", 1)[0].decode("ascii", "replace"),
         request_kind=job.classified.kind,
-        order=order_fields(job.intents),
+        order=order_fields(job.intents, job.notional),
         client_order_id=",".join(ids) if ids else None,
         **values,  # type: ignore[arg-type]
     )
