@@ -38,12 +38,13 @@ from keybroker.errors import (
 )
 from keybroker.exchanges import ExchangeProfile, get_profile
 from keybroker.exchanges.base import ClassifiedRequest, OrderIntent
+from keybroker.gateway.facts import NOTHING_KNOWN, Known, gather, settle
 from keybroker.gateway.nonces import key_id
 from keybroker.gateway.responses import denial, error_response, refusal
 from keybroker.gateway.state import Gateway
 from keybroker.gateway.upstream import Failure, Received, forwardable_request_headers
 from keybroker.model import Credential
-from keybroker.policy import Policy, PolicyContext, evaluate
+from keybroker.policy import Policy, PolicyContext, evaluate, order_notional
 from keybroker.ratelimit import Charge, charges_for, host_prefix, request_prefix
 from keybroker.vault import BotToken
 
@@ -94,9 +95,11 @@ async def handle(gateway: Gateway, incoming: Incoming) -> Response:
         return await refuse(gateway, incoming, error_response(error), str(error))
     job = Job(incoming, credential, profile, request, classified, intents)
     prices = await last_prices(gateway, job) if needs_prices(policy, job) else {}
-    decision = evaluate(policy, classified, intents, facts(gateway, job, prices))  # 4. policy
+    known = await exchange_facts(gateway, job, policy, prices)
+    decision = evaluate(policy, classified, intents, facts(gateway, job, prices, known))  # 4.
     if not decision.allowed:
         return await deny(gateway, job, decision.rule, decision.detail)
+    settle(gateway.facts, credential, classified.kind, known)  # open orders, positions
     job = count_orders(gateway, job, prices)
     if classified.kind == "public" and request.method == "GET":
         outcome = await gateway.dedup.run(dedup_key(job), lambda: send(gateway, job))
@@ -178,8 +181,11 @@ def new_client_order_id() -> str:
 # -- step 4: the facts a policy needs --------------------------------------------------------
 
 
-def facts(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> PolicyContext:
-    """What the gateway knows now: halts (read afresh for orders), counts, last prices."""
+def facts(
+    gateway: Gateway, job: Job, prices: dict[str, Decimal], known: Known = NOTHING_KNOWN
+) -> PolicyContext:
+    """What the gateway knows now: halts (read afresh for orders), counts, last prices,
+    and what the exchange said of open orders and positions."""
     name, kind = job.credential.name, job.classified.kind
     return PolicyContext(
         environment=job.credential.environment,
@@ -188,9 +194,56 @@ def facts(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> PolicyConte
         orders_last_minute=gateway.activity.orders_last_minute(name),
         token_orders_last_minute=gateway.activity.bot_orders_last_minute(job.incoming.bot.bot),
         token_max_orders_per_minute=job.incoming.bot.max_orders_per_minute,
-        open_orders=None,
+        open_orders=known.open_orders,
         daily_notional_used=gateway.activity.daily_notional(name),
+        position_notional=known.position,
+        open_orders_unknown=known.open_orders_unknown,
+        position_unknown=known.position_unknown,
     )
+
+
+async def exchange_facts(
+    gateway: Gateway, job: Job, policy: Policy, prices: dict[str, Decimal]
+) -> Known:
+    """Open orders and positions, when the policy has a rule on them and this is an order."""
+    if job.classified.kind != "order_place" or (
+        policy.max_open_orders is None and policy.max_position_notional is None
+    ):
+        return NOTHING_KNOWN
+    return await gather(
+        gateway.facts,
+        job.profile,
+        job.credential,
+        job.request,
+        job.intents,
+        policy,
+        read=functools.partial(read_fact, gateway, job),
+        notional=lambda intent: order_notional(intent, prices.get),
+    )
+
+
+async def read_fact(gateway: Gateway, job: Job, query: httpx.Request) -> Received | Failure | None:
+    """The gateway's own signed read for a policy fact: budget, audit rows, like a bot's read.
+
+    None when the limiter had no budget for it in time.
+    """
+    try:
+        await take_budget(gateway, job, query, fairness_key="keybroker")
+    except RateLimited:
+        return None
+    read = dataclasses.replace(
+        job, request=query, classified=job.profile.classify(query), intents=(), notional=None
+    )
+    detail = "the gateway's own read, for the policy"
+    intent_id = await gateway.audit.append(row(read, "intent", decision="allow", detail=detail))
+    try:
+        outcome = await gateway.upstream.send_once(await sign(gateway, read, query))
+    except KeybrokerError as refused:
+        await gateway.audit.append(row(read, "result", intent_id=intent_id, detail=str(refused)))
+        return Failure(type(refused).__name__, False, 0.0)
+    error = take_answer(gateway, read, outcome)
+    gateway.spawn(record_result(gateway, read, intent_id, outcome, error, None))
+    return outcome
 
 
 def needs_prices(policy: Policy, job: Job) -> bool:
