@@ -33,9 +33,7 @@ POSITION_LIMIT = Policy(
 )
 
 
-def _world(
-    tmp_path: Path, emulator: StartEmulator, gateway: StartGateway, policy: Policy
-) -> World:
+def _world(tmp_path: Path, emulator: StartEmulator, gateway: StartGateway, policy: Policy) -> World:
     exchange = emulator("binance")
     vault = make_vault(
         tmp_path / "home",
@@ -129,7 +127,8 @@ def test_okx_open_orders_are_counted_at_the_exchange(
     tmp_path: Path, emulator: StartEmulator, gateway: StartGateway
 ) -> None:
     exchange = emulator("okx")
-    vault = make_vault(tmp_path / "home", {"ox": ("okx", exchange.url)}, policies={"ox": OPEN_LIMIT})
+    home = tmp_path / "home"
+    vault = make_vault(home, {"ox": ("okx", exchange.url)}, policies={"ox": OPEN_LIMIT})
     world = World(exchange, gateway(vault, new_token(vault, "bot1", ["ox"])))
     client = world.gateway.client()
     order = {"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit",
