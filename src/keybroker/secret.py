@@ -97,7 +97,8 @@ class Secret:
 
     def __del__(self) -> None:
         # A Secret nobody holds any more is wiped, and its secret-memory buffer given back.
-        try:
+        # try/except, not contextlib.suppress: at interpreter shutdown module globals are gone.
+        try:  # noqa: SIM105
             self.wipe()
         except Exception:  # noqa: S110 - interpreter shutdown: nothing left to protect
             pass
