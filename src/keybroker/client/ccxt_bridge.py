@@ -43,7 +43,6 @@ from keybroker.client.config import (
     TOKEN_VARIABLE,
     gateway_base_url,
 )
-from keybroker.client.gateway_lookup import credential_exchange
 from keybroker.errors import ExchangeError, InvalidInput
 
 # keybroker's profile names that ccxt spells differently; others are the same word.
@@ -87,6 +86,9 @@ def connect_ccxt(
             "the gateway signs with the vault's key"
         )
     if exchange is None:
+        # Imported here: it loads httpx, which `import keybroker` must not.
+        from keybroker.client.gateway_lookup import credential_exchange
+
         try:
             exchange = credential_exchange(credential, token=bot_token, gateway_url=gateway_url)
         except ExchangeError as exc:
