@@ -234,3 +234,22 @@ def test_no_secret_or_passphrase_in_anything_policy_commands_print(vault: Kb) ->
     for run in vault.runs:
         assert canary not in run.text
         assert PASSPHRASE not in run.text
+
+
+def test_rules_the_gateway_cannot_answer_at_an_exchange_are_warned_of(cli: Kb) -> None:
+    kraken = {
+        "KRAKEN_API_KEY": "FAKEkrakenApiKey0000000000000000000000000000000000001",
+        "KRAKEN_API_SECRET": "dGVzdC1rcmFrZW4tc2VjcmV0LW5vdC1yZWFs",
+    }
+    cli("keys", "add", "kr", "-e", "kraken", "--from-env", env=kraken)
+    run = cli("policy", "set", "kr", "--max-open-orders", "5", "--max-position-notional", "100")
+    assert "cannot count open orders at kraken" in run.stderr
+    assert "cannot read positions at kraken" in run.stderr
+    assert "--max-open-orders none" in run.stderr
+    # Binance counts open orders; positions exist on USDⓈ-M futures only, and it says so.
+    run = cli("policy", "set", "b1", "--max-open-orders", "5")
+    assert "open orders" not in run.stderr
+    run = cli("policy", "set", "b1", "--max-position-notional", "100")
+    assert "USDⓈ-M futures" in run.stderr and "other orders of b1 are refused" in run.stderr
+    run = cli("policy", "set", "kr", "--max-open-orders", "none", "--max-position-notional", "none")
+    assert "cannot" not in run.stderr

@@ -243,15 +243,23 @@ def read_rows(
     since_ms: int | None = None,
     last: int | None = None,
     limit: int | None = None,
+    kind: str | None = None,
+    request_kind: str | None = None,
 ) -> list[StoredRow]:
-    """Rows in id order: after ``after_id``, at or after ``since_ms``, or the ``last`` N.
+    """Rows in id order: after ``after_id``, at or after ``since_ms``, or the ``last`` N;
+    only rows of ``kind`` and ``request_kind`` when given.
 
     Opens the file for this read only (it never creates one): AuditError if missing.
     """
-    clauses, parameters = ["id > ?"], [after_id]
+    clauses: list[str] = ["id > ?"]
+    parameters: list[int | str] = [after_id]
     if since_ms is not None:
         clauses.append("ts_ms >= ?")
         parameters.append(since_ms)
+    for column, value in (("kind", kind), ("request_kind", request_kind)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            parameters.append(value)
     where = " AND ".join(clauses)
     if last is not None:
         # Only constant clauses are joined in; every value is a parameter.

@@ -172,11 +172,9 @@ def _bot(demo: Any, summary: Summary, gateway_url: str, token: str) -> None:
         via = "ccxt"
         say()
         say(f"── {demo.step + 1}. A ccxt bot, changed in one line:")
-        say(f'   exchange = keybroker.connect_ccxt("{CREDENTIAL}", exchange="binance",')
+        say(f'   exchange = keybroker.connect_ccxt("{CREDENTIAL}",')
         say(f'                                     gateway_url="{gateway_url}", token=TOKEN)')
-        ccxt_bot = connect_ccxt(
-            CREDENTIAL, exchange="binance", gateway_url=gateway_url, token=token, config=SPOT_ONLY
-        )
+        ccxt_bot = connect_ccxt(CREDENTIAL, gateway_url=gateway_url, token=token, config=SPOT_ONLY)
     demo.step += 1
     summary.run(via, "fetch_balance()", "ok", lambda: _balance(ccxt_bot))
     placed = summary.run(
@@ -249,11 +247,9 @@ def _bot(demo: Any, summary: Summary, gateway_url: str, token: str) -> None:
     say()
     say(f"── {demo.step + 1}. The same through the adapter:")
     demo.step += 1
-    say(f'   BinanceAdapter(keybroker.gateway_config("{BURST_CREDENTIAL}", exchange="binance",')
+    say(f'   BinanceAdapter(keybroker.gateway_config("{BURST_CREDENTIAL}",')
     say(f'                                           gateway_url="{gateway_url}", token=TOKEN))')
-    config = gateway_config(
-        BURST_CREDENTIAL, exchange="binance", token=Secret(token), gateway_url=gateway_url
-    )
+    config = gateway_config(BURST_CREDENTIAL, token=Secret(token), gateway_url=gateway_url)
     with BinanceAdapter(config) as adapter:
         summary.run(
             "adapter", "ticker BTCUSDT", "ok", lambda: f"ok: last {adapter.ticker('BTCUSDT').last}"

@@ -22,7 +22,7 @@ import typer
 from keybroker.cli.context import CliState, open_vault, show_help_without_command, unlock
 from keybroker.cli.output import print_json, print_table, say, warn
 from keybroker.cli.passphrase import FILE_HELP
-from keybroker.errors import InvalidInput, UsageError, VaultError
+from keybroker.errors import InvalidInput, KeybrokerError, UsageError, VaultError
 from keybroker.policy import DEFAULT_POLICY, Policy
 from keybroker.vault import Vault
 
@@ -181,7 +181,7 @@ def set_policy(
     else:
         say(f"Policy of {name} set.")
         _print(name, policy, stored=True)
-    _warnings(name, policy, record.environment, record.scopes)
+    _warnings(name, policy, record.environment, record.scopes, record.exchange)
 
 
 @app.command("show")
@@ -204,7 +204,7 @@ def show(
         print_json(_policy_json(name, policy, stored=stored))
     else:
         _print(name, policy, stored=stored)
-    _warnings(name, policy, record.environment, record.scopes)
+    _warnings(name, policy, record.environment, record.scopes, record.exchange)
 
 
 # -- reading the vault ------------------------------------------------------------------------
@@ -329,7 +329,9 @@ def _print(name: str, policy: Policy, *, stored: bool) -> None:
     )
 
 
-def _warnings(name: str, policy: Policy, environment: str, key_scopes: tuple[str, ...]) -> None:
+def _warnings(
+    name: str, policy: Policy, environment: str, key_scopes: tuple[str, ...], exchange: str
+) -> None:
     if environment == "production" and not policy.allow_production:
         warn(
             f"{name} is a production credential and its policy does not allow production: "
@@ -341,4 +343,37 @@ def _warnings(name: str, policy: Policy, environment: str, key_scopes: tuple[str
         warn(
             f"{name} was stored with scopes {','.join(key_scopes)}: "
             "check the key itself may trade at the exchange"
+        )
+    _fact_warnings(name, policy, exchange)
+
+
+def _fact_warnings(name: str, policy: Policy, exchange: str) -> None:
+    """Rules the gateway answers by asking the exchange: say where it cannot, so the
+    user learns it now rather than from every order being refused."""
+    if policy.max_open_orders is None and policy.max_position_notional is None:
+        return
+    from keybroker.exchanges import get_profile  # heavy: only when these rules are set
+
+    try:
+        tools = get_profile(exchange).orders
+    except KeybrokerError:
+        return
+    if policy.max_open_orders is not None and (tools is None or tools.open_orders_request is None):
+        warn(
+            f"the gateway cannot count open orders at {exchange}: every new order of {name} "
+            f"will be refused by max_open_orders (remove it: policy set {name} "
+            "--max-open-orders none)"
+        )
+    if policy.max_position_notional is None:
+        return
+    if tools is None or tools.position_request is None:
+        warn(
+            f"the gateway cannot read positions at {exchange}: every sized order of {name} "
+            f"will be refused by max_position_notional (remove it: policy set {name} "
+            "--max-position-notional none)"
+        )
+    else:
+        warn(
+            f"max_position_notional is answered at {exchange} for {tools.positions_on}: "
+            f"other orders of {name} are refused while it is set"
         )

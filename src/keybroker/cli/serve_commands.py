@@ -94,15 +94,17 @@ def serve(
         typer.Option(
             "--public-cache-ms",
             help=(
-                "Share a finished public GET's answer with identical GETs for this long "
-                "(many bots polling one ticker then cost one upstream request); "
-                "0 shares only concurrent ones."
+                "Share a finished public GET's 2xx answer with identical GETs for this long: "
+                "45 bots polling one ticker every second cost one upstream request per second, "
+                "and such an answer may be up to this old (it then carries Age and "
+                "X-Keybroker-Cache-Age-Ms). 0 shares only concurrent GETs. Errors and signed "
+                "requests are never shared."
             ),
             min=0,
             max=60_000,
             metavar="MS",
         ),
-    ] = 0,
+    ] = 1000,
     passphrase_file: Annotated[
         Path | None, typer.Option("--passphrase-file", help=FILE_HELP, metavar="FILE")
     ] = None,
@@ -112,7 +114,13 @@ def serve(
     Requests go to /{credential}/{exchange path} with X-Keybroker-Token (or
     Authorization: Bearer kb_…); the gateway checks the token and the
     credential's policy, waits for rate-limit budget, writes the audit log,
-    signs and forwards. Its own endpoints: /_/health, /_/status, /_/metrics.
+    signs and forwards. Its own endpoints: /_/health, /_/status, /_/metrics,
+    /_/credentials (the calling token's credentials and their exchanges).
+
+    Public market data (tickers, order books) is shared between bots for
+    --public-cache-ms (1000 by default): fewer requests against the shared
+    weight budget, at the price of answers up to that old. Use 0 when a bot
+    needs every poll fresh from the exchange.
     """
     # Imported here: Starlette, uvicorn and httpx would otherwise slow every command.
     from keybroker.gateway import GatewayConfig, create_app, harden

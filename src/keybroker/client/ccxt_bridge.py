@@ -1,8 +1,8 @@
 """A ccxt exchange whose every request goes through the keybroker gateway; no key in the bot.
 
     >>> import keybroker
-    >>> exchange = keybroker.connect_ccxt("binance-main", exchange="binance",
-    ...                                   gateway_url="http://127.0.0.1:8787", token=token)
+    >>> exchange = keybroker.connect_ccxt("binance-main", gateway_url="http://127.0.0.1:8787",
+    ...                                   token=token)
     >>> exchange.create_order("BTC/USDT", "limit", "buy", 0.001, 50000)
 
 A ccxt bot changes the one line that built its exchange. What the bridge does:
@@ -43,7 +43,7 @@ from keybroker.client.config import (
     TOKEN_VARIABLE,
     gateway_base_url,
 )
-from keybroker.errors import InvalidInput
+from keybroker.errors import ExchangeError, InvalidInput
 
 # keybroker's profile names that ccxt spells differently; others are the same word.
 CCXT_IDS: Mapping[str, str] = {
@@ -55,9 +55,9 @@ CCXT_IDS: Mapping[str, str] = {
 def connect_ccxt(
     credential: str,
     *,
-    exchange: str,
     gateway_url: str | None = None,
     token: str | None = None,
+    exchange: str | None = None,
     asynchronous: bool = False,
     config: Mapping[str, Any] | None = None,
     pro: bool = False,
@@ -66,15 +66,17 @@ def connect_ccxt(
 
     ``exchange`` is the credential's exchange (keybroker's profile name, e.g.
     ``binance``, ``okx``, ``coinbase-exchange``, or any ccxt id such as
-    ``binanceusdm``). ``gateway_url`` defaults to KEYBROKER_GATEWAY_URL, else
-    ``http://127.0.0.1:8787``; ``token`` to KEYBROKER_TOKEN. ``asynchronous``
+    ``binanceusdm``); when it is not given, the running gateway is asked
+    (``GET /_/credentials`` with the token). ``gateway_url`` defaults to
+    KEYBROKER_GATEWAY_URL, else ``http://127.0.0.1:8787``; ``token`` to KEYBROKER_TOKEN. ``asynchronous``
     picks ``ccxt.async_support``; ``pro`` picks ``ccxt.pro`` (asynchronous too), whose
     WebSocket URLs go to the gateway's WebSocket routes with the token as a header, so
     ``watch_orders``, ``watch_balance``, ``watch_ticker`` and ``create_order_ws`` go
     through the gateway like REST calls do. ``config`` goes to the ccxt constructor as
     usual (options, timeout); credentials in it are refused, since the point is
     that the bot holds none. Raises InvalidInput naming what is wrong, or
-    ImportError naming ``pip install keybroker[ccxt]`` when ccxt is missing.
+    ImportError naming ``pip install keybroker[ccxt]`` when ccxt is missing
+    (InvalidInput too when the gateway cannot say the exchange).
     """
     base = gateway_base_url(credential, gateway_url)
     bot_token = token if token is not None else os.environ.get(TOKEN_VARIABLE, "")
@@ -87,6 +89,14 @@ def connect_ccxt(
             f"connect_ccxt takes no exchange credentials ({', '.join(held)}): "
             "the gateway signs with the vault's key"
         )
+    if exchange is None:
+        # Imported here: it loads httpx, which `import keybroker` must not.
+        from keybroker.client.gateway_lookup import credential_exchange
+
+        try:
+            exchange = credential_exchange(credential, token=bot_token, gateway_url=gateway_url)
+        except ExchangeError as exc:
+            raise InvalidInput(exc.message) from None
     cls = _ccxt_class(exchange, asynchronous, pro)
     headers = {**dict(given.pop("headers", None) or {}), GATEWAY_TOKEN_HEADER: bot_token.strip()}
     client = cls(

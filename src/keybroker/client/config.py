@@ -373,22 +373,25 @@ def gateway_base_url(credential: str, gateway_url: str | None = None) -> str:
     """
     if not isinstance(credential, str) or not credential.strip() or "/" in credential:
         raise config_error("credential must be the gateway credential's name (no /)")
+    return f"{gateway_root(gateway_url)}/{quote(credential.strip(), safe='')}"
+
+
+def gateway_root(gateway_url: str | None = None) -> str:
+    """The gateway's URL, checked, without a trailing slash (defaults as ``gateway_base_url``)."""
     url = gateway_url or os.environ.get(GATEWAY_URL_VARIABLE, "") or DEFAULT_GATEWAY_URL
-    base = check_url("gateway_url", url, "https", "http")
-    return f"{base}/{quote(credential.strip(), safe='')}"
+    return check_url("gateway_url", url, "https", "http")
 
 
 def gateway_config(
     credential: str,
     *,
-    exchange: ExchangeId | str,
     token: Secret | str | None = None,
     gateway_url: str | None = None,
+    exchange: ExchangeId | str | None = None,
 ) -> ExchangeConfig:
     """A config that sends an adapter's requests through the keybroker gateway.
 
-        >>> with BinanceAdapter(gateway_config("binance-main", exchange="binance",
-        ...                                    token=token)) as binance:
+        >>> with BinanceAdapter(gateway_config("binance-main", token=token)) as binance:
         ...     binance.place_order("BTCUSDT", "buy", "limit", "0.001", "50000")
 
     ``rest_base_url`` is ``{gateway_url}/{credential}``; the key fields are
@@ -396,7 +399,9 @@ def gateway_config(
     its key, timestamp and signature and signs with the vault's credential);
     the bot token rides on every request as ``X-Keybroker-Token``. ``token``
     defaults to KEYBROKER_TOKEN, ``gateway_url`` to KEYBROKER_GATEWAY_URL, else
-    http://127.0.0.1:8787. ``exchange`` is the credential's exchange. Testnet or
+    http://127.0.0.1:8787. ``exchange`` is the credential's exchange; when it is
+    not given, the gateway is asked (``GET /_/credentials`` with the token, so
+    the gateway must be running; ``client/gateway_lookup.py``). Testnet or
     production is the gateway's decision from the credential (and its policy's
     ``allow_production``), so the config is marked testnet. Raises ExchangeError
     (``InvalidConfig``) naming what is missing or wrong.
@@ -407,6 +412,10 @@ def gateway_config(
     secret = token if isinstance(token, Secret) else _as_secret("token", token)
     if not secret:
         raise config_error(f"no bot token: pass token= or set {TOKEN_VARIABLE}")
+    if exchange is None:
+        from keybroker.client.gateway_lookup import credential_exchange  # imports this module
+
+        exchange = credential_exchange(credential, token=secret, gateway_url=gateway_url)
     try:
         exchange_id = ExchangeId(str(exchange).strip().lower())
     except ValueError:

@@ -130,6 +130,16 @@ class OrderTools:
     - ``price_request(request, symbol)``: the public request for the last price of
       ``symbol`` on the product ``request`` went to, or None; ``parse_price`` reads
       its body (None when it cannot).
+    - ``open_orders_request(request)``: the unsigned query for every open order
+      of the account on the product ``request`` went to (None: no such query);
+      ``count_open_orders`` reads its body (None when it cannot, or cannot tell
+      all of them). The policy's ``max_open_orders`` rests on these.
+    - ``position_request(request, symbol)``: the unsigned query for the
+      account's position in ``symbol`` on that product (None: the product has no
+      positions the gateway can read); ``position_notional(body, symbol)`` reads
+      the position's size in the quote currency, absolute (None when it cannot).
+      ``max_position_notional`` rests on these; ``positions_on`` names the
+      products that have them, for messages ("USDⓈ-M futures (/fapi)").
 
     Every ``request`` here carries the full URL it will be sent to.
     """
@@ -139,6 +149,11 @@ class OrderTools:
     lookup_outcome: Callable[[int, bytes], LookupOutcome]
     price_request: Callable[[httpx.Request, str], httpx.Request | None]
     parse_price: Callable[[bytes], Decimal | None]
+    open_orders_request: Callable[[httpx.Request], httpx.Request | None] | None = None
+    count_open_orders: Callable[[bytes], int | None] | None = None
+    position_request: Callable[[httpx.Request, str], httpx.Request | None] | None = None
+    position_notional: Callable[[bytes, str], Decimal | None] | None = None
+    positions_on: str = ""
 
 
 RateCount = Literal["weight", "orders", "requests"]

@@ -1237,12 +1237,65 @@ def parse_price(body: bytes) -> Decimal | None:
     return price if price.is_finite() and price > 0 else None
 
 
+# Every open order of the account on a product: spot or USDⓈ-M (no symbol: all of them).
+_OPEN_ORDERS_PATHS = {"api": "/api/v3/openOrders", "fapi": "/fapi/v1/openOrders"}
+_POSITION_PATH = "/fapi/v2/positionRisk"
+
+
+def _product(request: httpx.Request) -> str:
+    return normalize_path(request.url.path).lstrip("/").split("/", 1)[0]
+
+
+def open_orders_request(request: httpx.Request) -> httpx.Request | None:
+    """GET every open order (all symbols) on the spot or USDⓈ-M product ``request`` used."""
+    path = _OPEN_ORDERS_PATHS.get(_product(request))
+    if path is None:
+        return None
+    return httpx.Request("GET", request.url.copy_with(path=path, query=None))
+
+
+def count_open_orders(body: bytes) -> int | None:
+    try:
+        orders = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return len(orders) if isinstance(orders, list) else None
+
+
+def position_request(request: httpx.Request, symbol: str) -> httpx.Request | None:
+    """GET the USDⓈ-M position in ``symbol``; spot has no positions (None)."""
+    if _product(request) != "fapi":
+        return None
+    params = {"symbol": symbol}
+    return httpx.Request("GET", request.url.copy_with(path=_POSITION_PATH, params=params))
+
+
+def position_notional(body: bytes, symbol: str) -> Decimal | None:
+    """The position's ``notional``, absolute; both sides added up in hedge mode; 0 if none."""
+    try:
+        rows = json.loads(body)
+        if not isinstance(rows, list):
+            return None
+        total = Decimal(0)
+        for row in rows:
+            if row["symbol"] == symbol:
+                total += abs(Decimal(str(row["notional"])))
+    except (ValueError, KeyError, TypeError, InvalidOperation):
+        return None
+    return total if total.is_finite() else None
+
+
 ORDER_TOOLS = OrderTools(
     add_client_order_id=add_client_order_id,
     lookup_request=lookup_request,
     lookup_outcome=lookup_outcome,
     price_request=price_request,
     parse_price=parse_price,
+    open_orders_request=open_orders_request,
+    count_open_orders=count_open_orders,
+    position_request=position_request,
+    position_notional=position_notional,
+    positions_on="USDⓈ-M futures (/fapi); spot orders have no position",
 )
 
 

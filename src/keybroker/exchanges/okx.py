@@ -975,12 +975,69 @@ def parse_price(body: bytes) -> Decimal | None:
     return price if price.is_finite() and price > 0 else None
 
 
+_PAGE = 100  # orders-pending answers at most 100 orders a page
+
+
+def open_orders_request(request: httpx.Request) -> httpx.Request | None:
+    """GET /api/v5/trade/orders-pending: every pending order, all instrument types (a page)."""
+    params = {"limit": str(_PAGE)}
+    path = f"{_V5}/trade/orders-pending"
+    return httpx.Request("GET", request.url.copy_with(path=path, params=params))
+
+
+def count_open_orders(body: bytes) -> int | None:
+    """How many orders are pending; None when OKX's page is full (there may be more)."""
+    try:
+        payload = json.loads(body)
+        orders = payload["data"]
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+        return None
+    if payload.get("code") != "0" or not isinstance(orders, list) or len(orders) >= _PAGE:
+        return None
+    return len(orders)
+
+
+def _has_positions(symbol: str) -> bool:
+    # Swaps (BTC-USDT-SWAP) and dated futures (BTC-USD-250328) hold positions; spot does not.
+    parts = symbol.upper().split("-")
+    return len(parts) == 3 and (parts[2] == "SWAP" or parts[2].isdigit())
+
+
+def position_request(request: httpx.Request, symbol: str) -> httpx.Request | None:
+    """GET /api/v5/account/positions for a swap or futures instId; None for spot."""
+    if not _has_positions(symbol):
+        return None
+    params = {"instId": symbol}
+    path = f"{_V5}/account/positions"
+    return httpx.Request("GET", request.url.copy_with(path=path, params=params))
+
+
+def position_notional(body: bytes, symbol: str) -> Decimal | None:
+    """``notionalUsd`` of the instrument's positions, absolute, long and short; 0 if none."""
+    try:
+        payload = json.loads(body)
+        if payload.get("code") != "0":
+            return None
+        total = Decimal(0)
+        for row in payload["data"]:
+            if row["instId"] == symbol:
+                total += abs(Decimal(str(row["notionalUsd"] or "0")))
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError, ArithmeticError):
+        return None
+    return total if total.is_finite() else None
+
+
 ORDER_TOOLS = OrderTools(
     add_client_order_id=add_client_order_id,
     lookup_request=lookup_request,
     lookup_outcome=lookup_outcome,
     price_request=price_request,
     parse_price=parse_price,
+    open_orders_request=open_orders_request,
+    count_open_orders=count_open_orders,
+    position_request=position_request,
+    position_notional=position_notional,
+    positions_on="swaps and futures (notionalUsd); spot orders have no position",
 )
 
 

@@ -6,15 +6,23 @@
 
 Orders are counted when the policy allows them, before they are sent, so
 requests that arrive together cannot all squeeze under a limit. The counts
-live in memory: a restart starts them again at zero (the audit log keeps the
-history).
+live in memory, and a gateway rebuilds them at start from the audit log
+(``rebuild``): every order intent row of the last minute and of the UTC day
+so far, with the notional the gateway counted for it (the row's
+``order.notional``), so a restart resets neither a per-minute limit nor a
+daily cap. Orders refused by the rate limiter after the policy allowed them
+never left and have no intent row: a restart forgets them, which only ever
+gives back budget that was not used at the exchange.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from decimal import Decimal
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
+from keybroker.audit import read_rows
 from keybroker.clock import Clock
 
 _MINUTE_MS = 60_000
@@ -40,12 +48,45 @@ class Activity:
         day, used = self._notional.get(credential, (-1, Decimal(0)))
         return used if day == self._clock.now_ms() // _DAY_MS else Decimal(0)
 
-    def record(self, credential: str, bot: str, *, orders: int, notional: Decimal) -> None:
-        now = self._clock.now_ms()
+    def record(
+        self,
+        credential: str,
+        bot: str,
+        *,
+        orders: int,
+        notional: Decimal,
+        at_ms: int | None = None,
+    ) -> None:
+        """Count ``orders`` and ``notional`` now, or at ``at_ms`` (rebuilding, oldest first)."""
+        now = self._clock.now_ms() if at_ms is None else at_ms
         for _ in range(orders):
             self._by_credential[credential].append(now)
             self._by_bot[bot].append(now)
-        self._notional[credential] = (now // _DAY_MS, self.daily_notional(credential) + notional)
+        day = now // _DAY_MS
+        if day == self._clock.now_ms() // _DAY_MS:
+            self._notional[credential] = (day, self.daily_notional(credential) + notional)
+
+    def rebuild(self, audit_path: Path) -> int:
+        """Count again what the audit log at ``audit_path`` says was sent today and in the
+        last minute; returns the number of order rows read. A missing log counts nothing."""
+        now = self._clock.now_ms()
+        since = min(now - _MINUTE_MS, now // _DAY_MS * _DAY_MS)
+        if not audit_path.exists():
+            return 0
+        rows = read_rows(audit_path, since_ms=since, kind="intent", request_kind="order_place")
+        for stored in rows:
+            row = stored.row
+            if row.credential is None or row.order is None:
+                continue
+            orders = _whole(row.order.get("batch_size")) or 1
+            self.record(
+                row.credential,
+                row.bot or "",
+                orders=orders if stored.ts_ms > now - _MINUTE_MS else 0,
+                notional=_row_notional(row.order),
+                at_ms=stored.ts_ms,
+            )
+        return len(rows)
 
     def _recent(self, table: dict[str, deque[int]], name: str) -> int:
         times = table.get(name)
@@ -55,3 +96,31 @@ class Activity:
         while times and times[0] <= cutoff:
             times.popleft()
         return len(times)
+
+
+def _row_notional(order: Mapping[str, str]) -> Decimal:
+    """The notional an intent row records; rows from before it was recorded: from its fields."""
+    counted = _decimal(order.get("notional"))
+    if counted is not None:
+        return counted
+    quote = _decimal(order.get("quote_quantity"))
+    if quote is not None:
+        return abs(quote)
+    quantity, price = _decimal(order.get("quantity")), _decimal(order.get("price"))
+    if quantity is not None and price is not None:
+        return abs(quantity * price) * (_whole(order.get("batch_size")) or 1)
+    return Decimal(0)
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+def _whole(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None

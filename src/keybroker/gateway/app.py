@@ -10,7 +10,8 @@ keep-alive pool, TLS verification on, no redirects followed: a redirect
 would carry a signed request somewhere the policy never judged). A
 background task polls the vault for token revocations and halts.
 
-Routes: ``/_/health``, ``/_/status``, ``/_/metrics``, and everything else as
+Routes: ``/_/health``, ``/_/status``, ``/_/metrics``, ``/_/credentials`` (the
+token's own credentials, ``listing.py``), and everything else as
 ``/{credential}/{exchange path}`` through ``pipeline.handle``. The
 middleware around them, outermost first: Host check, browser origin check,
 bot token (``auth.py``).
@@ -35,7 +36,7 @@ from keybroker.audit import AuditLog, AuditRow
 from keybroker.audit.alerts import Alerter
 from keybroker.clock import Clock, SystemClock
 from keybroker.errors import KeybrokerError
-from keybroker.gateway import status
+from keybroker.gateway import listing, status
 from keybroker.gateway.access import VaultAccess
 from keybroker.gateway.auth import BOT_SCOPE_KEY, HostCheck, OriginCheck, TokenAuth, credential_of
 from keybroker.gateway.config import GatewayConfig
@@ -99,6 +100,8 @@ def create_app(
             hardening=tuple(hardening),
             started_ms=clock.now_ms(),
         )
+        # Per-minute counts and the daily notional cap hold across restarts.
+        gateway.activity.rebuild(config.audit_path)
         await audit.append(AuditRow("event", detail=_started(gateway)))
         poller = asyncio.create_task(_poll(gateway), name="keybroker-vault-poller")
         try:
@@ -118,6 +121,7 @@ def create_app(
             Route("/_/health", status.health, methods=["GET"]),
             Route("/_/status", status.status, methods=["GET"]),
             Route("/_/metrics", status.metrics, methods=["GET"]),
+            Route("/_/credentials", listing.credentials, methods=["GET"]),
             Route("/_/{rest:path}", _unknown_own_endpoint, methods=METHODS),
             Route("/{path:path}", proxy, methods=METHODS),
             WebSocketRoute("/{path:path}", websocket_entry),
@@ -151,7 +155,9 @@ async def _poll(gateway: Gateway) -> None:
 
 async def _unknown_own_endpoint(request: Request) -> Response:
     return refusal(
-        404, "not_found", "the gateway's own endpoints are /_/health, /_/status, /_/metrics"
+        404,
+        "not_found",
+        "the gateway's own endpoints are /_/health, /_/status, /_/metrics, /_/credentials",
     )
 
 

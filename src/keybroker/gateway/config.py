@@ -30,8 +30,9 @@ class GatewayConfig:
       idempotent reads on a 5xx or a network failure, never for anything else.
     - ``rate_limit_deadline_s``: how long a request may queue for budget
       before the gateway answers 429 itself.
-    - ``public_cache_ms``: how long a finished public GET's answer is shared
-      with identical GETs arriving after it (0: only concurrent ones share).
+    - ``public_cache_ms``: how long a finished public GET's 2xx answer is
+      shared with identical GETs arriving after it (0: only concurrent ones
+      share); see ``public_cache.py`` for the trade-off.
     """
 
     audit_path: Path
@@ -45,7 +46,7 @@ class GatewayConfig:
     retry_backoff_s: float = 0.2
     rate_limit_deadline_s: float = 10.0
     max_body_bytes: int = 1024 * 1024
-    public_cache_ms: int = 0
+    public_cache_ms: int = 1000
     price_max_age_ms: int = 2000
     lookup_attempts: int = 3
     lookup_pause_s: float = 0.3

@@ -7,7 +7,9 @@ Forty-five bots polling one ticker would otherwise spend the shared weight
 budget forty-five times over (seed 001). The first request starts the fetch
 as a task of its own, so a bot that disconnects does not cancel it for the
 others; later identical requests wait for that task. With ``keep_ms`` above
-zero a finished answer is also given to identical requests for that long.
+zero a finished answer is also given to identical requests for that long,
+if ``keep(answer)`` says it may be (the gateway keeps only 2xx answers), and
+``aged(answer, age_ms)`` marks what is given from there (an ``Age`` header).
 Only public market data comes here: nothing signed for one bot is ever
 shared with another.
 """
@@ -26,9 +28,18 @@ T = TypeVar("T")
 class Dedup(Generic[T]):
     """In-flight (and, with ``keep_ms``, just-finished) fetches by key."""
 
-    def __init__(self, clock: Clock, keep_ms: int = 0) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        keep_ms: int = 0,
+        *,
+        keep: Callable[[T], bool] = lambda answer: True,
+        aged: Callable[[T, int], T] = lambda answer, age_ms: answer,
+    ) -> None:
         self._clock = clock
         self._keep_ms = keep_ms
+        self._keep = keep
+        self._aged = aged
         self._inflight: dict[Hashable, asyncio.Task[T]] = {}
         self._recent: dict[Hashable, tuple[int, T]] = {}
         self.shared = 0
@@ -38,9 +49,10 @@ class Dedup(Generic[T]):
         """``fetch()``'s result, from a fetch already running for ``key`` if there is one."""
         if self._keep_ms:
             recent = self._recent.get(key)
-            if recent is not None and self._clock.now_ms() - recent[0] < self._keep_ms:
+            age_ms = self._clock.now_ms() - recent[0] if recent is not None else self._keep_ms
+            if recent is not None and age_ms < self._keep_ms:
                 self.shared += 1
-                return recent[1]
+                return self._aged(recent[1], age_ms)
         task = self._inflight.get(key)
         if task is not None:
             self.shared += 1
@@ -55,7 +67,7 @@ class Dedup(Generic[T]):
             del self._inflight[key]
         if task.cancelled() or task.exception() is not None:
             return  # exception() marks it retrieved: no "never retrieved" warning
-        if self._keep_ms:
+        if self._keep_ms and self._keep(task.result()):
             if len(self._recent) > 10_000:
                 self._recent.clear()
             self._recent[key] = (self._clock.now_ms(), task.result())

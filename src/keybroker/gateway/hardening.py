@@ -17,10 +17,14 @@ The gateway holds decrypted keys, so each step narrows a way out of memory:
   ``MCL_FUTURE`` under a small limit, later allocations (a thread's stack)
   would start failing, which is worse than swap.
 - ``memfd_secret``: the kernel can map pages that even the kernel's own
-  direct map does not show. Probed here (create, map, write, read back);
-  where it holds, ``SecretPage`` offers such memory. Python's ``Secret``
-  keeps its bytes in the ordinary heap, so credential bytes are covered by
-  the first three steps, not by this one (the report says so).
+  direct map does not show, and that no other process (``/proc/<pid>/mem``,
+  ptrace, root included) can read. Probed here (create, map, write, read
+  back); where it holds, a ``SecretArena`` of such pages becomes where every
+  ``Secret`` keeps its bytes (``keybroker.secret.keep_secrets_in``): the
+  vault's data key and the decrypted credentials it keeps. What it cannot
+  cover, and the report says so: the short-lived ``bytes`` copies made while
+  a record is decrypted and a request signed (``reveal()``, ``hmac``), which
+  live on the ordinary heap, covered by the first three steps.
 
 No step raises: each failure becomes a ``Step`` that did not hold, with the
 reason, so the gateway starts and says what it could not do.
@@ -34,7 +38,10 @@ import mmap
 import os
 import platform
 import resource
+import threading
 from dataclasses import dataclass
+
+from keybroker.secret import keep_secrets_in
 
 PR_GET_DUMPABLE = 3
 PR_SET_DUMPABLE = 4
@@ -134,24 +141,94 @@ class SecretPage:
         self.memory.close()
 
 
-def probe_secret_memory() -> tuple[Step, SecretPage | None]:
+class SecretArena:
+    """``Secret`` buffers carved from one ``SecretPage``: size classes, a free list each.
+
+    ``allocate`` rounds a request up to a power of two (at least 32 bytes)
+    and answers None when the arena is full or the request is larger than
+    ``largest`` (the ``Secret`` then stays on the heap: ``fallbacks`` counts
+    those). Thread-safe: secrets are made in executor threads too.
+    """
+
+    def __init__(self, page: SecretPage, largest: int = 16384) -> None:
+        self._page = page
+        self._view = memoryview(page.memory)
+        self._largest = largest
+        self._next = 0
+        self._free: dict[int, list[int]] = {}
+        self._slots: dict[int, tuple[int, int]] = {}  # id(buffer) -> (offset, size class)
+        self._lock = threading.Lock()
+        self.fallbacks = 0
+
+    @property
+    def size(self) -> int:
+        return self._page.size
+
+    def allocate(self, size: int) -> memoryview | None:
+        if size <= 0 or size > self._largest:
+            if size > 0:
+                self.fallbacks += 1
+            return None
+        slot = max(32, 1 << (size - 1).bit_length())
+        with self._lock:
+            free = self._free.get(slot)
+            if free:
+                offset = free.pop()
+            elif self._next + slot <= self._page.size:
+                offset, self._next = self._next, self._next + slot
+            else:
+                self.fallbacks += 1
+                return None
+            buffer = self._view[offset : offset + size]
+            self._slots[id(buffer)] = (offset, slot)
+        return buffer
+
+    def release(self, buffer: memoryview) -> None:
+        with self._lock:
+            found = self._slots.pop(id(buffer), None)
+            if found is not None:
+                offset, slot = found
+                self._view[offset : offset + slot] = bytes(slot)
+                self._free.setdefault(slot, []).append(offset)
+        buffer.release()
+
+    def holds(self, buffer: memoryview) -> bool:
+        """Whether ``buffer`` is one this arena handed out (tests, the status report)."""
+        return id(buffer) in self._slots and buffer.obj is self._page.memory
+
+
+ARENA_BYTES = 256 * 1024
+"""Secret memory counts against RLIMIT_MEMLOCK (8 MiB by default): a quarter MiB holds
+thousands of keys and leaves the rest of the limit alone."""
+
+
+def probe_secret_memory(size: int = mmap.PAGESIZE) -> tuple[Step, SecretPage | None]:
     name = "secret memory (memfd_secret)"
     try:
-        page = SecretPage()
+        page = SecretPage(size)
         page.memory[:4] = b"\x01\x02\x03\x04"
         ok = page.memory[:4] == b"\x01\x02\x03\x04"
         page.memory[:4] = b"\x00" * 4
     except (OSError, ValueError) as exc:
-        return Step(name, False, str(exc)), None
-    detail = "available; credential bytes stay in the locked, undumpable heap"
+        return Step(name, False, f"{exc}; {_HEAP_ONLY}"), None
+    detail = (
+        "the vault key and decrypted credentials live in it; "
+        "short-lived copies while signing stay on the heap"
+    )
     return Step(name, ok, detail), page
 
 
-def harden() -> list[Step]:
-    """Apply every step, in order; never raises. Call it before the vault is unlocked."""
+_HEAP_ONLY = "credential bytes stay on the heap, covered by the other steps"
+
+
+def harden(*, secret_memory: bool = True) -> list[Step]:
+    """Apply every step, in order; never raises. Call it before the vault is unlocked:
+    with ``secret_memory``, every ``Secret`` made afterwards lives in memfd_secret pages."""
     steps = [disable_core_dumps(), make_not_dumpable(), lock_memory()]
-    secret_step, page = probe_secret_memory()
-    if page is not None:
+    secret_step, page = probe_secret_memory(ARENA_BYTES)
+    if page is not None and secret_step.held and secret_memory:
+        keep_secrets_in(SecretArena(page))
+    elif page is not None:
         page.close()
     steps.append(secret_step)
     return steps

@@ -13,6 +13,7 @@ a key-management call or an unknown private endpoint never gets that far.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import secrets
@@ -37,12 +38,13 @@ from keybroker.errors import (
 )
 from keybroker.exchanges import ExchangeProfile, get_profile
 from keybroker.exchanges.base import ClassifiedRequest, OrderIntent
+from keybroker.gateway.facts import NOTHING_KNOWN, Known, gather, settle
 from keybroker.gateway.nonces import key_id
 from keybroker.gateway.responses import denial, error_response, refusal
 from keybroker.gateway.state import Gateway
 from keybroker.gateway.upstream import Failure, Received, forwardable_request_headers
 from keybroker.model import Credential
-from keybroker.policy import Policy, PolicyContext, evaluate
+from keybroker.policy import Policy, PolicyContext, evaluate, order_notional
 from keybroker.ratelimit import Charge, charges_for, host_prefix, request_prefix
 from keybroker.vault import BotToken
 
@@ -76,6 +78,8 @@ class Job:
     request: httpx.Request
     classified: ClassifiedRequest
     intents: tuple[OrderIntent, ...]
+    notional: Decimal | None = None
+    """What ``count_orders`` counted for an allowed order; its intent row records it."""
 
 
 async def handle(gateway: Gateway, incoming: Incoming) -> Response:
@@ -91,10 +95,12 @@ async def handle(gateway: Gateway, incoming: Incoming) -> Response:
         return await refuse(gateway, incoming, error_response(error), str(error))
     job = Job(incoming, credential, profile, request, classified, intents)
     prices = await last_prices(gateway, job) if needs_prices(policy, job) else {}
-    decision = evaluate(policy, classified, intents, facts(gateway, job, prices))  # 4. policy
+    known = await exchange_facts(gateway, job, policy, prices)
+    decision = evaluate(policy, classified, intents, facts(gateway, job, prices, known))  # 4.
     if not decision.allowed:
         return await deny(gateway, job, decision.rule, decision.detail)
-    count_orders(gateway, job, prices)
+    settle(gateway.facts, credential, classified.kind, known)  # open orders, positions
+    job = count_orders(gateway, job, prices)
     if classified.kind == "public" and request.method == "GET":
         outcome = await gateway.dedup.run(dedup_key(job), lambda: send(gateway, job))
     else:
@@ -175,8 +181,11 @@ def new_client_order_id() -> str:
 # -- step 4: the facts a policy needs --------------------------------------------------------
 
 
-def facts(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> PolicyContext:
-    """What the gateway knows now: halts (read afresh for orders), counts, last prices."""
+def facts(
+    gateway: Gateway, job: Job, prices: dict[str, Decimal], known: Known = NOTHING_KNOWN
+) -> PolicyContext:
+    """What the gateway knows now: halts (read afresh for orders), counts, last prices,
+    and what the exchange said of open orders and positions."""
     name, kind = job.credential.name, job.classified.kind
     return PolicyContext(
         environment=job.credential.environment,
@@ -185,9 +194,56 @@ def facts(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> PolicyConte
         orders_last_minute=gateway.activity.orders_last_minute(name),
         token_orders_last_minute=gateway.activity.bot_orders_last_minute(job.incoming.bot.bot),
         token_max_orders_per_minute=job.incoming.bot.max_orders_per_minute,
-        open_orders=None,
+        open_orders=known.open_orders,
         daily_notional_used=gateway.activity.daily_notional(name),
+        position_notional=known.position,
+        open_orders_unknown=known.open_orders_unknown,
+        position_unknown=known.position_unknown,
     )
+
+
+async def exchange_facts(
+    gateway: Gateway, job: Job, policy: Policy, prices: dict[str, Decimal]
+) -> Known:
+    """Open orders and positions, when the policy has a rule on them and this is an order."""
+    if job.classified.kind != "order_place" or (
+        policy.max_open_orders is None and policy.max_position_notional is None
+    ):
+        return NOTHING_KNOWN
+    return await gather(
+        gateway.facts,
+        job.profile,
+        job.credential,
+        job.request,
+        job.intents,
+        policy,
+        read=functools.partial(read_fact, gateway, job),
+        notional=lambda intent: order_notional(intent, prices.get),
+    )
+
+
+async def read_fact(gateway: Gateway, job: Job, query: httpx.Request) -> Received | Failure | None:
+    """The gateway's own signed read for a policy fact: budget, audit rows, like a bot's read.
+
+    None when the limiter had no budget for it in time.
+    """
+    try:
+        await take_budget(gateway, job, query, fairness_key="keybroker")
+    except RateLimited:
+        return None
+    read = dataclasses.replace(
+        job, request=query, classified=job.profile.classify(query), intents=(), notional=None
+    )
+    detail = "the gateway's own read, for the policy"
+    intent_id = await gateway.audit.append(row(read, "intent", decision="allow", detail=detail))
+    try:
+        outcome = await gateway.upstream.send_once(await sign(gateway, read, query))
+    except KeybrokerError as refused:
+        await gateway.audit.append(row(read, "result", intent_id=intent_id, detail=str(refused)))
+        return Failure(type(refused).__name__, False, 0.0)
+    error = take_answer(gateway, read, outcome)
+    gateway.spawn(record_result(gateway, read, intent_id, outcome, error, None))
+    return outcome
 
 
 def needs_prices(policy: Policy, job: Job) -> bool:
@@ -236,14 +292,15 @@ async def last_prices(gateway: Gateway, job: Job) -> dict[str, Decimal]:
     return prices
 
 
-def count_orders(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> None:
+def count_orders(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> Job:
     """Count allowed orders at once, so that requests arriving together share one limit.
 
     Notional is quote quantity, or quantity times the limit price, or (market
-    orders) times the last price where the gateway fetched one.
+    orders) times the last price where the gateway fetched one. The job that
+    comes back carries it, for the intent row (a restart counts it again).
     """
     if job.classified.kind != "order_place" or not job.intents:
-        return
+        return job
     notional = Decimal(0)
     for intent in job.intents:
         price = intent.price if intent.price is not None else prices.get(intent.symbol)
@@ -254,6 +311,7 @@ def count_orders(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> None
     gateway.activity.record(
         job.credential.name, job.incoming.bot.bot, orders=len(job.intents), notional=notional
     )
+    return dataclasses.replace(job, notional=notional)
 
 
 async def deny(
@@ -355,8 +413,11 @@ def learn_limits(
 # -- step 6 and 9: audit rows ---------------------------------------------------------------
 
 
-def order_fields(intents: Sequence[OrderIntent]) -> dict[str, str] | None:
-    """Order fields as text for the audit row (one order's fields, or the batch size)."""
+def order_fields(
+    intents: Sequence[OrderIntent], notional: Decimal | None = None
+) -> dict[str, str] | None:
+    """Order fields as text for the audit row: one order's fields, the batch size, and the
+    notional the gateway counted against the daily cap."""
     if not intents:
         return None
     fields = {
@@ -366,6 +427,8 @@ def order_fields(intents: Sequence[OrderIntent]) -> dict[str, str] | None:
     }
     if len(intents) > 1:
         fields["batch_size"] = str(len(intents))
+    if notional is not None:
+        fields["notional"] = str(notional)
     return fields
 
 
@@ -380,7 +443,7 @@ def row(job: Job, kind: str, **values: object) -> AuditRow:
         method=job.request.method,
         path=job.request.url.raw_path.split(b"?", 1)[0].decode("ascii", "replace"),
         request_kind=job.classified.kind,
-        order=order_fields(job.intents),
+        order=order_fields(job.intents, job.notional),
         client_order_id=",".join(ids) if ids else None,
         **values,  # type: ignore[arg-type]
     )

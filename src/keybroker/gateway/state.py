@@ -21,10 +21,12 @@ from starlette.responses import Response
 from keybroker.audit import AuditLog
 from keybroker.audit.alerts import Alerter
 from keybroker.clock import Clock
+from keybroker.gateway import public_cache
 from keybroker.gateway.access import VaultAccess
 from keybroker.gateway.activity import Activity
 from keybroker.gateway.config import GatewayConfig
 from keybroker.gateway.dedup import Dedup
+from keybroker.gateway.facts import FactCache
 from keybroker.gateway.hardening import Step
 from keybroker.gateway.metrics import Metrics
 from keybroker.gateway.nonces import NonceLease
@@ -50,6 +52,8 @@ class Gateway:
     started_ms: int = 0
     metrics: Metrics = field(default_factory=Metrics)
     activity: Activity = field(init=False)
+    facts: FactCache = field(init=False)
+    """Open orders and positions the exchange reported, for the policy (``facts.py``)."""
     dedup: Dedup[Received | Failure | Response] = field(init=False)
     prices: dict[tuple[str, str], tuple[int, Decimal]] = field(default_factory=dict)
     """(environment, price URL) -> (when, last price): the gateway's own market data."""
@@ -59,7 +63,13 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.activity = Activity(self.clock)
-        self.dedup = Dedup(self.clock, self.config.public_cache_ms)
+        self.facts = FactCache(self.clock)
+        self.dedup = Dedup(
+            self.clock,
+            self.config.public_cache_ms,
+            keep=public_cache.cacheable,
+            aged=public_cache.aged,
+        )
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` after the answer; ``drain`` waits for it (shutdown)."""

@@ -86,6 +86,10 @@ class PolicyContext:
     daily_notional_used: Decimal = Decimal(0)
     """Notional this credential's orders used today (UTC)."""
     position_notional: Callable[[str], Decimal | None] = _unknown
+    open_orders_unknown: str = ""
+    """Why ``open_orders`` is None, for the denial's detail (names and codes only)."""
+    position_unknown: str = ""
+    """Why ``position_notional`` answers None, likewise."""
 
 
 def evaluate(
@@ -283,7 +287,8 @@ def _max_open_orders(
     if count == 0:
         return _ALLOWED
     if ctx.open_orders is None:
-        return Decision.deny("max_open_orders", "the number of open orders is unknown")
+        why = f": {ctx.open_orders_unknown}" if ctx.open_orders_unknown else ""
+        return Decision.deny("max_open_orders", f"the number of open orders is unknown{why}")
     if ctx.open_orders + count > policy.max_open_orders:
         return Decision.deny(
             "max_open_orders",
@@ -326,8 +331,9 @@ def _max_position_notional(
     for symbol, amount in added.items():
         current = _known_amount(_ask(ctx.position_notional, symbol))
         if current is None:
+            why = f": {ctx.position_unknown}" if ctx.position_unknown else ""
             return Decision.deny(
-                "max_position_notional", f"the position in {_shown(symbol)} is unknown"
+                "max_position_notional", f"the position in {_shown(symbol)} is unknown{why}"
             )
         projected = abs(current) + amount
         if projected > limit:

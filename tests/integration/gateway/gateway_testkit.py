@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -242,3 +243,26 @@ def serve_process(
         env=environment,
         start_new_session=True,
     )
+
+
+class Serve:
+    """A running ``keybroker serve`` process, stopped with SIGTERM or killed with SIGKILL."""
+
+    def __init__(self, home: Path, *args: str, env: Mapping[str, str] | None = None) -> None:
+        self.process = serve_process(home, "--port", "0", *args, env=env)
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().strip()
+        self.process.stdout.readline()  # the socket line
+        if not self.url.startswith("http"):
+            _, err = self.process.communicate(timeout=15)
+            raise AssertionError(f"serve did not start: {err}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.communicate(timeout=15)
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.communicate(timeout=15)
+        assert self.process.returncode == -signal.SIGKILL

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import ssl
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -275,14 +277,69 @@ def test_public_cache_ms_lets_pollers_share_one_upstream_request(
     assert {answer.status_code for answer in answers} == {200}
     assert len({answer.content for answer in answers}) == 1
     assert len(exchange.requests_to("/api/v3/ticker/24hr")) == 1
+    # The first answer came from the exchange; the others say how old they are.
+    assert "x-keybroker-cache-age-ms" not in answers[0].headers
+    ages = [int(answer.headers["x-keybroker-cache-age-ms"]) for answer in answers[1:]]
+    assert ages == sorted(ages) and ages[0] >= 0 and ages[-1] < 5000
+    for answer, age in zip(answers[1:], ages, strict=True):
+        assert answer.headers["age"] == str(age // 1000)
 
 
-def test_without_public_cache_ms_each_sequential_poll_goes_upstream(
+def test_on_defaults_45_pollers_of_one_ticker_cost_at_most_one_request_a_second(
+    tmp_path: Path, emulator: StartEmulator, served: list[Served]
+) -> None:
+    """The issue's target, with no flag given: 45 bots, each polling once a second."""
+    exchange = emulator("binance")
+    home, token = _home(tmp_path, exchange.url)
+    gateway = Served(serve_process(home, "--port", "0"))
+    served.append(gateway)
+    ticker = f"{gateway.url}/bn/api/v3/ticker/price?symbol=BTCUSDT"
+    rounds, bots = 3, 45
+    statuses: list[int] = []
+
+    def bot(index: int) -> None:
+        with httpx.Client(headers={"X-Keybroker-Token": token}, timeout=10) as client:
+            time.sleep(index / bots)  # bots poll out of phase, spread over the second
+            for _ in range(rounds):
+                started = time.monotonic()
+                statuses.append(client.get(ticker).status_code)
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+
+    began = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(bots) as pool:
+        list(pool.map(bot, range(bots)))
+    seconds = time.monotonic() - began
+    assert statuses == [200] * (rounds * bots)
+    upstream = len(exchange.requests_to("/api/v3/ticker/price"))
+    # One request per started second of polling at most; and the cache does expire.
+    assert 2 <= upstream <= int(seconds) + 1, (upstream, seconds)
+
+
+def test_error_answers_are_never_kept(
     tmp_path: Path, emulator: StartEmulator, served: list[Served]
 ) -> None:
     exchange = emulator("binance")
     home, token = _home(tmp_path, exchange.url)
-    gateway = Served(serve_process(home, "--port", "0"))
+    gateway = Served(serve_process(home, "--port", "0"))  # default cache: 1000 ms
+    served.append(gateway)
+    headers = {"X-Keybroker-Token": token}
+    unknown = f"{gateway.url}/bn/api/v3/ticker/price?symbol=NOSUCHPAIR"
+    answers = [httpx.get(unknown, headers=headers) for _ in range(3)]
+    assert {answer.status_code for answer in answers} == {400}
+    assert all("age" not in answer.headers for answer in answers)
+    assert len(exchange.requests_to("/api/v3/ticker/price")) == 3
+    # A signed read is never kept either, however quickly it is repeated.
+    for _ in range(3):
+        assert httpx.get(f"{gateway.url}/bn/api/v3/account", headers=headers).status_code == 200
+    assert len(exchange.requests_to("/api/v3/account")) == 3
+
+
+def test_public_cache_ms_0_sends_each_sequential_poll_upstream(
+    tmp_path: Path, emulator: StartEmulator, served: list[Served]
+) -> None:
+    exchange = emulator("binance")
+    home, token = _home(tmp_path, exchange.url)
+    gateway = Served(serve_process(home, "--port", "0", "--public-cache-ms", "0"))
     served.append(gateway)
     headers = {"X-Keybroker-Token": token}
     ticker = f"{gateway.url}/bn/api/v3/ticker/24hr?symbol=BTCUSDT"

@@ -10,7 +10,6 @@ the emulator, whose journal lists every order it accepted. After a SIGKILL,
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -24,10 +23,10 @@ from gateway_testkit import (
     LIMIT_BUY,
     PASSPHRASE,
     TRADER,
+    Serve,
     StartEmulator,
     make_vault,
     new_token,
-    serve_process,
 )
 from recording_server import RecordingServer
 
@@ -46,29 +45,6 @@ KRAKEN_ORDER = {
     "price": "20000",
     "volume": "0.001",
 }
-
-
-class Serve:
-    """A running ``keybroker serve`` process, stopped with SIGTERM or killed with SIGKILL."""
-
-    def __init__(self, home: Path) -> None:
-        self.process = serve_process(home, "--port", "0")
-        assert self.process.stdout is not None
-        self.url = self.process.stdout.readline().strip()
-        self.process.stdout.readline()  # the socket line
-        if not self.url.startswith("http"):
-            _, err = self.process.communicate(timeout=15)
-            raise AssertionError(f"serve did not start: {err}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.communicate(timeout=15)
-
-    def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.communicate(timeout=15)
-        assert self.process.returncode == -signal.SIGKILL
 
 
 @pytest.fixture

@@ -122,3 +122,80 @@ class TestOkx:
         assert okx.lookup_outcome(200, b'{"code":"50001","data":[]}') == "unknown"
         assert okx.parse_price(b'{"code":"0","data":[{"last":"60000.1"}]}') == Decimal("60000.1")
         assert okx.parse_price(b'{"code":"0","data":[]}') is None
+
+
+class TestOpenOrdersAndPositions:
+    """The queries and readers behind ``max_open_orders`` and ``max_position_notional``."""
+
+    def test_binance_asks_for_every_open_order_on_the_product_the_order_used(self) -> None:
+        binance = tools("binance")
+        assert binance.open_orders_request is not None
+        spot = httpx.Request("POST", "https://api.binance.com/api/v3/order?symbol=BTCUSDT")
+        query = binance.open_orders_request(spot)
+        assert query is not None and str(query.url) == "https://api.binance.com/api/v3/openOrders"
+        usdm = httpx.Request("POST", "https://fapi.binance.com/fapi/v1/order")
+        query = binance.open_orders_request(usdm)
+        assert query is not None and query.url.path == "/fapi/v1/openOrders"
+        assert get_profile("binance").classify(query).kind == "order_read"
+        sapi = httpx.Request("POST", "https://api.binance.com/sapi/v1/margin/order")
+        assert binance.open_orders_request(sapi) is None
+        assert binance.count_open_orders is not None
+        assert binance.count_open_orders(b'[{"orderId": 1}, {"orderId": 2}]') == 2
+        assert binance.count_open_orders(b"[]") == 0
+        assert binance.count_open_orders(b'{"code": -1021}') is None
+        assert binance.count_open_orders(b"<html>") is None
+
+    def test_binance_positions_exist_on_usdm_only_and_both_sides_count(self) -> None:
+        binance = tools("binance")
+        assert binance.position_request is not None and binance.position_notional is not None
+        spot = httpx.Request("POST", "https://api.binance.com/api/v3/order")
+        assert binance.position_request(spot, "BTCUSDT") is None
+        usdm = httpx.Request("POST", "https://fapi.binance.com/fapi/v1/order")
+        query = binance.position_request(usdm, "BTCUSDT")
+        assert query is not None and str(query.url).endswith("/fapi/v2/positionRisk?symbol=BTCUSDT")
+        hedge = json.dumps(
+            [
+                {"symbol": "BTCUSDT", "positionSide": "LONG", "notional": "600.5"},
+                {"symbol": "BTCUSDT", "positionSide": "SHORT", "notional": "-200"},
+                {"symbol": "ETHUSDT", "positionSide": "BOTH", "notional": "999"},
+            ]
+        ).encode()
+        assert binance.position_notional(hedge, "BTCUSDT") == Decimal("800.5")
+        assert binance.position_notional(b"[]", "BTCUSDT") == 0
+        assert binance.position_notional(b'[{"symbol": "BTCUSDT"}]', "BTCUSDT") is None
+        assert binance.position_notional(b'{"code": -2015}', "BTCUSDT") is None
+
+    def test_okx_counts_a_page_of_pending_orders_and_knows_a_full_page_is_not_all(self) -> None:
+        okx = tools("okx")
+        assert okx.open_orders_request is not None and okx.count_open_orders is not None
+        order = httpx.Request("POST", "https://www.okx.com/api/v5/trade/order")
+        query = okx.open_orders_request(order)
+        assert query is not None
+        assert str(query.url) == "https://www.okx.com/api/v5/trade/orders-pending?limit=100"
+        page = {"code": "0", "msg": "", "data": [{"ordId": str(i)} for i in range(3)]}
+        assert okx.count_open_orders(json.dumps(page).encode()) == 3
+        full = {"code": "0", "msg": "", "data": [{"ordId": str(i)} for i in range(100)]}
+        assert okx.count_open_orders(json.dumps(full).encode()) is None
+        assert okx.count_open_orders(b'{"code": "50011", "data": []}') is None
+
+    def test_okx_positions_exist_on_swaps_and_futures(self) -> None:
+        okx = tools("okx")
+        assert okx.position_request is not None and okx.position_notional is not None
+        order = httpx.Request("POST", "https://www.okx.com/api/v5/trade/order")
+        assert okx.position_request(order, "BTC-USDT") is None
+        for symbol in ("BTC-USDT-SWAP", "BTC-USD-250328"):
+            query = okx.position_request(order, symbol)
+            assert query is not None and query.url.params["instId"] == symbol
+            assert query.url.path == "/api/v5/account/positions"
+        answer = {
+            "code": "0",
+            "data": [
+                {"instId": "BTC-USDT-SWAP", "posSide": "long", "notionalUsd": "1500.25"},
+                {"instId": "BTC-USDT-SWAP", "posSide": "short", "notionalUsd": "-100"},
+                {"instId": "ETH-USDT-SWAP", "posSide": "net", "notionalUsd": "7"},
+            ],
+        }
+        body = json.dumps(answer).encode()
+        assert okx.position_notional(body, "BTC-USDT-SWAP") == Decimal("1600.25")
+        assert okx.position_notional(b'{"code": "0", "data": []}', "BTC-USDT-SWAP") == 0
+        assert okx.position_notional(b'{"code": "50001", "data": []}', "BTC-USDT-SWAP") is None
