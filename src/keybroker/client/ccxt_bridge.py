@@ -64,18 +64,17 @@ def connect_ccxt(
 ) -> Any:
     """A ccxt exchange for the gateway credential ``credential``; see the module docstring.
 
-    ``exchange`` is the credential's exchange (keybroker's profile name, e.g.
-    ``binance``, ``okx``, ``coinbase-exchange``, or any ccxt id such as
-    ``binanceusdm``); when it is not given, the running gateway is asked
-    (``GET /_/credentials`` with the token). ``gateway_url`` defaults to
-    KEYBROKER_GATEWAY_URL, else ``http://127.0.0.1:8787``; ``token`` to KEYBROKER_TOKEN. ``asynchronous``
-    picks ``ccxt.async_support``; ``pro`` picks ``ccxt.pro`` (asynchronous too), whose
-    WebSocket URLs go to the gateway's WebSocket routes with the token as a header, so
-    ``watch_orders``, ``watch_balance``, ``watch_ticker`` and ``create_order_ws`` go
-    through the gateway like REST calls do. ``config`` goes to the ccxt constructor as
-    usual (options, timeout); credentials in it are refused, since the point is
-    that the bot holds none. Raises InvalidInput naming what is wrong, or
-    ImportError naming ``pip install keybroker[ccxt]`` when ccxt is missing
+    ``exchange`` is the credential's exchange (keybroker's profile name, e.g. ``binance``,
+    ``okx``, ``coinbase-exchange``, or any ccxt id such as ``binanceusdm``); when it is not
+    given, the running gateway is asked (``GET /_/credentials`` with the token).
+    ``gateway_url`` defaults to KEYBROKER_GATEWAY_URL, else ``http://127.0.0.1:8787``;
+    ``token`` to KEYBROKER_TOKEN. ``asynchronous`` picks ``ccxt.async_support``; ``pro``
+    picks ``ccxt.pro`` (asynchronous too), whose WebSocket URLs go to the gateway's
+    WebSocket routes with the token as a header, so ``watch_orders``, ``watch_balance``,
+    ``watch_ticker`` and ``create_order_ws`` go through the gateway like REST calls do.
+    ``config`` goes to the ccxt constructor as usual (options, timeout); credentials in it
+    are refused, since the point is that the bot holds none. Raises InvalidInput naming what
+    is wrong, or ImportError naming ``pip install keybroker[ccxt]`` when ccxt is missing
     (InvalidInput too when the gateway cannot say the exchange).
     """
     base = gateway_base_url(credential, gateway_url)

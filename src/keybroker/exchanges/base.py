@@ -530,6 +530,8 @@ class WebSocketSupport:
     login_answer: Callable[[str], bool | None] = lambda text: None
     local_answer: Callable[[str], str | None] = _never
     keepalive: Callable[[str], tuple[str, bytes, bytes] | None] = _never
+
+
 def uuid_client_id(seed: str) -> str:
     """A version-4-shaped UUID derived from ``seed`` (the gateway's random id).
 
