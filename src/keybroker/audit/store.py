@@ -30,7 +30,8 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from urllib.parse import quote
 from keybroker.audit.chain import GENESIS, ChainReport, is_hash, link, verify_rows
 from keybroker.audit.row import COLUMNS, AuditRow, StoredRow, check_row, from_columns, to_columns
 from keybroker.clock import Clock, SystemClock
-from keybroker.errors import AuditError
+from keybroker.errors import AuditError, InvalidInput
 
 APPLICATION_ID = 0x4B424155  # "KBAU" at offset 68 of the file: this is a keybroker audit log
 SCHEMA_VERSION = 1
@@ -61,6 +62,8 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts_ms);
 PRAGMA user_version = {SCHEMA_VERSION:d};
 """
+MATCHABLE = frozenset({"bot", "credential", "kind", "decision", "request_kind", "exchange"})
+"""Columns ``read_rows(match=...)`` may filter on."""
 _SELECT = f"SELECT {', '.join(COLUMNS)}, hash FROM audit"  # noqa: S608 - constants only
 _INSERT = (
     f"INSERT INTO audit ({', '.join(COLUMNS)}, hash) "  # noqa: S608 - constants only
@@ -86,6 +89,9 @@ class AuditLog:
     """How long a commit waits for another process's transaction."""
     max_group: int = 1000
     """At most this many rows per transaction (a bounded commit under a flood)."""
+    on_append: Callable[[float], None] | None = None
+    """Called on the appending event loop with each ``append``'s seconds until durable
+    (the gateway's audit write latency metric); never with row contents."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, clock: Clock) -> None:
         """Internal: use ``AuditLog.open``."""
@@ -130,7 +136,11 @@ class AuditLog:
         Cancelled before its group is taken, the row is not written at all.
         InvalidInput for a malformed row; AuditError if the write failed.
         """
-        return await asyncio.wrap_future(self._submit(row))
+        started = time.perf_counter()
+        row_id = await asyncio.wrap_future(self._submit(row))
+        if self.on_append is not None:
+            self.on_append(time.perf_counter() - started)
+        return row_id
 
     def append_sync(self, row: AuditRow) -> int:
         """``append`` for threads and the CLI: blocks until the row is durable."""
@@ -243,15 +253,24 @@ def read_rows(
     since_ms: int | None = None,
     last: int | None = None,
     limit: int | None = None,
+    match: Mapping[str, str] | None = None,
 ) -> list[StoredRow]:
     """Rows in id order: after ``after_id``, at or after ``since_ms``, or the ``last`` N.
 
+    ``match`` keeps rows whose columns equal the given text, for the columns
+    in ``MATCHABLE`` (the dashboard's filters); any other key is InvalidInput.
     Opens the file for this read only (it never creates one): AuditError if missing.
     """
-    clauses, parameters = ["id > ?"], [after_id]
+    clauses: list[str] = ["id > ?"]
+    parameters: list[object] = [after_id]
     if since_ms is not None:
         clauses.append("ts_ms >= ?")
         parameters.append(since_ms)
+    for column, value in sorted((match or {}).items()):
+        if column not in MATCHABLE:
+            raise InvalidInput(f"audit rows cannot be filtered by {column!r}")
+        clauses.append(f"{column} = ?")  # a name from MATCHABLE, never the caller's text
+        parameters.append(value)
     where = " AND ".join(clauses)
     if last is not None:
         # Only constant clauses are joined in; every value is a parameter.
