@@ -95,7 +95,7 @@ def test_bad_names_and_expiries_are_refused(one: Vault) -> None:
     with pytest.raises(errors.InvalidInput, match="not in the future"):
         one.create_admin_token("alice", expires_at=START)
     with pytest.raises(errors.InvalidInput, match="time zone"):
-        one.create_admin_token("alice", expires_at=datetime(2999, 1, 1))  # noqa: DTZ001
+        one.create_admin_token("alice", expires_at=datetime(2999, 1, 1))
 
 
 @pytest.mark.parametrize(
