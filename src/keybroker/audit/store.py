@@ -104,6 +104,8 @@ class AuditLog:
         self._closed = False
         self._commits = 0
         self._rows = 0
+        self._read_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
         self._thread = threading.Thread(target=self._run, name="keybroker-audit", daemon=True)
         self._thread.start()
 
@@ -217,6 +219,33 @@ class AuditLog:
         conn.execute("COMMIT")  # synchronous=FULL: the WAL is fsynced before this returns
         return ids
 
+    # -- reading in the writing process ----------------------------------------------
+
+    def read_rows(
+        self,
+        *,
+        after_id: int = 0,
+        since_ms: int | None = None,
+        last: int | None = None,
+        limit: int | None = None,
+        match: Mapping[str, str] | None = None,
+    ) -> list[StoredRow]:
+        """``read_rows(path, ...)`` for the process that has this log open (the gateway).
+
+        POSIX drops every lock a process holds on a file when it closes any
+        descriptor of that file. The module's ``read_rows`` opens and closes
+        the file to check its header, which would pull this log's locks from
+        under its own connection, and another process could then checkpoint
+        the WAL away while this one still reads it. So reads here go through
+        one reader connection of this object's, made once, and only SQLite
+        ever opens the file. Safe from any thread (one read at a time).
+        """
+        query, parameters = _row_query(after_id, since_ms, last, limit, match)
+        with self._read_lock:
+            if self._reader is None:
+                self._reader = _connect(self.path, self.busy_timeout)
+            return _fetch(self._reader, self.path, query, parameters)
+
     # -- closing ---------------------------------------------------------------------
 
     def close(self) -> None:
@@ -226,6 +255,10 @@ class AuditLog:
             self._cond.notify()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         self._conn.close()
 
     def __enter__(self) -> AuditLog:
@@ -260,7 +293,21 @@ def read_rows(
     ``match`` keeps rows whose columns equal the given text, for the columns
     in ``MATCHABLE`` (the dashboard's filters); any other key is InvalidInput.
     Opens the file for this read only (it never creates one): AuditError if missing.
+    A process that holds the log open with ``AuditLog`` reads with
+    ``AuditLog.read_rows`` instead (see there why).
     """
+    query, parameters = _row_query(after_id, since_ms, last, limit, match)
+    with _reading(path) as conn:
+        return _fetch(conn, path, query, parameters)
+
+
+def _row_query(
+    after_id: int,
+    since_ms: int | None,
+    last: int | None,
+    limit: int | None,
+    match: Mapping[str, str] | None,
+) -> tuple[str, list[object]]:
     clauses: list[str] = ["id > ?"]
     parameters: list[object] = [after_id]
     if since_ms is not None:
@@ -281,11 +328,16 @@ def read_rows(
         if limit is not None:
             query += " LIMIT ?"
             parameters.append(limit)
-    with _reading(path) as conn:
-        try:
-            raw = conn.execute(query, parameters).fetchall()
-        except sqlite3.Error as exc:
-            raise AuditError(f"could not read the audit log {path}: {exc}") from exc
+    return query, parameters
+
+
+def _fetch(
+    conn: sqlite3.Connection, path: Path, query: str, parameters: list[object]
+) -> list[StoredRow]:
+    try:
+        raw = conn.execute(query, parameters).fetchall()
+    except sqlite3.Error as exc:
+        raise AuditError(f"could not read the audit log {path}: {exc}") from exc
     return [
         from_columns(dict(zip(COLUMNS, values, strict=False)), str(values[-1])) for values in raw
     ]

@@ -114,9 +114,10 @@ class OriginCheck:
             await self.app(scope, receive, send)
             return
         if is_dashboard(scope.get("path", "")):
-            # Its own pages only: no CORS, not even for a --cors-origin.
+            # Its own pages only: no CORS, not even for a --cors-origin. "null" is what
+            # its own pages send under no-referrer; the dashboard checks those itself.
             own = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
-            if origin.rstrip("/") == own:
+            if origin.rstrip("/") in (own, "null"):
                 await self.app(scope, receive, send)
                 return
             response = refusal(

@@ -328,3 +328,29 @@ def test_the_assets_come_from_the_package_and_nothing_else_is_served(
     for name in ("../routes.py", "..%2Froutes.py", "nope.js", "%2e%2e/pages.py"):
         assert browser.client.get(f"{PREFIX}/static/{name}").status_code == 404
     assert browser.client.get(f"{PREFIX}/nope").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("headers", "allowed"),
+    [
+        # What Chromium sends from our own page under no-referrer.
+        ({"origin": "null", "sec-fetch-site": "same-origin"}, True),
+        ({"sec-fetch-site": "same-origin"}, True),
+        ({"origin": "null"}, False),  # a sandboxed frame anywhere sends this
+        ({"origin": "null", "sec-fetch-site": "cross-site"}, False),
+        ({"origin": "null", "sec-fetch-site": "same-site"}, False),  # another port or subdomain
+        ({"sec-fetch-site": "none"}, False),
+        ({}, False),
+    ],
+)
+def test_where_an_action_came_from_is_checked(
+    world: World, browser: Browser, admin: str, headers: dict[str, str], allowed: bool
+) -> None:
+    browser.login(admin)
+    response = browser.client.post(
+        f"{PREFIX}/api/halt",
+        json={"credential": "bn", "confirm": "bn"},
+        headers={**headers, "x-keybroker-csrf": browser.csrf},
+    )
+    assert (response.status_code == 200) is allowed, response.text
+    assert ("bn" in world.gateway.vault.halted()) is allowed

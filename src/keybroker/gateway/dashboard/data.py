@@ -2,7 +2,7 @@
 
     >>> overview(gateway, paper)["credentials"][0]["halted"]
     False
-    >>> audit(gateway.config.audit_path, after_id=0, match={"bot": "grid"}, limit=200)
+    >>> audit(gateway.audit, after_id=0, match={"bot": "grid"}, limit=200)
 
 Everything here reads metadata only: credential records (never the key
 material), token records (never a token: the vault has none), limiter
@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from keybroker import __version__
-from keybroker.audit import StoredRow, read_rows
+from keybroker.audit import AuditLog, StoredRow
 from keybroker.audit.row import iso_time
 from keybroker.errors import KeybrokerError
 from keybroker.exchanges import get_profile
@@ -88,9 +87,9 @@ def is_problem(stored: StoredRow) -> bool:
     return row.kind == "result" and (row.status is None or row.status >= 400)
 
 
-def last_problem(audit_path: Path, credential: str) -> dict[str, object] | None:
+def last_problem(log: AuditLog, credential: str) -> dict[str, object] | None:
     """The newest refusal or failure of ``credential`` among its recent rows."""
-    rows = read_rows(audit_path, last=200, match={"credential": credential})
+    rows = log.read_rows(last=200, match={"credential": credential})
     for stored in reversed(rows):
         if is_problem(stored):
             row = stored.row
@@ -105,9 +104,9 @@ def last_problem(audit_path: Path, credential: str) -> dict[str, object] | None:
     return None
 
 
-def last_problems(audit_path: Path, names: list[str]) -> dict[str, dict[str, object] | None]:
+def last_problems(log: AuditLog, names: list[str]) -> dict[str, dict[str, object] | None]:
     """``last_problem`` of each credential (file reads: call it from a worker thread)."""
-    return {name: last_problem(audit_path, name) for name in names}
+    return {name: last_problem(log, name) for name in names}
 
 
 def overview(gateway: Gateway, paper: PaperView) -> dict[str, object]:
@@ -194,14 +193,14 @@ def limits(gateway: Gateway) -> dict[str, object]:
 
 
 def audit(
-    audit_path: Path, *, after_id: int, match: Mapping[str, str], limit: int
+    log: AuditLog, *, after_id: int, match: Mapping[str, str], limit: int
 ) -> dict[str, object]:
     """Rows after ``after_id`` (or the newest ``limit`` when it is 0) matching the filters."""
     limit = max(1, min(limit, MAX_ROWS))
     if after_id > 0:
-        rows = read_rows(audit_path, after_id=after_id, match=match, limit=limit)
+        rows = log.read_rows(after_id=after_id, match=match, limit=limit)
     else:
-        rows = read_rows(audit_path, last=limit, match=match)
+        rows = log.read_rows(last=limit, match=match)
     return {"rows": [row_json(row) for row in rows]}
 
 
@@ -214,13 +213,13 @@ def alerts_raised(gateway: Gateway, *, after: int) -> list[dict[str, object]]:
     ]
 
 
-def denials(audit_path: Path, *, after_id: int) -> list[dict[str, object]]:
+def denials(log: AuditLog, *, after_id: int) -> list[dict[str, object]]:
     """Denied rows after ``after_id``, or the newest 100 when it is 0 (file reads)."""
     match = {"kind": "denied"}
     if after_id > 0:
-        rows = read_rows(audit_path, after_id=after_id, match=match, limit=MAX_ROWS)
+        rows = log.read_rows(after_id=after_id, match=match, limit=MAX_ROWS)
     else:
-        rows = read_rows(audit_path, last=100, match=match)
+        rows = log.read_rows(last=100, match=match)
     return [row_json(row) for row in rows]
 
 

@@ -36,6 +36,7 @@ def _head(title: str, nonce: str) -> str:
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'
+        '<link rel="icon" href="data:,">'
         f"<title>{escape(title)} · keybroker</title>"
         f'<link rel="stylesheet" href="{PREFIX}/static/dashboard.css?v={escape(_ASSET_VERSION)}">'
         f'<script nonce="{escape(nonce)}" src="{PREFIX}/static/dashboard.js?v='

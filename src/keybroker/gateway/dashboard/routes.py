@@ -284,7 +284,7 @@ class Dashboard:
         document = data.overview(gateway, self.paper)
         credentials: list[dict[str, Any]] = document["credentials"]  # type: ignore[assignment]
         names = [str(item["name"]) for item in credentials]
-        problems = await run_in_threadpool(data.last_problems, gateway.config.audit_path, names)
+        problems = await run_in_threadpool(data.last_problems, gateway.audit, names)
         for item in credentials:
             item["last_error"] = problems.get(str(item["name"]))
         return document
@@ -297,7 +297,7 @@ class Dashboard:
         match = {key: query[key][:64] for key in _FILTERS if query.get(key) and query[key] != "all"}
         return await run_in_threadpool(
             lambda: data.audit(
-                gateway.config.audit_path,
+                gateway.audit,
                 after_id=_int(query.get("after")),
                 match=match,
                 limit=_int(query.get("limit")) or 200,
@@ -308,9 +308,7 @@ class Dashboard:
         after = _int(request.query_params.get("after"))
         after_denial = _int(request.query_params.get("after_denial"))
         recent = data.alerts_raised(gateway, after=after)
-        denials = await run_in_threadpool(
-            data.denials, gateway.config.audit_path, after_id=after_denial
-        )
+        denials = await run_in_threadpool(data.denials, gateway.audit, after_id=after_denial)
         return {"alerts": recent, "denials": denials}
 
     async def tokens(self, request: Request, gateway: Gateway) -> object:

@@ -10,8 +10,8 @@ no eval, no plugin, no other host (the pages load nothing from a CDN);
 ``connect-src 'self'`` keeps even a script that got in from sending data
 anywhere else; ``frame-ancestors 'none'`` stops clickjacking the halt
 buttons. Actions need three things a cross-site page cannot give: the
-SameSite=Strict session cookie, a same-origin ``Origin`` (or
-``Sec-Fetch-Site``), and the session's CSRF token in a header.
+SameSite=Strict session cookie, a same-origin ``Sec-Fetch-Site`` (or
+``Origin``), and the session's CSRF token in a header.
 """
 
 from __future__ import annotations
@@ -69,17 +69,20 @@ def own_origin(request: Request) -> str:
 def cross_site_problem(request: Request) -> str | None:
     """Why a state-changing request may come from another site, or None if it is our own.
 
-    A browser sends ``Origin`` with every POST; it must be this gateway's.
-    ``Sec-Fetch-Site``, where sent, must say same-origin.
+    ``Sec-Fetch-Site`` is set by the browser itself (a page cannot forge it):
+    where present it must say ``same-origin``. ``Origin``, where it names an
+    origin, must be this gateway's. Our own pages send ``Origin: null`` (the
+    no-referrer policy makes the browser hide it), so ``null`` counts only
+    beside a same-origin ``Sec-Fetch-Site``; a request with neither is refused.
     """
-    origin = request.headers.get("origin")
-    if origin is not None and origin.rstrip("/") != own_origin(request):
-        return "the request came from another origin"
     site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
+    origin = request.headers.get("origin")
+    if site is not None and site != "same-origin":
         return "the request came from another site"
-    if origin is None and site is None:
-        return "the request carries no Origin header"
+    if origin not in (None, "null") and str(origin).rstrip("/") != own_origin(request):
+        return "the request came from another origin"
+    if site is None and origin in (None, "null"):
+        return "the request does not say where it came from (no Origin or Sec-Fetch-Site)"
     return None
 
 
