@@ -16,6 +16,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -28,6 +29,7 @@ from gateway_testkit import (
     PASSPHRASE,
     SECRETS,
     TRADER,
+    StartEmulator,
     make_vault,
     new_token,
     serve_process,
@@ -38,6 +40,10 @@ from playwright.sync_api import Browser, Page, Playwright, Response, sync_playwr
 from debian_packages import require_program
 from keybroker.audit import read_rows
 from keybroker.emulator import create_app, serve_in_thread
+from keybroker.gateway import GatewayConfig
+from keybroker.gateway import create_app as create_gateway
+from keybroker.gateway import serve_in_thread as serve_gateway
+from keybroker.gateway.dashboard import PaperView
 from keybroker.secret import Secret
 from keybroker.vault import Vault
 
@@ -164,8 +170,9 @@ def watched(chromium: Browser) -> Iterator[Watched]:
     context.close()
 
 
-def log_in(watched: Watched, served: Served, token: str) -> None:
-    watched.goto(f"{served.url}{PREFIX}/")
+def log_in(watched: Watched, served: Served | str, token: str) -> None:
+    url = served if isinstance(served, str) else served.url
+    watched.goto(f"{url}{PREFIX}/")
     watched.page.fill("#token", token)
     watched.page.click("#login")
 
@@ -302,3 +309,84 @@ def test_logout_and_revocation_send_the_page_back_to_login(
         vault.revoke_admin_token("bob")
     page.wait_for_url(f"{served.url}{PREFIX}/login", timeout=10_000)
     watched.assert_clean(served.bot_token, served.admin_token, bob.reveal_text())
+
+
+# -- the paper page, through its seam --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerFigures:
+    """The fields ``keybroker.paper.report.summarize`` returns (PaperSummary's shape)."""
+
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    fees: Decimal
+    fills: int
+    win_rate: Decimal | None
+    slippage_vs_mid: Decimal | None
+    equity: tuple[tuple[int, Decimal], ...]
+
+
+def test_the_paper_page_draws_each_ledger_and_says_which_have_none(
+    tmp_path: Path, emulator: StartEmulator, watched: Watched
+) -> None:
+    exchange = emulator("binance")
+    vault = make_vault(
+        tmp_path / "home",
+        {
+            "bn": ("binance", exchange.url),
+            "plain": ("binance", exchange.url),
+            "broken": ("binance", exchange.url),
+        },
+        policies={"bn": TRADER},
+    )
+    admin, _ = vault.create_admin_token("alice", expires_at=None)
+    start = 1_767_225_600_000
+    curve = tuple(
+        (start + minute * 60_000, Decimal(10_000) + Decimal(minute * 7 % 50) - Decimal(minute) / 3)
+        for minute in range(120)
+    )
+    figures = LedgerFigures(
+        Decimal("-40.25"),
+        Decimal("12.5"),
+        Decimal("3.1875"),
+        37,
+        Decimal("0.54"),
+        Decimal("0.00021"),
+        curve,
+    )
+    hidden = tmp_path / "home" / "private-ledger-path"
+
+    def summary(name: str) -> LedgerFigures | None:
+        if name == "broken":
+            raise FileNotFoundError(str(hidden))
+        return figures if name == "bn" else None
+
+    view = PaperView(mode=lambda name: "paper" if name == "bn" else "live", summary=summary)
+    config = GatewayConfig(audit_path=tmp_path / "home" / "audit.db")
+    running = serve_gateway(create_gateway(vault, config, paper=view))
+    try:
+        log_in(watched, running.url, admin.reveal_text())
+        page = watched.page
+        bn = page.locator('#credentials tr[data-credential="bn"]')
+        bn.wait_for()
+        assert "paper" in bn.inner_text()
+        page.click(f'nav a[href="{PREFIX}/paper"]')
+        card = page.locator('#paper section[data-credential="bn"]')
+        card.locator("svg.equity polyline").wait_for()
+        points = card.locator("svg.equity polyline").get_attribute("points") or ""
+        assert len(points.split()) == len(curve)
+        text = card.inner_text()
+        for shown in ("-40.25", "12.5", "3.1875", "37", "54 %", "0.00021"):
+            assert shown in text, shown
+        assert (
+            "No paper ledger"
+            in page.locator('#paper section[data-credential="plain"]').inner_text()
+        )
+        broken = page.locator('#paper section[data-credential="broken"]').inner_text()
+        assert "FileNotFoundError" in broken
+        shoot(page, "paper-with-ledger")
+        watched.assert_clean(admin.reveal_text(), str(hidden))
+    finally:
+        running.stop()
+        vault.close()
