@@ -24,7 +24,10 @@ ASSETS = ("dashboard.js", "dashboard.css")
 @pytest.mark.slow
 def test_pip_install_carries_the_dashboard_assets(tmp_path: Path) -> None:
     source = tmp_path / "source"
-    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    # Without the egg-info of the developer's editable install: its SOURCES.txt would
+    # carry the assets in even if pyproject's package-data forgot them.
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(ROOT / "src", source / "src", ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     target = tmp_path / "installed"
