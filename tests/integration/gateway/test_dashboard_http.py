@@ -7,8 +7,12 @@ cookies). The browser itself drives the same pages in test_dashboard_browser.py.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import ssl
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,8 +20,12 @@ from gateway_testkit import (
     BINANCE_API_KEY,
     LIMIT_BUY,
     SECRETS,
+    TRADER,
+    StartEmulator,
     World,
     assert_no_secret,
+    make_vault,
+    serve_process,
     wait_until,
 )
 
@@ -354,3 +362,33 @@ def test_where_an_action_came_from_is_checked(
     )
     assert (response.status_code == 200) is allowed, response.text
     assert ("bn" in world.gateway.vault.halted()) is allowed
+
+
+def test_under_tls_the_session_cookie_is_secure(tmp_path: Path, emulator: StartEmulator) -> None:
+    from test_gateway_serve import _self_signed  # the throwaway 127.0.0.1 certificate
+
+    exchange = emulator("binance")
+    home = tmp_path / "home"
+    vault = make_vault(home, {"bn": ("binance", exchange.url)}, policies={"bn": TRADER})
+    admin, _ = vault.create_admin_token("alice", expires_at=None)
+    vault.close()
+    cert, key = _self_signed(tmp_path)
+    process = serve_process(
+        tmp_path / "home", "--port", "0", "--tls-cert", str(cert), "--tls-key", str(key)
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("https://127.0.0.1:"), url
+        trust = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(base_url=url, verify=trust, timeout=30) as client:
+            login = client.post(
+                f"{PREFIX}/login", data={"token": admin.reveal_text()}, headers={"origin": url}
+            )
+            assert login.status_code == 303
+            cookie = login.headers["set-cookie"]
+            assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+            assert client.get(f"{PREFIX}/api/overview").status_code == 200
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.communicate(timeout=15)
