@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import ssl
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def admin(world: World) -> str:
 
 
 @pytest.fixture
-def browser(world: World) -> object:
+def browser(world: World) -> Iterator[Browser]:
     opened = Browser(world.gateway.url)
     yield opened
     opened.close()
@@ -167,6 +168,7 @@ def test_logout_revocation_and_expiry_end_the_session_at_once(
         f"{PREFIX}/logout", data={"csrf": browser.csrf}, headers={"origin": browser.url}
     )
     assert out.status_code == 303 and out.headers["location"] == f"{PREFIX}/login"
+    assert cookie is not None
     stale = httpx.get(f"{browser.url}{PREFIX}/api/overview", cookies={"kb_dashboard": cookie})
     assert stale.status_code == 401
     # Revocation (by any process using the vault) ends the session on its next request.
