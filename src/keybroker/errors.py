@@ -101,7 +101,7 @@ class RequestRefused(KeybrokerError):
 
 
 class BadToken(RequestRefused):
-    """The bot token is missing, unknown, expired or revoked."""
+    """The bot token (at the dashboard: the admin token) is missing, unknown, expired or revoked."""
 
     http_status = 401
 

@@ -73,7 +73,7 @@ _TEXT_FIELDS = (
 MAX_TEXT = 4096
 """Longer text (an exchange's error page as a detail) is cut: rows stay small."""
 
-_TOKEN = re.compile(r"kb_[A-Za-z0-9_\-]{8,}")
+_TOKEN = re.compile(r"kb(?:adm)?_[A-Za-z0-9_\-]{8,}")  # bot and admin tokens
 _SECRET_PARAMETER = re.compile(
     r"(?i)(?<![A-Za-z0-9_\-])"
     r"(signature|sign|sig|secret|api[_\-]?secret|passphrase|password|token|"
@@ -144,9 +144,9 @@ def iso_time(ts_ms: int) -> str:
 
 def mask_secrets(text: str) -> str:
     """Mask bot tokens and secret-looking query parameters (keeps the parameter's name)."""
-    if "kb_" not in text and "=" not in text:
+    if "kb_" not in text and "kbadm_" not in text and "=" not in text:
         return text  # the common case (names, paths without a query), without the regexes
-    text = _TOKEN.sub("kb_" + MASK, text)
+    text = _TOKEN.sub(lambda match: match.group(0).split("_", 1)[0] + "_" + MASK, text)
     return _SECRET_PARAMETER.sub(lambda match: f"{match.group(1)}={MASK}", text)
 
 

@@ -30,7 +30,8 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from urllib.parse import quote
 from keybroker.audit.chain import GENESIS, ChainReport, is_hash, link, verify_rows
 from keybroker.audit.row import COLUMNS, AuditRow, StoredRow, check_row, from_columns, to_columns
 from keybroker.clock import Clock, SystemClock
-from keybroker.errors import AuditError
+from keybroker.errors import AuditError, InvalidInput
 
 APPLICATION_ID = 0x4B424155  # "KBAU" at offset 68 of the file: this is a keybroker audit log
 SCHEMA_VERSION = 1
@@ -61,6 +62,8 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts_ms);
 PRAGMA user_version = {SCHEMA_VERSION:d};
 """
+MATCHABLE = frozenset({"bot", "credential", "kind", "decision", "request_kind", "exchange"})
+"""Columns ``read_rows(match=...)`` may filter on."""
 _SELECT = f"SELECT {', '.join(COLUMNS)}, hash FROM audit"  # noqa: S608 - constants only
 _INSERT = (
     f"INSERT INTO audit ({', '.join(COLUMNS)}, hash) "  # noqa: S608 - constants only
@@ -86,6 +89,9 @@ class AuditLog:
     """How long a commit waits for another process's transaction."""
     max_group: int = 1000
     """At most this many rows per transaction (a bounded commit under a flood)."""
+    on_append: Callable[[float], None] | None = None
+    """Called on the appending event loop with each ``append``'s seconds until durable
+    (the gateway's audit write latency metric); never with row contents."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, clock: Clock) -> None:
         """Internal: use ``AuditLog.open``."""
@@ -98,6 +104,8 @@ class AuditLog:
         self._closed = False
         self._commits = 0
         self._rows = 0
+        self._read_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
         self._thread = threading.Thread(target=self._run, name="keybroker-audit", daemon=True)
         self._thread.start()
 
@@ -130,7 +138,11 @@ class AuditLog:
         Cancelled before its group is taken, the row is not written at all.
         InvalidInput for a malformed row; AuditError if the write failed.
         """
-        return await asyncio.wrap_future(self._submit(row))
+        started = time.perf_counter()
+        row_id = await asyncio.wrap_future(self._submit(row))
+        if self.on_append is not None:
+            self.on_append(time.perf_counter() - started)
+        return row_id
 
     def append_sync(self, row: AuditRow) -> int:
         """``append`` for threads and the CLI: blocks until the row is durable."""
@@ -207,6 +219,33 @@ class AuditLog:
         conn.execute("COMMIT")  # synchronous=FULL: the WAL is fsynced before this returns
         return ids
 
+    # -- reading in the writing process ----------------------------------------------
+
+    def read_rows(
+        self,
+        *,
+        after_id: int = 0,
+        since_ms: int | None = None,
+        last: int | None = None,
+        limit: int | None = None,
+        match: Mapping[str, str] | None = None,
+    ) -> list[StoredRow]:
+        """``read_rows(path, ...)`` for the process that has this log open (the gateway).
+
+        POSIX drops every lock a process holds on a file when it closes any
+        descriptor of that file. The module's ``read_rows`` opens and closes
+        the file to check its header, which would pull this log's locks from
+        under its own connection, and another process could then checkpoint
+        the WAL away while this one still reads it. So reads here go through
+        one reader connection of this object's, made once, and only SQLite
+        ever opens the file. Safe from any thread (one read at a time).
+        """
+        query, parameters = _row_query(after_id, since_ms, last, limit, match)
+        with self._read_lock:
+            if self._reader is None:
+                self._reader = _connect(self.path, self.busy_timeout)
+            return _fetch(self._reader, self.path, query, parameters)
+
     # -- closing ---------------------------------------------------------------------
 
     def close(self) -> None:
@@ -216,6 +255,10 @@ class AuditLog:
             self._cond.notify()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         self._conn.close()
 
     def __enter__(self) -> AuditLog:
@@ -245,21 +288,43 @@ def read_rows(
     limit: int | None = None,
     kind: str | None = None,
     request_kind: str | None = None,
+    match: Mapping[str, str] | None = None,
 ) -> list[StoredRow]:
     """Rows in id order: after ``after_id``, at or after ``since_ms``, or the ``last`` N;
     only rows of ``kind`` and ``request_kind`` when given.
 
+    ``match`` keeps rows whose columns equal the given text, for the columns
+    in ``MATCHABLE`` (the dashboard's filters); any other key is InvalidInput.
     Opens the file for this read only (it never creates one): AuditError if missing.
+    A process that holds the log open with ``AuditLog`` reads with
+    ``AuditLog.read_rows`` instead (see there why).
     """
+    wanted = dict(match or {})
+    for column, value in (("kind", kind), ("request_kind", request_kind)):
+        if value is not None:
+            wanted[column] = value
+    query, parameters = _row_query(after_id, since_ms, last, limit, wanted)
+    with _reading(path) as conn:
+        return _fetch(conn, path, query, parameters)
+
+
+def _row_query(
+    after_id: int,
+    since_ms: int | None,
+    last: int | None,
+    limit: int | None,
+    match: Mapping[str, str] | None,
+) -> tuple[str, list[object]]:
     clauses: list[str] = ["id > ?"]
-    parameters: list[int | str] = [after_id]
+    parameters: list[object] = [after_id]
     if since_ms is not None:
         clauses.append("ts_ms >= ?")
         parameters.append(since_ms)
-    for column, value in (("kind", kind), ("request_kind", request_kind)):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            parameters.append(value)
+    for column, value in sorted((match or {}).items()):
+        if column not in MATCHABLE:
+            raise InvalidInput(f"audit rows cannot be filtered by {column!r}")
+        clauses.append(f"{column} = ?")  # a name from MATCHABLE, never the caller's text
+        parameters.append(value)
     where = " AND ".join(clauses)
     if last is not None:
         # Only constant clauses are joined in; every value is a parameter.
@@ -270,11 +335,16 @@ def read_rows(
         if limit is not None:
             query += " LIMIT ?"
             parameters.append(limit)
-    with _reading(path) as conn:
-        try:
-            raw = conn.execute(query, parameters).fetchall()
-        except sqlite3.Error as exc:
-            raise AuditError(f"could not read the audit log {path}: {exc}") from exc
+    return query, parameters
+
+
+def _fetch(
+    conn: sqlite3.Connection, path: Path, query: str, parameters: list[object]
+) -> list[StoredRow]:
+    try:
+        raw = conn.execute(query, parameters).fetchall()
+    except sqlite3.Error as exc:
+        raise AuditError(f"could not read the audit log {path}: {exc}") from exc
     return [
         from_columns(dict(zip(COLUMNS, values, strict=False)), str(values[-1])) for values in raw
     ]

@@ -3,6 +3,7 @@
     keybroker tokens create grid-bot --credential binance-main --expires 30d
     keybroker tokens list --json
     keybroker tokens revoke grid-bot
+    keybroker tokens create-admin alice --expires 30d      # the dashboard's, a kind apart
 
 A token is printed once, by ``create``, on stdout alone (so
 ``TOKEN=$(keybroker tokens create …)`` captures exactly it); everything else
@@ -23,7 +24,7 @@ from keybroker.cli.context import CliState, open_vault, show_help_without_comman
 from keybroker.cli.output import note, print_json, print_table, say, warn
 from keybroker.cli.passphrase import FILE_HELP
 from keybroker.errors import InvalidInput
-from keybroker.vault import BotToken
+from keybroker.vault import AdminToken, BotToken
 from keybroker.vault.records import check_name
 from keybroker.vault.tokens import check_bot_name
 
@@ -49,7 +50,8 @@ def register(root: typer.Typer) -> None:
 
 @app.callback(invoke_without_command=True)
 def group(ctx: typer.Context) -> None:
-    """Bot tokens for the gateway: create (shown once), list, revoke."""
+    """Bot tokens for the gateway, admin tokens for its dashboard: create (shown once), list,
+    revoke."""
     show_help_without_command(ctx)
 
 
@@ -209,3 +211,116 @@ def revoke(
         say(f"Revoked the token of {bot}; gateways using this vault refuse it within a second.")
     else:
         say(f"The token of {bot} was already revoked.")
+
+
+# -- admin tokens: the dashboard's ---------------------------------------------------------
+
+AdminArgument = Annotated[
+    str, typer.Argument(metavar="NAME", help="Who holds it, e.g. alice (goes into audit rows).")
+]
+
+
+def admin_json(token: AdminToken, now: datetime) -> dict[str, object]:
+    """An admin token's record for ``--json`` (never the token)."""
+    return {
+        "name": token.name,
+        "state": token.state(now),
+        "created_at": _iso(token.created_at),
+        "expires_at": _iso(token.expires_at),
+        "revoked_at": _iso(token.revoked_at),
+        "last_used_at": _iso(token.last_used_at),
+    }
+
+
+@app.command("create-admin")
+def create_admin(
+    ctx: typer.Context,
+    name: AdminArgument,
+    expires: Annotated[
+        str | None,
+        typer.Option("--expires", help="Lifetime: 30d, 12h, 2w … (default: never).", metavar="D"),
+    ] = None,
+    json_output: JsonOutput = False,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Make an admin token for the dashboard (/_/dashboard) and print it once.
+
+    An admin token opens the dashboard (watch, halt, resume, revoke bot
+    tokens) and nothing else: it cannot sign exchange requests, and a bot
+    token cannot open the dashboard. Paste it into the login page; the
+    browser then keeps only a session cookie. Example:
+    keybroker tokens create-admin alice --expires 30d
+    """
+    state = CliState.of(ctx)
+    check_bot_name(name)
+    lifetime = None if expires is None else parse_duration(expires)
+    with open_vault(state) as vault:
+        unlock(vault, state, passphrase_file)
+        expires_at = None if lifetime is None else datetime.now(UTC) + lifetime
+        secret, token = vault.create_admin_token(name, expires_at=expires_at)
+    try:
+        if json_output:
+            print_json({**admin_json(token, token.created_at), "token": secret.reveal_text()})
+        else:
+            say(secret.reveal_text())
+    finally:
+        secret.wipe()
+    note(f"Admin token for {token.name}; expires {_when(token.expires_at, 'never')}.")
+    warn("the token is shown this once and cannot be shown again; it opens the dashboard only")
+
+
+@app.command("list-admin")
+def list_admin(ctx: typer.Context, json_output: JsonOutput = False) -> None:
+    """List admin tokens and their state (active, expired, revoked); never a token.
+
+    Works without the passphrase. Example: keybroker tokens list-admin --json
+    """
+    state = CliState.of(ctx)
+    now = datetime.now(UTC)
+    with open_vault(state) as vault:
+        tokens = vault.list_admin_tokens()
+    if json_output:
+        print_json([admin_json(token, now) for token in tokens])
+        return
+    if not tokens:
+        say("No admin tokens yet. Make one: keybroker tokens create-admin NAME")
+        return
+    print_table(
+        None,
+        ("name", "state", "created", "expires", "last used"),
+        (
+            (
+                token.name,
+                token.state(now),
+                _when(token.created_at, "-"),
+                _when(token.expires_at, "never"),
+                _when(token.last_used_at, "never"),
+            )
+            for token in tokens
+        ),
+    )
+
+
+@app.command("revoke-admin")
+def revoke_admin(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The admin whose token to end.")],
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """End NAME's admin token; its dashboard sessions end at their next request.
+
+    Example: keybroker tokens revoke-admin alice
+    """
+    state = CliState.of(ctx)
+    with open_vault(state) as vault:
+        before = vault.list_admin_tokens()
+        if not any(token.name == name for token in before):
+            raise InvalidInput(
+                f"no admin token was made for {name!r}; see: keybroker tokens list-admin"
+            )
+        unlock(vault, state, passphrase_file)
+        vault.revoke_admin_token(name)
+    if any(token.name == name and token.revoked_at is None for token in before):
+        say(f"Revoked the admin token of {name}; its dashboard sessions end at once.")
+    else:
+        say(f"The admin token of {name} was already revoked.")

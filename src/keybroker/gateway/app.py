@@ -11,7 +11,8 @@ would carry a signed request somewhere the policy never judged). A
 background task polls the vault for token revocations and halts.
 
 Routes: ``/_/health``, ``/_/status``, ``/_/metrics``, ``/_/credentials`` (the
-token's own credentials, ``listing.py``), and everything else as
+token's own credentials, ``listing.py``), the dashboard under ``/_/dashboard``
+(its own admin login; ``dashboard/``), and everything else as
 ``/{credential}/{exchange path}`` through ``pipeline.handle``. The
 middleware around them, outermost first: Host check, browser origin check,
 bot token (``auth.py``).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -40,6 +42,7 @@ from keybroker.gateway import listing, status
 from keybroker.gateway.access import VaultAccess
 from keybroker.gateway.auth import BOT_SCOPE_KEY, HostCheck, OriginCheck, TokenAuth, credential_of
 from keybroker.gateway.config import GatewayConfig
+from keybroker.gateway.dashboard import PaperView, dashboard_routes
 from keybroker.gateway.hardening import Step
 from keybroker.gateway.nonces import NonceLease
 from keybroker.gateway.pipeline import Incoming, handle, refuse
@@ -63,12 +66,14 @@ def create_app(
     clock: Clock | None = None,
     hardening: Sequence[Step] = (),
     transport: httpx.AsyncBaseTransport | None = None,
+    paper: PaperView | None = None,
 ) -> Starlette:
     """The gateway as an ASGI app, for uvicorn; ``vault`` must be open and unlocked.
 
     ``limiter`` defaults to an in-memory one; ``hardening`` is what
     ``hardening.harden()`` reported at start (shown in ``/_/status``);
-    ``transport`` replaces httpx's network transport (tests only).
+    ``transport`` replaces httpx's network transport (tests only);
+    ``paper`` is where the dashboard reads modes and paper figures (default: none).
     Raises InvalidInput for an unusable alert webhook or command.
     """
     clock = clock or SystemClock()
@@ -102,6 +107,9 @@ def create_app(
         )
         # Per-minute counts and the daily notional cap hold across restarts.
         gateway.activity.rebuild(config.audit_path)
+        audit.on_append = functools.partial(
+            gateway.metrics.observe, "keybroker_audit_write_seconds"
+        )
         await audit.append(AuditRow("event", detail=_started(gateway)))
         poller = asyncio.create_task(_poll(gateway), name="keybroker-vault-poller")
         try:
@@ -122,6 +130,7 @@ def create_app(
             Route("/_/status", status.status, methods=["GET"]),
             Route("/_/metrics", status.metrics, methods=["GET"]),
             Route("/_/credentials", listing.credentials, methods=["GET"]),
+            *dashboard_routes(paper or PaperView(), clock),
             Route("/_/{rest:path}", _unknown_own_endpoint, methods=METHODS),
             Route("/{path:path}", proxy, methods=METHODS),
             WebSocketRoute("/{path:path}", websocket_entry),
@@ -157,7 +166,8 @@ async def _unknown_own_endpoint(request: Request) -> Response:
     return refusal(
         404,
         "not_found",
-        "the gateway's own endpoints are /_/health, /_/status, /_/metrics, /_/credentials",
+        "the gateway's own endpoints are /_/health, /_/status, /_/metrics, /_/credentials, "
+        "/_/dashboard",
     )
 
 

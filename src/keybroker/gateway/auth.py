@@ -12,11 +12,14 @@ Three checks, outermost first, each answering with the gateway's own JSON:
   ``Origin`` header came from a browser page; it passes only if ``serve
   --cors-origin`` named that origin, and then gets the CORS headers (and its
   preflight an answer). Without that option no page anywhere may call.
+  The dashboard (``/_/dashboard``) answers its own pages only: same origin,
+  never a ``--cors-origin``.
 - ``TokenAuth`` (401 ``bad_token``, 403 ``not_granted``): every request but
-  ``/_/health`` carries a bot token, loopback included (a browser page can
-  reach localhost), as ``X-Keybroker-Token: kb_…`` or ``Authorization:
-  Bearer kb_…``. The token must be granted the credential named by the first
-  path segment. The vault compares token hashes in constant time.
+  ``/_/health`` and the dashboard (its own admin login) carries a bot token,
+  loopback included (a browser page can reach localhost), as
+  ``X-Keybroker-Token: kb_…`` or ``Authorization: Bearer kb_…``. The token
+  must be granted the credential named by the first path segment. The vault
+  compares token hashes in constant time.
 """
 
 from __future__ import annotations
@@ -40,6 +43,14 @@ log = logging.getLogger("keybroker.gateway")
 TOKEN_HEADER = "x-keybroker-token"  # noqa: S105 - a header name
 BOT_SCOPE_KEY = "keybroker.bot"
 OPEN_PATHS = frozenset({"/_/health"})
+DASHBOARD = "/_/dashboard"  # dashboard/pages.py PREFIX; it checks admin sessions itself
+
+
+def is_dashboard(path: str) -> bool:
+    """Whether ``path`` is the dashboard's (the same test its Mount applies)."""
+    return path == DASHBOARD or path.startswith(DASHBOARD + "/")
+
+
 _BEARER = "bearer "
 
 
@@ -102,6 +113,18 @@ class OriginCheck:
         if origin is None:
             await self.app(scope, receive, send)
             return
+        if is_dashboard(scope.get("path", "")):
+            # Its own pages only: no CORS, not even for a --cors-origin. "null" is what
+            # its own pages send under no-referrer; the dashboard checks those itself.
+            own = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
+            if origin.rstrip("/") in (own, "null"):
+                await self.app(scope, receive, send)
+                return
+            response = refusal(
+                403, "origin_not_allowed", "the dashboard answers its own pages only"
+            )
+            await _answer(scope, receive, send, response)
+            return
         if origin.rstrip("/") not in self.origins:
             response = refusal(
                 403, "origin_not_allowed", "browser pages may call only from a --cors-origin"
@@ -162,7 +185,8 @@ class TokenAuth:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" or scope.get("path") in OPEN_PATHS:
+        path_now = scope.get("path", "")
+        if scope["type"] == "lifespan" or path_now in OPEN_PATHS or is_dashboard(path_now):
             await self.app(scope, receive, send)
             return
         gateway: Gateway | None = scope.get("state", {}).get("gateway")

@@ -26,6 +26,12 @@ HELP = {
     "keybroker_upstream_seconds": "Time from sending a request to the exchange's full answer.",
     "keybroker_order_lookups_total": "Orders looked up by client order id after no clear answer.",
     "keybroker_auth_failures_total": "Requests refused for a bad, expired or revoked token.",
+    "keybroker_decisions_total": "Requests by kind and decision (allow: sent; deny: refused).",
+    "keybroker_throttled_total": "429 and 418 answers, from the exchange or the gateway itself.",
+    "keybroker_gateway_added_seconds": "Time the gateway added to a request (total less upstream).",
+    "keybroker_audit_write_seconds": "Time until an audit row was durable (group commit, fsync).",
+    "keybroker_dashboard_logins_total": "Dashboard login attempts, by outcome.",
+    "keybroker_dashboard_actions_total": "Dashboard actions (halt, resume, revoke), by action.",
 }
 
 

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import logging
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -84,6 +85,7 @@ class Job:
 
 async def handle(gateway: Gateway, incoming: Incoming) -> Response:
     """Steps 2-9 for one request; every refusal is audited, nothing refused leaves the machine."""
+    started = time.perf_counter()
     try:
         credential = gateway.access.credential(incoming.credential)  # 2. resolve credential
         profile = get_profile(credential.exchange)
@@ -92,20 +94,26 @@ async def handle(gateway: Gateway, incoming: Incoming) -> Response:
         request, intents = read_orders(profile, request, classified)
         policy = gateway.access.policy(credential.name)
     except KeybrokerError as error:
-        return await refuse(gateway, incoming, error_response(error), str(error))
+        refused = await refuse(gateway, incoming, error_response(error), str(error))
+        observe_added(gateway, "unknown", started, None)
+        return refused
     job = Job(incoming, credential, profile, request, classified, intents)
     prices = await last_prices(gateway, job) if needs_prices(policy, job) else {}
     known = await exchange_facts(gateway, job, policy, prices)
     decision = evaluate(policy, classified, intents, facts(gateway, job, prices, known))  # 4.
     if not decision.allowed:
-        return await deny(gateway, job, decision.rule, decision.detail)
+        denied = await deny(gateway, job, decision.rule, decision.detail)
+        observe_added(gateway, classified.kind, started, None)
+        return denied
     settle(gateway.facts, credential, classified.kind, known)  # open orders, positions
     job = count_orders(gateway, job, prices)
     if classified.kind == "public" and request.method == "GET":
         outcome = await gateway.dedup.run(dedup_key(job), lambda: send(gateway, job))
     else:
         outcome = await send(gateway, job)  # 5.-9. limit, audit, sign, forward, audit
-    return answer(gateway, job, outcome)
+    response = answer(gateway, job, outcome)
+    observe_added(gateway, classified.kind, started, outcome)
+    return response
 
 
 async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
@@ -321,6 +329,13 @@ async def deny(
     await gateway.audit.append(row(job, "denied", decision="deny", rule=rule, detail=detail))
     gateway.metrics.count("keybroker_denials_total", credential=job.credential.name, rule=rule)
     count(gateway, job, "rate_limited" if error else "denied")
+    if error is not None:
+        gateway.metrics.count(
+            "keybroker_throttled_total",
+            source="gateway",
+            exchange=job.credential.exchange,
+            status="429",
+        )
     alert = "RateLimited" if error else "PolicyDenied"
     gateway.alert(alert, bot=job.incoming.bot.bot, credential=job.credential.name, rule=rule)
     if error is not None:
@@ -347,6 +362,7 @@ async def refuse(gateway: Gateway, incoming: Incoming, response: Response, detai
     gateway.metrics.count(
         "keybroker_requests_total", credential=incoming.credential, kind="unknown", outcome=code
     )
+    gateway.metrics.count("keybroker_decisions_total", kind="unknown", decision="deny")
     return response
 
 
@@ -399,6 +415,13 @@ def learn_limits(
         if usage:
             spent = charges(job, job.request, job.classified)
             gateway.limiter.observe(request_prefix(spent), usage)
+    if received.status in (418, 429):
+        gateway.metrics.count(
+            "keybroker_throttled_total",
+            source="exchange",
+            exchange=job.profile.name,
+            status=str(received.status),
+        )
     retry = error.retry_after if isinstance(error, RateLimitedUpstream) else None
     if isinstance(error, IPBanned) or received.status == 418:
         until = error.ban_until_ms if isinstance(error, IPBanned) else None
@@ -616,6 +639,23 @@ def count(gateway: Gateway, job: Job, outcome: str) -> None:
         credential=job.credential.name,
         kind=job.classified.kind,
         outcome=outcome,
+    )
+    decision = "deny" if outcome in ("denied", "rate_limited") else "allow"
+    gateway.metrics.count("keybroker_decisions_total", kind=job.classified.kind, decision=decision)
+
+
+def observe_added(
+    gateway: Gateway, kind: str, started: float, outcome: Received | Failure | Response | None
+) -> None:
+    """The gateway-added latency: the whole handling time less the exchange's own.
+
+    Queueing for rate-limit budget counts as added (the gateway chose to
+    wait); so does an order lookup after an ambiguous answer.
+    """
+    total = time.perf_counter() - started
+    upstream = outcome.elapsed_ms / 1000 if isinstance(outcome, Received | Failure) else 0.0
+    gateway.metrics.observe(
+        "keybroker_gateway_added_seconds", max(0.0, total - upstream), kind=kind
     )
 
 

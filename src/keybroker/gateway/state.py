@@ -10,7 +10,9 @@ reach the same vault view, limiter, audit log and connection pool.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -61,6 +63,12 @@ class Gateway:
     background: set[asyncio.Task[None]] = field(default_factory=set)
     """Result rows being written after their answer went out."""
 
+    recent_alerts: deque[tuple[int, int, dict[str, str]]] = field(
+        default_factory=lambda: deque(maxlen=500)
+    )
+    """(sequence, ms, event) of the last alerts, newest last: the dashboard's alerts page."""
+    _alert_numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
     def __post_init__(self) -> None:
         self.activity = Activity(self.clock)
         self.facts = FactCache(self.clock)
@@ -92,3 +100,4 @@ class Gateway:
         """One alert of seed 000 §8 (a log line, plus webhook and command); never blocks."""
         event = {"alert": name, **{key: value for key, value in fields.items() if value}}
         self.alerter.notify(event)
+        self.recent_alerts.append((next(self._alert_numbers), self.clock.now_ms(), event))

@@ -87,8 +87,45 @@ def state_lines(gateway: Gateway) -> list[str]:
     ]
     for step in gateway.hardening:
         lines.append(f"keybroker_hardening{format_labels((('step', step.name),))} {int(step.held)}")
-    lines.extend(limiter_lines(gateway.limiter.snapshot()))
+    snapshot = gateway.limiter.snapshot()
+    lines.extend(bucket_lines(snapshot))
+    lines.extend(limiter_lines(snapshot))
     return lines
+
+
+def bucket_lines(snapshot: list[dict[str, object]]) -> list[str]:
+    """Weight used against each bucket's limit, and the limiter's queue length, by name.
+
+    The same numbers appear among ``keybroker_ratelimit_*`` (every field of
+    every row); these are the few a dashboard or an alert rule asks for.
+    """
+    series = {
+        "keybroker_ratelimit_weight_used": ("used", "Weight spent in each bucket's window."),
+        "keybroker_ratelimit_weight_limit": ("capacity", "Each bucket's capacity per window."),
+    }
+    samples: dict[str, list[str]] = {name: [] for name in series}
+    waiting = 0
+    for entry in snapshot:
+        if entry.get("type") == "totals" and isinstance(entry.get("waiting"), int):
+            waiting = int(str(entry["waiting"]))
+        if entry.get("type") != "budget":
+            continue
+        labels = format_labels(
+            (("bucket", str(entry.get("key", ""))), ("name", str(entry.get("name", ""))))
+        )
+        for name, (field, _) in series.items():
+            value = entry.get(field)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                samples[name].append(f"{name}{labels} {format_number(float(value))}")
+    lines: list[str] = []
+    for name, (_, help_text) in series.items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *samples[name]]
+    return [
+        *lines,
+        "# HELP keybroker_ratelimit_queue_length Requests waiting for rate-limit budget now.",
+        "# TYPE keybroker_ratelimit_queue_length gauge",
+        f"keybroker_ratelimit_queue_length {waiting}",
+    ]
 
 
 def limiter_lines(snapshot: list[dict[str, object]]) -> list[str]:

@@ -12,7 +12,8 @@ never edited: a vault made by an older keybroker is upgraded in place the
 first time a newer one opens it (tests/unit/vault/test_vault_schema.py).
 
 1. header and credentials;
-2. policies, bot tokens, halts, nonce ceilings and change counters (the gateway).
+2. policies, bot tokens, halts, nonce ceilings and change counters (the gateway);
+3. admin tokens (the dashboard).
 """
 
 from __future__ import annotations
@@ -122,6 +123,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
         "INSERT INTO counters (name, value) VALUES ('tokens', 0)",
+    ),
+    # 3: admin tokens for the dashboard (issue 8): a kind apart from bot tokens,
+    # with its own table and MAC key (admin_tokens.py). Only SHA-256 of a token
+    # is stored; `mac` covers every column but `last_used_at`.
+    (
+        """
+        CREATE TABLE admin_tokens (
+            id            INTEGER PRIMARY KEY,
+            name          TEXT    NOT NULL,
+            token_hash    BLOB    NOT NULL UNIQUE,
+            created_at    TEXT    NOT NULL,
+            expires_at    TEXT,
+            revoked_at    TEXT,
+            last_used_at  TEXT,
+            mac           BLOB    NOT NULL
+        )
+        """,
+        "CREATE INDEX admin_tokens_by_name ON admin_tokens (name)",
     ),
 )
 

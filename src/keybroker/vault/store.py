@@ -48,6 +48,7 @@ from keybroker.model import ENVIRONMENTS, EXCHANGES, Credential, check_choice, m
 from keybroker.secret import Secret
 from keybroker.vault import _file, _schema
 from keybroker.vault._schema import write_transaction
+from keybroker.vault.admin_tokens import AdminTokenStore
 from keybroker.vault.halts import HaltStore
 from keybroker.vault.nonces import NonceStore
 from keybroker.vault.policies import PolicyStore
@@ -105,7 +106,7 @@ class VerifyResult:
     ok: bool
 
 
-class Vault(PolicyStore, TokenStore, HaltStore, NonceStore):
+class Vault(PolicyStore, TokenStore, AdminTokenStore, HaltStore, NonceStore):
     """An open vault file. Locked until ``unlock``; ``list``/``record``/``info`` work locked.
 
     Build one with ``Vault.create`` or ``Vault.open``. Methods are safe to
@@ -312,7 +313,7 @@ class Vault(PolicyStore, TokenStore, HaltStore, NonceStore):
         this vault was unlocked with (a passphrase change by another process
         since then also shows as not ok: unlock again and re-run). Then one
         result per credential, sorted by name; then ``policy:NAME`` per policy
-        and ``token:BOT`` per bot token (revoked ones too).
+        and ``token:BOT`` per bot token (revoked ones too), ``admin-token:NAME`` per admin token.
         """
         with self._lock:
             data_key = self._require_key()
@@ -334,6 +335,9 @@ class Vault(PolicyStore, TokenStore, HaltStore, NonceStore):
                 results.append(VerifyResult(name, True))
         results += [VerifyResult(f"policy:{n}", ok) for n, ok in self._verify_policies(data_key)]
         results += [VerifyResult(f"token:{b}", ok) for b, ok in self._verify_tokens(data_key)]
+        results += [
+            VerifyResult(f"admin-token:{n}", ok) for n, ok in self._verify_admin_tokens(data_key)
+        ]
         return results
 
     # -- writing ---------------------------------------------------------------------

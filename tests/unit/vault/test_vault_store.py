@@ -17,7 +17,7 @@ from keybroker import errors
 from keybroker.clock import FixedClock
 from keybroker.crypto.kdf import Argon2idParams
 from keybroker.secret import Secret
-from keybroker.vault import KeyMaterial, Vault
+from keybroker.vault import KeyMaterial, Vault, _schema
 
 FAKE_PEM = (
     "-----BEGIN PRIVATE KEY-----\nFAKE-NOT-A-REAL-KEY-canary-pem-0001\n-----END PRIVATE KEY-----\n"
@@ -110,7 +110,7 @@ def test_reopened_vault_is_locked_but_lists_without_the_passphrase(
 def test_info_needs_no_passphrase(vault: Vault, reopen: Callable[[], Vault]) -> None:
     info = reopen().info()
     assert info.vault_id == vault.info().vault_id and len(info.vault_id) == 32
-    assert info.schema_version == 2
+    assert info.schema_version == len(_schema.MIGRATIONS)
     assert info.kdf == FAST_KDF
     assert (info.file_mode, info.dir_mode, info.warnings) == (0o600, 0o700, ())
 
