@@ -255,11 +255,11 @@ def _is_signed_endpoint(method: str, raw_path: str) -> bool:
 
 def _signature(credential: Credential, payload: bytes) -> bytes:
     if credential.key_type == "hmac":
-        return hmac_sha256_hex(credential.secret.reveal(), payload).encode("ascii")
+        return hmac_sha256_hex(credential.secret, payload).encode("ascii")
     if credential.key_type == "rsa":
         signature = rsa_sha256_b64(credential.secret.reveal(), payload)
     elif credential.key_type == "ed25519":
-        signature = ed25519_b64(credential.secret.reveal(), payload)
+        signature = ed25519_b64(credential.secret, payload)
     else:
         raise SigningError(f"binance cannot sign with {credential.key_type} keys")
     # Base64 holds "+", "/" and "=", which mean something in a query: encode them.

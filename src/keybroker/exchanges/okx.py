@@ -161,7 +161,7 @@ def sign(
     method = request.method.upper()
     body = request.read()
     signature = hmac_sha256_b64(
-        credential.secret.reveal(),
+        credential.secret,
         stamp.encode("ascii") + method.encode("ascii") + request.url.raw_path + body,
     )
     headers: list[HeaderTriple] = []

@@ -42,9 +42,11 @@ from keybroker.gateway.config import GatewayConfig
 from keybroker.gateway.hardening import Step
 from keybroker.gateway.nonces import NonceLease
 from keybroker.gateway.pipeline import Incoming, handle, refuse
+from keybroker.gateway.remote_keys import RemoteKeys
 from keybroker.gateway.responses import error_response, refusal
 from keybroker.gateway.state import Gateway
 from keybroker.gateway.upstream import Upstream
+from keybroker.openbao import Connection
 from keybroker.ratelimit import Limiter, MemoryLimiter
 from keybroker.vault import BotToken, Vault
 
@@ -61,12 +63,15 @@ def create_app(
     clock: Clock | None = None,
     hardening: Sequence[Step] = (),
     transport: httpx.AsyncBaseTransport | None = None,
+    openbao: Connection | None = None,
 ) -> Starlette:
     """The gateway as an ASGI app, for uvicorn; ``vault`` must be open and unlocked.
 
     ``limiter`` defaults to an in-memory one; ``hardening`` is what
     ``hardening.harden()`` reported at start (shown in ``/_/status``);
-    ``transport`` replaces httpx's network transport (tests only).
+    ``transport`` replaces httpx's network transport (tests only);
+    ``openbao`` is how to reach OpenBao for credentials whose key is there
+    (``<home>/openbao.json``; its spent secret id is removed from that file).
     Raises InvalidInput for an unusable alert webhook or command.
     """
     clock = clock or SystemClock()
@@ -98,6 +103,13 @@ def create_app(
             hardening=tuple(hardening),
             started_ms=clock.now_ms(),
         )
+        if openbao is not None:
+            gateway.remote_keys = await RemoteKeys.start(
+                openbao,
+                vault.path.parent,
+                alert=gateway.alert,
+                timeout_s=config.openbao_timeout_s,
+            )
         await audit.append(AuditRow("event", detail=_started(gateway)))
         poller = asyncio.create_task(_poll(gateway), name="keybroker-vault-poller")
         try:
@@ -109,6 +121,8 @@ def create_app(
                 await audit.append(AuditRow("event", detail="gateway stopped"))
             finally:
                 await client.aclose()
+                if gateway.remote_keys is not None:
+                    await gateway.remote_keys.aclose()
                 audit.close()
                 alerter.close()
 

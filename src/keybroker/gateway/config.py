@@ -32,6 +32,8 @@ class GatewayConfig:
       before the gateway answers 429 itself.
     - ``public_cache_ms``: how long a finished public GET's answer is shared
       with identical GETs arriving after it (0: only concurrent ones share).
+    - ``openbao_timeout_s``: how long a signature from OpenBao may take
+      before the request is refused with 503 (credentials whose key is there).
     """
 
     audit_path: Path
@@ -49,3 +51,4 @@ class GatewayConfig:
     price_max_age_ms: int = 2000
     lookup_attempts: int = 3
     lookup_pause_s: float = 0.3
+    openbao_timeout_s: float = 5.0
