@@ -98,10 +98,20 @@ class RemoteKeys:
 
     @property
     def state(self) -> str:
-        """For /_/status: "absent", "ready" or the reason it cannot sign."""
+        """"absent", "ready" or the reason it cannot sign."""
         if self.session is None:
             return "absent"
         return "ready" if self.session.is_ready else (self.session.problem or "not ready")
+
+    def status(self) -> dict[str, object]:
+        """For /_/status: the state, and how many signatures took how many transit calls."""
+        batcher = self.batcher
+        return {
+            "state": self.state,
+            "addr": None if self.session is None else self.session.connection.addr,
+            "transit_calls": 0 if batcher is None else batcher.calls,
+            "signatures": 0 if batcher is None else batcher.signatures,
+        }
 
     async def sign(
         self,

@@ -125,7 +125,9 @@ def test_remote_key_never_reveals_and_says_where_it_lives() -> None:
     with pytest.raises(SigningError):
         key.reveal_text()
     assert key  # truthy: "no secret" checks must not take it for an empty one
-    assert repr(key) == str(key) == f"{key}" == "RemoteKey('openbao', 'keybroker-bn-00000000', 'hmac')"
+    assert (
+        repr(key) == str(key) == f"{key}" == "RemoteKey('openbao', 'keybroker-bn-00000000', 'hmac')"
+    )
     with pytest.raises(TypeError):
         pickle.dumps(key)
     with pytest.raises(SigningError, match="only a gateway connected"):
@@ -140,12 +142,14 @@ def test_remote_key_never_reveals_and_says_where_it_lives() -> None:
 
 def test_a_local_secret_still_signs_locally_with_the_same_primitives() -> None:
     secret = Secret("local-secret-not-real")
-    assert signing.hmac_sha256_hex(secret, b"m") == hmac.digest(
-        b"local-secret-not-real", b"m", "sha256"
-    ).hex()
-    assert signing.hmac_sha256_hex(b"raw-not-real", b"m") == hmac.digest(
-        b"raw-not-real", b"m", "sha256"
-    ).hex()
+    assert (
+        signing.hmac_sha256_hex(secret, b"m")
+        == hmac.digest(b"local-secret-not-real", b"m", "sha256").hex()
+    )
+    assert (
+        signing.hmac_sha256_hex(b"raw-not-real", b"m")
+        == hmac.digest(b"raw-not-real", b"m", "sha256").hex()
+    )
     decoded = signing.hmac_sha512_b64(
         Secret(base64.b64encode(b"decoded-not-real")), b"m", lambda s: base64.b64decode(s.reveal())
     )
@@ -168,7 +172,9 @@ def test_binance_ed25519_and_coinbase_es256_sign_through_a_remote_key() -> None:
     )
     query = signed.url.query
     payload, _, signature = query.rpartition(b"&signature=")
-    raw = base64.b64decode(signature.decode().replace("%2B", "+").replace("%2F", "/").replace("%3D", "="))
+    raw = base64.b64decode(
+        signature.decode().replace("%2B", "+").replace("%2F", "/").replace("%3D", "=")
+    )
     ed_private.public_key().verify(raw, payload)
 
     coinbase = Credential(
