@@ -1,4 +1,4 @@
-"""The HMAC signing vectors of tests/vectors/exchanges as one list: request, key, expected signature.
+"""The HMAC signing vectors of tests/vectors/exchanges as one list: request, key, signature.
 
     >>> for case in hmac_cases(): assert case.signature(case.sign(credential)) == case.expected
 

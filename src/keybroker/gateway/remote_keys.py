@@ -98,7 +98,7 @@ class RemoteKeys:
 
     @property
     def state(self) -> str:
-        """"absent", "ready" or the reason it cannot sign."""
+        """ "absent", "ready" or the reason it cannot sign."""
         if self.session is None:
             return "absent"
         return "ready" if self.session.is_ready else (self.session.problem or "not ready")

@@ -29,6 +29,9 @@ from keybroker.errors import InvalidInput, KeyStoreError, KeyStoreUnavailable
 from keybroker.secret import Secret
 
 DEFAULT_TIMEOUT_S = 5.0
+# An operator's first import makes transit generate its RSA-4096 wrapping key:
+# seconds on a busy machine, which is no reason to give up.
+OPERATOR_TIMEOUT_S = 30.0
 
 
 def check_addr(addr: str) -> str:
@@ -107,7 +110,7 @@ class OpenBao:
         token: Secret | None,
         *,
         ca_cert: Path | None = None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
+        timeout_s: float = OPERATOR_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.addr = check_addr(addr)

@@ -31,7 +31,6 @@ from gateway_testkit import (
     new_token,
     wait_until,
 )
-from openbao_server import BaoServer, start_server
 
 from keybroker.crypto.keys import RemoteKey
 from keybroker.emulator import ApiKey
@@ -43,6 +42,7 @@ from keybroker.gateway import serve_in_thread as serve_gateway
 from keybroker.openbao import OpenBao, load
 from keybroker.secret import Secret
 from keybroker.vault import Vault
+from openbao_server import BaoServer, start_server
 
 ED_API_KEY = "test-binance-ed25519-key-not-real"
 BOTS = itertools.count()
@@ -94,9 +94,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         ApiKey(ED_API_KEY, Secret(generated["public_key_pem"]), key_type="ed25519"),
     ]
     _, stop_exchange = serve_emulator(create_emulator("binance", keys), port=port)
-    yield Setup(
-        bao, home, kb, exchange_url, generated["public_key_pem"], generated["transit_key"]
-    )
+    yield Setup(bao, home, kb, exchange_url, generated["public_key_pem"], generated["transit_key"])
     stop_exchange()
     bao.stop()
 
@@ -283,3 +281,38 @@ def test_a_gateway_without_openbao_refuses_those_keys_with_503(
         vault.close()
     assert answer.status_code == 503
     assert "keybroker openbao setup" in answer.json()["detail"]
+
+
+@pytest.mark.slow
+def test_the_gateway_process_never_holds_an_openbao_backed_secret(setup: Setup) -> None:
+    from gateway_testkit import serve_process
+    from test_canary_memory import _readable_or_skip, scan_memory
+
+    setup.kb("openbao", "setup", env=setup.bao_env())
+    with Vault.open(setup.home / "vault.db") as vault:
+        vault.unlock(Secret(PASSPHRASE))
+        vault.set_policy("bn", TRADER.to_json())
+        token = new_token(vault, f"bot-{next(BOTS)}", ["bn", "bned"])
+    process = serve_process(setup.home, "--port", "0", "--uds", str(setup.home / "scan.sock"))
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), process.stderr.read() if process.stderr else ""
+        with httpx.Client(base_url=url, headers={"X-Keybroker-Token": token}) as client:
+            assert wait_until(lambda: client.get("/_/status").json()["openbao"]["state"] == "ready")
+            for i in range(5):
+                answer = client.post("/bn/api/v3/order", data=_order(41_000 + i))
+                assert answer.status_code == 200, answer.text
+            assert client.get("/bned/api/v3/account").status_code == 200
+        _readable_or_skip(process.pid)
+        needles = (BINANCE_SECRET.encode(), PASSPHRASE.encode(), token.encode())
+        found, read = scan_memory(process.pid, needles)
+        assert read > 1_000_000
+        # The scan finds what the process does hold: the vault passphrase it was
+        # started with, and the bot token it checked.
+        assert PASSPHRASE.encode() in found and token.encode() in found
+        assert BINANCE_SECRET.encode() not in found, "the gateway's memory holds the secret"
+    finally:
+        process.terminate()
+        out, err = process.communicate(timeout=15)
+    assert BINANCE_SECRET not in out + err

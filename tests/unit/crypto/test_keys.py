@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
 from hypothesis import given
 from hypothesis import strategies as st
-from signing_vectors import HmacCase, hmac_cases
 
 from keybroker.crypto import signing
 from keybroker.crypto.keys import (
@@ -29,6 +28,7 @@ from keybroker.errors import InvalidInput, SigningError
 from keybroker.exchanges import get_profile
 from keybroker.model import Credential
 from keybroker.secret import Secret
+from signing_vectors import HmacCase, hmac_cases
 
 CASES = hmac_cases()
 
@@ -206,7 +206,7 @@ def test_wrap_for_import_opens_only_with_the_stores_private_key() -> None:
     )
     assert aes_key_unwrap_with_padding(ephemeral, wrapped) == secret
     assert secret not in blob
-    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
     with pytest.raises(SigningError):
         wrap_for_import(
             weak.public_key().public_bytes(

@@ -1,4 +1,4 @@
-"""OpenBao as data: the gateway's policy, batch bodies and answers, the connection file, the vault row."""
+"""OpenBao as data: the gateway's policy, batch bodies and answers, connection file, vault row."""
 
 from __future__ import annotations
 
