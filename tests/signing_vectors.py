@@ -5,7 +5,7 @@
 Used where the same published answers must come out of another way of
 holding the key: a ``RemoteKey`` padded as OpenBao stores it
 (tests/unit/crypto/test_keys.py), and OpenBao's transit engine itself
-(tests/integration/openbao/test_transit.py). Binance's and Kraken's are
+(tests/integration/openbao/test_openbao_transit.py). Binance's and Kraken's are
 their published examples; Bitfinex (HMAC-SHA384) and Coinbase Exchange
 (base64-decoded key) are ccxt oracles, kept to cover the other hashes and
 key decodings.
