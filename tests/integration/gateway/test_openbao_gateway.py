@@ -137,6 +137,8 @@ def test_the_vault_holds_no_secret_only_the_transit_key_name(setup: Setup) -> No
         assert BINANCE_SECRET.encode() not in path.read_bytes(), path.name
     listed = setup.kb("keys", "show", "bn", "--json").stdout
     assert BINANCE_SECRET not in listed
+    for run in setup.kb.runs:  # setup, keys add, keys generate, show: no secret, no token
+        assert BINANCE_SECRET not in run.text and setup.bao.root_token not in run.text
     # The gateway's policy names both keys; the HCL was printed by setup's rerun in keys add.
     with setup.bao.admin() as admin:
         hcl = admin.read("sys/policies/acl/gw1")["data"]["policy"]
@@ -186,9 +188,11 @@ def test_a_burst_goes_to_openbao_in_batches(
 
 
 def test_the_gateways_token_can_do_nothing_but_sign_with_its_keys(setup: Setup) -> None:
-    setup.kb("openbao", "setup", env=setup.bao_env())
+    printed = setup.kb("openbao", "setup", env=setup.bao_env()).text
     connection = load(setup.home)
     assert connection is not None and connection.wrapped_secret_id is not None
+    assert connection.wrapped_secret_id not in printed and connection.role_id not in printed
+    assert 'path "auth/token/renew-self"' in printed  # the policy, printed as HCL
     with OpenBao(setup.bao.addr, None) as anonymous:
         wrapping = Secret(connection.wrapped_secret_id)
         secret_id = anonymous.write("sys/wrapping/unwrap", token=wrapping)["data"]["secret_id"]
