@@ -23,6 +23,7 @@ LAYER = {
     "policy": 4,
     "audit": 4,
     "ratelimit": 4,
+    "openbao": 4,
     "paper": 5,
     "client": 5,
     "dashboard": 5,
@@ -32,7 +33,11 @@ LAYER = {
     "doctor": 7,
 }
 # Siblings that must not import each other.
-INDEPENDENT = [{"vault", "exchanges"}, {"policy", "audit", "ratelimit"}, {"errors", "secret"}]
+INDEPENDENT = [
+    {"vault", "exchanges"},
+    {"policy", "audit", "ratelimit", "openbao"},
+    {"errors", "secret"},
+]
 # The emulator verifies signatures with its own code, never the signers'.
 EMULATOR_MAY_IMPORT = {"errors", "secret", "clock", "settings", "model", "emulator"}
 

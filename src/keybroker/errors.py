@@ -28,6 +28,9 @@ KeybrokerError
 │   ├── CredentialExists       a credential by that name is already stored
 │   └── RecordTampered         a record failed authentication; no detail is given
 ├── SigningError               a credential cannot sign this request (wrong key type, bad key)
+│   └── KeyStoreError          503: OpenBao, which holds the key, refused to sign (its policy,
+│       │                      a missing key); nothing was signed or sent
+│       └── KeyStoreUnavailable  503: OpenBao did not answer; never a fallback to a local copy
 ├── ClipboardUnavailable       no wl-copy, xclip, xsel or pbcopy on this machine
 ├── AuditError                 the audit log cannot be opened or written: nothing is sent (503)
 ├── ExchangeError              what the in-process adapters raise; ``.code`` names the kind
@@ -174,6 +177,22 @@ class RecordTampered(VaultError):
 
 class SigningError(KeybrokerError):
     """The credential cannot sign this request (wrong key type, unparsable key)."""
+
+
+class KeyStoreError(SigningError):
+    """The key store that holds a credential's key (OpenBao) refused to sign with it.
+
+    The message names the store, the key's name there and OpenBao's own
+    reason (e.g. "permission denied"): never a request, a signature or a token.
+    """
+
+    http_status = 503
+
+
+class KeyStoreUnavailable(KeyStoreError):
+    """The key store could not be reached, or did not answer in time: nothing was signed."""
+
+    retryable = True
 
 
 class ClipboardUnavailable(KeybrokerError):

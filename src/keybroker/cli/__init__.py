@@ -31,6 +31,7 @@ from keybroker.cli import (
     emulator_commands,
     halt_commands,
     key_commands,
+    openbao_commands,
     policy_commands,
     serve_commands,
     token_commands,
@@ -178,6 +179,7 @@ audit_commands.register(app)
 serve_commands.register(app)
 token_commands.register(app)
 halt_commands.register(app)
+openbao_commands.register(app)
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from keybroker.errors import (
     UsageError,
     VaultError,
 )
-from keybroker.model import EXCHANGES, SCOPES, mask
+from keybroker.model import EXCHANGES, SCOPES, check_choice, mask
 from keybroker.vault import CredentialRecord, KeyMaterial, Vault, rotation_status
 from keybroker.vault.records import check_base_url, check_name
 
@@ -77,6 +77,32 @@ FromStdin = Annotated[
     ),
 ]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+StoreOption = Annotated[
+    str,
+    typer.Option(
+        "--store",
+        help="Where the secret lives: vault (this machine, encrypted) or openbao (imported "
+        "into OpenBao's transit engine; only its name stays here). See docs/openbao.md.",
+        metavar="STORE",
+    ),
+]
+OpenBaoAddr = Annotated[
+    str | None,
+    typer.Option(
+        "--openbao-addr",
+        help="OpenBao's address [default: from <home>/openbao.json].",
+        metavar="URL",
+    ),
+]
+OpenBaoTokenFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--openbao-token-file",
+        help="An OpenBao operator token (mode 600); else $BAO_TOKEN, else asked.",
+        metavar="FILE",
+    ),
+]
+STORES = ("vault", "openbao")
 
 
 def _material(
@@ -167,16 +193,22 @@ def add(
     notes: Annotated[str, typer.Option("--notes", help="Free text kept with the key.")] = "",
     from_env: FromEnv = False,
     stdin: FromStdin = False,
+    store: StoreOption = "vault",
+    openbao_addr: OpenBaoAddr = None,
+    openbao_token_file: OpenBaoTokenFile = None,
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Store an exchange API key in the vault (asks for it; the secret is not shown).
 
+    With --store openbao the HMAC secret is imported into OpenBao's transit
+    engine and wiped here; the vault keeps the api key and the key's name.
     Example: keybroker keys add binance-main --exchange binance --scope read,trade
     """
     from keybroker.exchanges import get_profile
 
     state = CliState.of(ctx)
     # Everything that can be checked is checked before anything is asked for.
+    check_choice("store", store, STORES)
     check_name(name)
     if base_url is not None:
         check_base_url(base_url)
@@ -189,15 +221,33 @@ def add(
         unlock(vault, state, passphrase_file)
         if material is None:
             material = from_prompts(profile, key_type)
-        record = vault.add(
-            name,
-            profile.name,
-            material,
-            environment=environment,
-            scopes=scopes,
-            base_url=base_url,
-            notes=notes,
-        )
+
+        def keep(checked: KeyMaterial) -> CredentialRecord:
+            return vault.add(
+                name,
+                profile.name,
+                checked,
+                environment=environment,
+                scopes=scopes,
+                base_url=base_url,
+                notes=notes,
+            )
+
+        if store == "openbao":
+            from keybroker.cli import openbao_commands
+
+            record = openbao_commands.add_to_openbao(
+                state,
+                vault,
+                profile,
+                name,
+                material,
+                addr=openbao_addr,
+                token_file=openbao_token_file,
+                store=keep,
+            )
+        else:
+            record = keep(material)
     material.secret.wipe()
     say(
         f"Stored {record.name}: {record.exchange} {record.environment}, "
@@ -210,6 +260,129 @@ def add(
         note(
             f"The key is in the vault now; unset {names.api_key} and {names.secret} "
             "and remove them from wherever they were set."
+        )
+
+
+@app.command("generate")
+def generate(
+    ctx: typer.Context,
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Your name for this key, e.g. binance-ed.")
+    ],
+    exchange: Annotated[
+        str,
+        typer.Option("--exchange", "-e", help=f"One of: {', '.join(EXCHANGES)}.", metavar="NAME"),
+    ],
+    key_type: Annotated[
+        str,
+        typer.Option(
+            "--key-type",
+            help="ed25519 (Binance, Coinbase) or es256 (Coinbase CDP).",
+            metavar="TYPE",
+        ),
+    ],
+    store: StoreOption = "openbao",
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            help="The id the exchange gave for the public key (asked after it is shown if not "
+            "given).",
+            metavar="ID",
+        ),
+    ] = None,
+    production: Annotated[
+        bool, typer.Option("--production", help="A live-money key (default: testnet).")
+    ] = False,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="read or trade; repeat or write read,trade (default: read).",
+            metavar="SCOPE",
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="Override the exchange's URL (https).")
+    ] = None,
+    notes: Annotated[str, typer.Option("--notes", help="Free text kept with the key.")] = "",
+    openbao_addr: OpenBaoAddr = None,
+    openbao_token_file: OpenBaoTokenFile = None,
+    json_output: JsonOutput = False,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Make a key pair inside OpenBao (not exportable) and print the public key to register.
+
+    Register the printed public key at the exchange, then give the API key id
+    it shows (--api-key, or when asked). The private key never exists outside
+    OpenBao. Example: keybroker keys generate bn-ed --exchange binance --key-type ed25519
+    --store openbao
+    """
+    from keybroker.cli import openbao_commands
+    from keybroker.exchanges import get_profile
+
+    state = CliState.of(ctx)
+    check_choice("store", store, STORES)
+    if store != "openbao":
+        raise UsageError(
+            "keys generate makes keys inside OpenBao (--store openbao); for a key in this "
+            "vault, make it with openssl and use keys add --key-type"
+        )
+    check_name(name)
+    if base_url is not None:
+        check_base_url(base_url)
+    profile = get_profile(exchange)
+    scopes = _scopes(scope)
+    environment = "production" if production else "testnet"
+
+    def show(key_name: str, public_pem: str) -> None:
+        if not json_output:
+            say(public_pem.rstrip("\n"))
+            note(
+                f"Register this {key_type} public key at {profile.name}; then give the API "
+                "key id it shows."
+            )
+
+    with open_vault(state) as vault:
+        _require_absent(vault, name)
+        unlock(vault, state, passphrase_file)
+        record, key_name, public_pem = openbao_commands.generate_in_openbao(
+            state,
+            vault,
+            profile,
+            name,
+            key_type,
+            api_key=api_key,
+            addr=openbao_addr,
+            token_file=openbao_token_file,
+            store=lambda material: vault.add(
+                name,
+                profile.name,
+                material,
+                environment=environment,
+                scopes=scopes,
+                base_url=base_url,
+                notes=notes,
+            ),
+            show_public_key=show,
+        )
+    if json_output:
+        print_json(
+            {
+                "name": record.name,
+                "exchange": record.exchange,
+                "environment": record.environment,
+                "key_type": record.key_type,
+                "key_id": record.key_id,
+                "store": "openbao",
+                "transit_key": key_name,
+                "public_key_pem": public_pem,
+            }
+        )
+    else:
+        say(
+            f"Stored {record.name}: {record.exchange} {record.environment}, "
+            f"{record.key_type} key {record.key_id}, signing in OpenBao ({key_name})."
         )
 
 

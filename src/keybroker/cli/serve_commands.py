@@ -132,6 +132,7 @@ def serve(
         make_config,
         url_of,
     )
+    from keybroker.openbao import load as load_openbao
 
     state = CliState.of(ctx)
     assert state.settings is not None
@@ -165,7 +166,10 @@ def serve(
             alert_command=alert_command,
             public_cache_ms=public_cache_ms,
         )
-        app = create_app(vault, config, hardening=steps)
+        openbao = load_openbao(state.settings.home)  # <home>/openbao.json, from openbao setup
+        if openbao is not None:
+            note(f"keybroker: OpenBao at {openbao.addr} signs for its keys (role {openbao.role})")
+        app = create_app(vault, config, hardening=steps, openbao=openbao)
         uds_path = (uds or state.settings.home / SOCKET_NAME).expanduser()
         tcp = bind_tcp(host, port)
         unix = bind_uds(uds_path)

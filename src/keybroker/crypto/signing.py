@@ -7,6 +7,14 @@ HMAC functions take the key as the exchange means it (raw bytes of the secret
 string, or its base64 decoding: the caller decides). Asymmetric functions
 take the private key as PEM bytes; a PEM that does not parse, or is of the
 wrong type, raises ``SigningError`` with no detail about the key.
+
+Every function that uses a key also takes the credential's ``Secret`` itself
+(``hmac_sha256_hex(credential.secret, payload)``), with ``decode`` saying how
+the exchange turns its secret into the key (base64, a PEM fix-up). A local
+``Secret`` is revealed and decoded here, in this process; a
+``crypto.keys.RemoteKey`` is asked to sign where it lives (OpenBao), and
+``decode`` is not applied, because the key was stored there decoded. So an
+exchange signer never knows where its key is.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Callable
 from functools import lru_cache
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -21,9 +30,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from keybroker.crypto.keys import RemoteKey
 from keybroker.errors import SigningError
+from keybroker.secret import Secret
 
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+
+
+KeyInput = bytes | Secret
+"""Key bytes, or a credential's secret (local or remote) for the primitive to use."""
+Decode = Callable[[Secret], bytes]
+"""How an exchange turns its secret into key bytes; applied to local secrets only."""
 
 
 # HMAC (RFC 2104) is H((K ^ opad) + H((K ^ ipad) + message)). The two padded
@@ -60,9 +77,20 @@ def forget_cached_keys() -> None:
     _load_private_key.cache_clear()
 
 
-def hmac_digest(key: bytes, message: bytes, algorithm: str) -> bytes:
+def hmac_digest(
+    key: KeyInput, message: bytes, algorithm: str, decode: Decode | None = None
+) -> bytes:
     """Raw HMAC with ``algorithm`` in {"sha256", "sha384", "sha512"}; equal to ``hmac.digest``."""
-    inner, outer = _pads(key, algorithm)
+    # The local secret is the hot path: one class check, then the cached key state.
+    if type(key) is Secret:
+        raw = key.reveal() if decode is None else decode(key)
+    elif isinstance(key, RemoteKey):
+        return key.hmac(algorithm, message)
+    elif isinstance(key, Secret):
+        raw = key.reveal() if decode is None else decode(key)
+    else:
+        raw = key
+    inner, outer = _pads(raw, algorithm)
     inner = inner.copy()
     inner.update(message)
     outer = outer.copy()
@@ -70,24 +98,34 @@ def hmac_digest(key: bytes, message: bytes, algorithm: str) -> bytes:
     return outer.digest()
 
 
-def hmac_sha256_hex(key: bytes, message: bytes) -> str:
-    return hmac_digest(key, message, "sha256").hex()
+def _b64(digest: bytes) -> str:
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
-def hmac_sha256_b64(key: bytes, message: bytes) -> str:
-    return binascii.b2a_base64(hmac_digest(key, message, "sha256"), newline=False).decode("ascii")
+def hmac_sha256_hex(key: KeyInput, message: bytes, decode: Decode | None = None) -> str:
+    return hmac_digest(key, message, "sha256", decode).hex()
 
 
-def hmac_sha384_hex(key: bytes, message: bytes) -> str:
-    return hmac_digest(key, message, "sha384").hex()
+def hmac_sha256_b64(key: KeyInput, message: bytes, decode: Decode | None = None) -> str:
+    return _b64(hmac_digest(key, message, "sha256", decode))
 
 
-def hmac_sha512_hex(key: bytes, message: bytes) -> str:
-    return hmac_digest(key, message, "sha512").hex()
+def hmac_sha384_hex(key: KeyInput, message: bytes, decode: Decode | None = None) -> str:
+    return hmac_digest(key, message, "sha384", decode).hex()
 
 
-def hmac_sha512_b64(key: bytes, message: bytes) -> str:
-    return binascii.b2a_base64(hmac_digest(key, message, "sha512"), newline=False).decode("ascii")
+def hmac_sha512_hex(key: KeyInput, message: bytes, decode: Decode | None = None) -> str:
+    return hmac_digest(key, message, "sha512", decode).hex()
+
+
+def hmac_sha512_b64(key: KeyInput, message: bytes, decode: Decode | None = None) -> str:
+    return _b64(hmac_digest(key, message, "sha512", decode))
+
+
+def _pem_of(key: KeyInput, decode: Decode | None) -> bytes:
+    if isinstance(key, Secret):
+        return key.reveal() if decode is None else decode(key)
+    return key
 
 
 def sha256(data: bytes) -> bytes:
@@ -129,27 +167,31 @@ def load_private_key(pem: bytes, key_type: str) -> PrivateKey:
     return key
 
 
-def rsa_sha256_b64(pem: bytes, message: bytes) -> str:
-    """RSASSA-PKCS1-v1_5 with SHA-256, base64."""
-    key = load_private_key(pem, "rsa")
+def rsa_sha256_b64(pem: KeyInput, message: bytes) -> str:
+    """RSASSA-PKCS1-v1_5 with SHA-256, base64 (local keys only: no store holds RSA keys here)."""
+    key = load_private_key(_pem_of(pem, None), "rsa")
     assert isinstance(key, rsa.RSAPrivateKey)
     signature = key.sign(message, padding.PKCS1v15(), hashes.SHA256())
     return base64.b64encode(signature).decode("ascii")
 
 
-def ed25519_sign(pem: bytes, message: bytes) -> bytes:
-    key = load_private_key(pem, "ed25519")
+def ed25519_sign(pem: KeyInput, message: bytes, decode: Decode | None = None) -> bytes:
+    if isinstance(pem, RemoteKey):
+        return pem.sign(message)
+    key = load_private_key(_pem_of(pem, decode), "ed25519")
     assert isinstance(key, ed25519.Ed25519PrivateKey)
     return key.sign(message)
 
 
-def ed25519_b64(pem: bytes, message: bytes) -> str:
-    return base64.b64encode(ed25519_sign(pem, message)).decode("ascii")
+def ed25519_b64(pem: KeyInput, message: bytes, decode: Decode | None = None) -> str:
+    return base64.b64encode(ed25519_sign(pem, message, decode)).decode("ascii")
 
 
-def es256_raw(pem: bytes, message: bytes) -> bytes:
+def es256_raw(pem: KeyInput, message: bytes, decode: Decode | None = None) -> bytes:
     """ECDSA P-256 / SHA-256 as JWS wants it: raw r‖s, 64 bytes, not DER."""
-    key = load_private_key(pem, "es256")
+    if isinstance(pem, RemoteKey):
+        return pem.sign(message)
+    key = load_private_key(_pem_of(pem, decode), "es256")
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")

@@ -272,6 +272,11 @@ class CredentialRules:
     key_types: tuple[str, ...] = ("hmac",)
     # Extra shape check of the secret for a key type, raising InvalidInput.
     check_secret: Callable[[Secret, str], None] | None = None
+    # What an HMAC key signs with ("sha256", "sha384", "sha512"), and how the
+    # secret becomes the HMAC key (None: its bytes as they are). A key store
+    # that holds the key (OpenBao) is given exactly these bytes.
+    hmac_algorithm: str = "sha256"
+    hmac_key: Callable[[Secret], bytes] | None = None
 
 
 class NonceSource(Protocol):
@@ -670,6 +675,11 @@ class ExchangeProfile:
             check_no_whitespace("passphrase", passphrase.reveal_text())
         if self.credentials.check_secret is not None:
             self.credentials.check_secret(secret, key_type)
+
+    def hmac_key(self, secret: Secret) -> bytes:
+        """The bytes this exchange keys its HMAC with (the secret, or its decoding)."""
+        decode = self.credentials.hmac_key
+        return secret.reveal() if decode is None else decode(secret)
 
     # -- section 2 -----------------------------------------------------------
     def sign(

@@ -258,11 +258,11 @@ def _is_signed_endpoint(method: str, raw_path: str) -> bool:
 
 def _signature(credential: Credential, payload: bytes) -> bytes:
     if credential.key_type == "hmac":
-        return hmac_sha256_hex(credential.secret.reveal(), payload).encode("ascii")
+        return hmac_sha256_hex(credential.secret, payload).encode("ascii")
     if credential.key_type == "rsa":
         signature = rsa_sha256_b64(credential.secret.reveal(), payload)
     elif credential.key_type == "ed25519":
-        signature = ed25519_b64(credential.secret.reveal(), payload)
+        signature = ed25519_b64(credential.secret, payload)
     else:
         raise SigningError(f"binance cannot sign with {credential.key_type} keys")
     # Base64 holds "+", "/" and "=", which mean something in a query: encode them.
@@ -1445,11 +1445,11 @@ def ws_sign_call(call: WsCall, credential: Credential, now_ms: int) -> str:
         params["timestamp"] = str(now_ms)
         payload = "&".join(f"{name}={params[name]}" for name in sorted(params)).encode()
         if credential.key_type == "hmac":
-            params["signature"] = hmac_sha256_hex(credential.secret.reveal(), payload)
+            params["signature"] = hmac_sha256_hex(credential.secret, payload)
         elif credential.key_type == "rsa":
-            params["signature"] = rsa_sha256_b64(credential.secret.reveal(), payload)
+            params["signature"] = rsa_sha256_b64(credential.secret, payload)
         else:
-            params["signature"] = ed25519_b64(credential.secret.reveal(), payload)
+            params["signature"] = ed25519_b64(credential.secret, payload)
     frame: dict[str, object] = {"id": call.request_id, "method": call.method}
     if params:
         frame["params"] = params

@@ -84,7 +84,7 @@ def base_url(path: str, environment: str) -> str:
 
 
 # -- 2. Credential rules --------------------------------------------------------------
-CREDENTIALS = CredentialRules(needs_passphrase=False, key_types=("hmac",))
+CREDENTIALS = CredentialRules(needs_passphrase=False, key_types=("hmac",), hmac_algorithm="sha384")
 
 
 # -- 3. Signer ---------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def sign(
     raw_path = request.url.raw_path.split(b"?", 1)[0]
     body = request.read()
     payload = b"/api/" + raw_path[1:] + str(nonce).encode("ascii") + body
-    signature = hmac_sha384_hex(credential.secret.reveal(), payload)
+    signature = hmac_sha384_hex(credential.secret, payload)
     return replace_headers(
         request,
         {

@@ -66,7 +66,7 @@ def base_url(path: str, environment: str) -> str:
 
 
 # -- 2. Credential rules --------------------------------------------------------------
-CREDENTIALS = CredentialRules(needs_passphrase=False, key_types=("hmac",))
+CREDENTIALS = CredentialRules(needs_passphrase=False, key_types=("hmac",), hmac_algorithm="sha512")
 
 
 # -- 3. Signer ---------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def sign(
     """
     content_hash = sha512_hex(request.read())
     presign = string_to_sign(request, now_ms, content_hash)
-    signature = hmac_sha512_hex(credential.secret.reveal(), presign.encode("utf-8"))
+    signature = hmac_sha512_hex(credential.secret, presign.encode("utf-8"))
     return replace_headers(
         request,
         {

@@ -142,7 +142,7 @@ def sign(
     stamp = str(now_ms)
     message = string_to_sign(request, credential.api_key, stamp, recv_window)
     if credential.key_type == "hmac":
-        signature = hmac_sha256_hex(credential.secret.reveal(), message)
+        signature = hmac_sha256_hex(credential.secret, message)
     elif credential.key_type == "rsa":
         signature = rsa_sha256_b64(credential.secret.reveal(), message)
     else:

@@ -113,6 +113,10 @@ def _ed25519_key(secret: Secret) -> tuple[bytes, bytes | None]:
     return pem, raw[32:]
 
 
+def _ed25519_pem(secret: Secret) -> bytes:
+    return _ed25519_key(secret)[0]
+
+
 def check_secret(secret: Secret, key_type: str) -> None:
     """ES256: an EC P-256 PEM. Ed25519: a PEM, or CDP's base64 seed+public key that agree.
 
@@ -179,10 +183,9 @@ def sign(
     }
     signing_input = f"{_segment(header)}.{_segment(claims)}".encode("ascii")
     if credential.key_type == "es256":
-        signature = signing.es256_raw(_pem(credential.secret), signing_input)
+        signature = signing.es256_raw(credential.secret, signing_input, _pem)
     else:
-        pem, _ = _ed25519_key(credential.secret)
-        signature = signing.ed25519_sign(pem, signing_input)
+        signature = signing.ed25519_sign(credential.secret, signing_input, _ed25519_pem)
     token = signing_input.decode("ascii") + "." + signing.b64url(signature)
     headers = {"Authorization": f"Bearer {token}"}
     body = request.read()

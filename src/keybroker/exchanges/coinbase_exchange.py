@@ -91,7 +91,9 @@ def check_secret(secret: Secret, key_type: str) -> None:
     _decoded_secret(secret)
 
 
-CREDENTIALS = CredentialRules(needs_passphrase=True, key_types=("hmac",), check_secret=check_secret)
+CREDENTIALS = CredentialRules(
+    needs_passphrase=True, key_types=("hmac",), check_secret=check_secret, hmac_key=_decoded_secret
+)
 
 
 # -- 3. Signer ---------------------------------------------------------------------------
@@ -110,7 +112,7 @@ def sign(
     body = request.read()
     # raw_path is the path and query exactly as they go on the wire.
     prehash = timestamp.encode("ascii") + request.method.encode("ascii") + request.url.raw_path
-    signature = signing.hmac_sha256_b64(_decoded_secret(credential.secret), prehash + body)
+    signature = signing.hmac_sha256_b64(credential.secret, prehash + body, _decoded_secret)
     headers = {
         "CB-ACCESS-KEY": credential.api_key,
         "CB-ACCESS-SIGN": signature,

@@ -104,7 +104,11 @@ def check_secret(secret: Secret, key_type: str) -> None:
 
 
 CREDENTIALS = CredentialRules(
-    needs_passphrase=False, key_types=("hmac",), check_secret=check_secret
+    needs_passphrase=False,
+    key_types=("hmac",),
+    check_secret=check_secret,
+    hmac_algorithm="sha512",
+    hmac_key=_decoded_secret,
 )
 
 
@@ -131,7 +135,7 @@ def sign(
     body = _with_nonce_json(body, nonce) if is_json else _with_nonce_form(body, nonce)
     uri_path = request.url.raw_path.split(b"?", 1)[0]
     message = uri_path + signing.sha256(str(nonce).encode("ascii") + body)
-    signature = signing.hmac_sha512_b64(_decoded_secret(credential.secret), message)
+    signature = signing.hmac_sha512_b64(credential.secret, message, _decoded_secret)
     content_type = request.headers.get("content-type") or (JSON if is_json else FORM)
     # Content-Type is always re-set (same value) so that its position, and so the
     # bytes of a re-signed request, do not depend on whether it was there before.

@@ -164,7 +164,7 @@ def sign(
     method = request.method.upper()
     body = request.read()
     signature = hmac_sha256_b64(
-        credential.secret.reveal(), stamp + method.encode("ascii") + request.url.raw_path + body
+        credential.secret, stamp + method.encode("ascii") + request.url.raw_path + body
     )
     headers: list[HeaderTriple] = []
     content_types: list[bytes] = []
@@ -1090,7 +1090,7 @@ def ws_login(credential: Credential, now_ms: int) -> str:
     if passphrase is None:
         raise SigningError("okx credentials need a passphrase")
     stamp = str(now_ms // 1000)
-    sign = hmac_sha256_b64(credential.secret.reveal(), (stamp + "GET/users/self/verify").encode())
+    sign = hmac_sha256_b64(credential.secret, (stamp + "GET/users/self/verify").encode())
     arg = {
         "apiKey": credential.api_key,
         "passphrase": passphrase.reveal_text(),

@@ -100,7 +100,7 @@ def sign(
     does not cover (a GET with a body, a query on another verb), rather than guess.
     """
     prehash = string_to_sign(request, now_ms)
-    signature = hmac_sha256_b64(credential.secret.reveal(), prehash.encode("utf-8"))
+    signature = hmac_sha256_b64(credential.secret, prehash.encode("utf-8"))
     return replace_headers(
         request,
         {"key": credential.api_key, "signTimestamp": str(now_ms), "signature": signature},

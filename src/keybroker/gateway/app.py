@@ -46,10 +46,12 @@ from keybroker.gateway.dashboard import PaperView, dashboard_routes
 from keybroker.gateway.hardening import Step
 from keybroker.gateway.nonces import NonceLease
 from keybroker.gateway.pipeline import Incoming, handle, refuse
+from keybroker.gateway.remote_keys import RemoteKeys
 from keybroker.gateway.responses import error_response, refusal
 from keybroker.gateway.state import Gateway
 from keybroker.gateway.upstream import Upstream
 from keybroker.gateway.websocket import websocket_entry
+from keybroker.openbao import Connection
 from keybroker.ratelimit import Limiter, MemoryLimiter
 from keybroker.vault import BotToken, Vault
 
@@ -67,6 +69,7 @@ def create_app(
     hardening: Sequence[Step] = (),
     transport: httpx.AsyncBaseTransport | None = None,
     paper: PaperView | None = None,
+    openbao: Connection | None = None,
 ) -> Starlette:
     """The gateway as an ASGI app, for uvicorn; ``vault`` must be open and unlocked.
 
@@ -74,6 +77,8 @@ def create_app(
     ``hardening.harden()`` reported at start (shown in ``/_/status``);
     ``transport`` replaces httpx's network transport (tests only);
     ``paper`` is where the dashboard reads modes and paper figures (default: none).
+    ``openbao`` is how to reach OpenBao for credentials whose key is there
+    (``<home>/openbao.json``; its spent secret id is removed from that file).
     Raises InvalidInput for an unusable alert webhook or command.
     """
     clock = clock or SystemClock()
@@ -110,6 +115,13 @@ def create_app(
         audit.on_append = functools.partial(
             gateway.metrics.observe, "keybroker_audit_write_seconds"
         )
+        if openbao is not None:
+            gateway.remote_keys = await RemoteKeys.start(
+                openbao,
+                vault.path.parent,
+                alert=gateway.alert,
+                timeout_s=config.openbao_timeout_s,
+            )
         await audit.append(AuditRow("event", detail=_started(gateway)))
         poller = asyncio.create_task(_poll(gateway), name="keybroker-vault-poller")
         try:
@@ -121,6 +133,8 @@ def create_app(
                 await audit.append(AuditRow("event", detail="gateway stopped"))
             finally:
                 await client.aclose()
+                if gateway.remote_keys is not None:
+                    await gateway.remote_keys.aclose()
                 audit.close()
                 alerter.close()
 

@@ -33,6 +33,10 @@ class GatewayConfig:
     - ``public_cache_ms``: how long a finished public GET's 2xx answer is
       shared with identical GETs arriving after it (0: only concurrent ones
       share); see ``public_cache.py`` for the trade-off.
+    - ``openbao_timeout_s``: how long a signature from OpenBao may take
+      before the request is refused with 503 (credentials whose key is there).
+    - ``ws_keepalive_s``: how often the gateway renews the key of an account
+      stream a bot listens to (Binance listen keys lapse after 60 minutes).
     """
 
     audit_path: Path
@@ -51,3 +55,4 @@ class GatewayConfig:
     lookup_attempts: int = 3
     lookup_pause_s: float = 0.3
     ws_keepalive_s: float = 30 * 60.0
+    openbao_timeout_s: float = 5.0

@@ -27,6 +27,7 @@ import httpx
 from starlette.responses import Response
 
 from keybroker.audit import AuditRow
+from keybroker.crypto.keys import RemoteKey
 from keybroker.errors import (
     AuthenticationFailed,
     InvalidInput,
@@ -41,6 +42,7 @@ from keybroker.exchanges import ExchangeProfile, get_profile
 from keybroker.exchanges.base import ClassifiedRequest, OrderIntent
 from keybroker.gateway.facts import NOTHING_KNOWN, Known, gather, settle
 from keybroker.gateway.nonces import key_id
+from keybroker.gateway.remote_keys import RemoteKeys
 from keybroker.gateway.responses import denial, error_response, refusal
 from keybroker.gateway.state import Gateway
 from keybroker.gateway.upstream import Failure, Received, forwardable_request_headers
@@ -547,6 +549,9 @@ async def sign(gateway: Gateway, job: Job, request: httpx.Request) -> httpx.Requ
     nonce = None
     if job.profile.uses_nonce:
         nonce = await gateway.nonces.next(key_id(job.credential), now)
+    if isinstance(job.credential.secret, RemoteKey):  # the key is in OpenBao: off the loop
+        remote = gateway.remote_keys or RemoteKeys.absent(gateway.alert)
+        return await remote.sign(job.profile, request, job.credential, now_ms=now, nonce=nonce)
     return job.profile.sign(request, job.credential, now_ms=now, nonce=nonce)
 
 

@@ -32,6 +32,7 @@ from keybroker.gateway.facts import FactCache
 from keybroker.gateway.hardening import Step
 from keybroker.gateway.metrics import Metrics
 from keybroker.gateway.nonces import NonceLease
+from keybroker.gateway.remote_keys import RemoteKeys
 from keybroker.gateway.upstream import Failure, Received, Upstream
 from keybroker.ratelimit import Limiter
 
@@ -51,6 +52,8 @@ class Gateway:
     alerter: Alerter
     clock: Clock
     hardening: tuple[Step, ...] = ()
+    remote_keys: RemoteKeys | None = None
+    """OpenBao, for credentials whose key lives there (step 7 of those)."""
     started_ms: int = 0
     metrics: Metrics = field(default_factory=Metrics)
     activity: Activity = field(init=False)

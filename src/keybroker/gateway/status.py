@@ -52,6 +52,7 @@ def status_document(gateway: Gateway) -> dict[str, object]:
         },
         "deduplicated": gateway.dedup.shared,
         "audit_path": str(gateway.config.audit_path),
+        "openbao": gateway.remote_keys.status() if gateway.remote_keys is not None else None,
     }
 
 

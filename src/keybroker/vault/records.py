@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from keybroker.crypto.aead import seal, unseal
 from keybroker.crypto.kdf import Argon2idParams
+from keybroker.crypto.keys import RemoteKey
 from keybroker.errors import InvalidInput, RecordTampered
 from keybroker.model import (
     ENVIRONMENTS,
@@ -73,7 +74,9 @@ class KeyMaterial:
     """What the user types in for one exchange key; checked on construction.
 
     For ``key_type`` rsa, ed25519 and es256, ``secret`` holds the private key
-    in PEM form. Errors name the field, never its value.
+    in PEM form. For a key held by OpenBao, ``secret`` is a
+    ``crypto.keys.RemoteKey``: only its store and name are sealed, never key
+    material. Errors name the field, never its value.
     """
 
     api_key: str
@@ -88,12 +91,20 @@ class KeyMaterial:
         _check_token("api key", self.api_key)
         if not isinstance(self.secret, Secret):
             raise TypeError("KeyMaterial.secret must be a keybroker.Secret")
+        if isinstance(self.secret, RemoteKey):
+            if self.secret.key_type != self.key_type:
+                raise InvalidInput(f"the remote key is a {self.secret.key_type} key")
+            self._check_passphrase()
+            return
         # A PEM private key is several lines; only an HMAC secret is one token.
         secret_text = _secret_text("secret", self.secret)
         if self.key_type == "hmac":
             _check_token("secret", secret_text)
         elif not secret_text.strip():
             raise InvalidInput("secret is empty")
+        self._check_passphrase()
+
+    def _check_passphrase(self) -> None:
         if self.passphrase is not None:
             if not isinstance(self.passphrase, Secret):
                 raise TypeError("KeyMaterial.passphrase must be a keybroker.Secret or None")
@@ -251,20 +262,26 @@ def associated_data(vault_id: str, record_id: int, columns: Mapping[str, object]
 
 
 def seal_material(data_key: Secret, material: KeyMaterial, aad: bytes) -> bytes:
-    """Encrypt the key material as one blob (JSON inside; secrets base64 so any bytes fit)."""
-    plaintext = _canonical(
-        {
-            "api_key": material.api_key,
-            "secret": base64.b64encode(material.secret.reveal()).decode("ascii"),
-            "passphrase": (
-                None
-                if material.passphrase is None
-                else base64.b64encode(material.passphrase.reveal()).decode("ascii")
-            ),
-            "key_type": material.key_type,
-        }
-    )
-    return seal(data_key.reveal(), plaintext, aad)
+    """Encrypt the key material as one blob (JSON inside; secrets base64 so any bytes fit).
+
+    A remote key is sealed as ``"secret": null`` and ``"remote": {store, key_name}``,
+    so its record holds the key's name in the store and nothing that signs.
+    """
+    content: dict[str, object] = {
+        "api_key": material.api_key,
+        "passphrase": (
+            None
+            if material.passphrase is None
+            else base64.b64encode(material.passphrase.reveal()).decode("ascii")
+        ),
+        "key_type": material.key_type,
+    }
+    if isinstance(material.secret, RemoteKey):
+        content["secret"] = None
+        content["remote"] = {"store": material.secret.store, "key_name": material.secret.key_name}
+    else:
+        content["secret"] = base64.b64encode(material.secret.reveal()).decode("ascii")
+    return seal(data_key.reveal(), _canonical(content), aad)
 
 
 def unseal_credential(
@@ -282,11 +299,17 @@ def unseal_credential(
         # The clear key_type column is authenticated too; both must agree.
         if not isinstance(api_key, str) or key_type != record.key_type:
             raise ValueError("content")
+        remote = content.get("remote")
+        secret = (
+            Secret(base64.b64decode(content["secret"], validate=True))
+            if remote is None
+            else RemoteKey(str(remote["store"]), str(remote["key_name"]), key_type)
+        )
         return Credential(
             name=record.name,
             exchange=record.exchange,
             api_key=api_key,
-            secret=Secret(base64.b64decode(content["secret"], validate=True)),
+            secret=secret,
             passphrase=(
                 None if passphrase is None else Secret(base64.b64decode(passphrase, validate=True))
             ),

@@ -30,6 +30,7 @@ from typing import cast
 from keybroker.clock import Clock, SystemClock
 from keybroker.crypto.aead import new_key
 from keybroker.crypto.kdf import Argon2idParams, derive_key, new_salt
+from keybroker.crypto.keys import RemoteKey
 from keybroker.crypto.signing import forget_cached_keys
 from keybroker.errors import (
     CredentialExists,
@@ -559,8 +560,10 @@ def _columns(row: Sequence[object]) -> dict[str, object]:
 
 def _copy(credential: Credential) -> Credential:
     passphrase = credential.passphrase
+    secret = credential.secret
     return credential.replace(
-        secret=Secret(credential.secret.reveal()),
+        # A remote key holds no bytes to copy: only its name, which nobody wipes.
+        secret=secret if isinstance(secret, RemoteKey) else Secret(secret.reveal()),
         passphrase=None if passphrase is None else Secret(passphrase.reveal()),
     )
 

@@ -1,0 +1,159 @@
+"""Step 7 for credentials whose key lives in OpenBao: sign off the event loop, batched, or 503.
+
+    >>> remote = await RemoteKeys.start(connection, home, alert=gateway.alert, timeout_s=5)
+    >>> signed = await remote.sign(profile, request, credential, now_ms=now, nonce=nonce)
+
+The exchange signer is the same synchronous function as for a local key; it
+runs in a worker thread with the credential's ``RemoteKey`` bound to a
+``ThreadSigner``, whose HMACs and signatures the ``Batcher`` sends on the
+event loop (one transit call for every request of a burst that waits on the
+same key). When OpenBao cannot sign, the request fails with
+``KeyStoreUnavailable`` (503) and an ``openbao_unavailable`` alert goes out
+once per outage; there is no local copy to fall back on, by design.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from keybroker.crypto.keys import RemoteKey
+from keybroker.errors import KeyStoreError, KeyStoreUnavailable
+from keybroker.exchanges import ExchangeProfile
+from keybroker.model import Credential
+from keybroker.openbao import AsyncOpenBao, Batcher, Connection, Session, ThreadSigner
+from keybroker.openbao import connection as connection_file
+
+log = logging.getLogger("keybroker.gateway")
+
+Alert = Callable[..., None]
+
+
+class RemoteKeys:
+    """The gateway's OpenBao: its session, the batcher and the outage state for alerts."""
+
+    def __init__(
+        self,
+        session: Session | None,
+        batcher: Batcher | None,
+        signer: ThreadSigner | None,
+        alert: Alert,
+    ) -> None:
+        self.session = session
+        self.batcher = batcher
+        self._signer = signer
+        self._alert = alert
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    @classmethod
+    def absent(cls, alert: Alert) -> RemoteKeys:
+        """For a gateway with no ``openbao.json``: remote credentials answer 503, saying why."""
+        return cls(None, None, None, alert)
+
+    @classmethod
+    async def start(
+        cls,
+        connection: Connection,
+        home: Path | None,
+        *,
+        alert: Alert,
+        timeout_s: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> RemoteKeys:
+        """Log in (or keep trying in the background) and start renewing the token."""
+        client = AsyncOpenBao(
+            connection.addr, ca_cert=connection.ca_path, timeout_s=timeout_s, transport=transport
+        )
+
+        def spent() -> None:
+            if home is not None:
+                _forget_wrapping_token(home, connection)
+
+        session = Session(connection, client, on_spent=spent, alert=alert)
+        batcher = Batcher(session, connection.mount)
+        signer = ThreadSigner(batcher, asyncio.get_running_loop(), timeout_s=timeout_s)
+        remote = cls(session, batcher, signer, alert)
+        try:
+            await session.start()
+        except KeyStoreError as error:
+            log.warning("OpenBao: %s", error)
+            alert("openbao_unavailable", detail=str(error))
+            remote._failing = True
+        remote._task = asyncio.get_running_loop().create_task(
+            session.run(), name="keybroker-openbao-session"
+        )
+        return remote
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.session is not None:
+            await self.session.client.aclose()
+
+    @property
+    def state(self) -> str:
+        """ "absent", "ready" or the reason it cannot sign."""
+        if self.session is None:
+            return "absent"
+        return "ready" if self.session.is_ready else (self.session.problem or "not ready")
+
+    def status(self) -> dict[str, object]:
+        """For /_/status: the state, and how many signatures took how many transit calls."""
+        batcher = self.batcher
+        return {
+            "state": self.state,
+            "addr": None if self.session is None else self.session.connection.addr,
+            "transit_calls": 0 if batcher is None else batcher.calls,
+            "signatures": 0 if batcher is None else batcher.signatures,
+        }
+
+    async def sign(
+        self,
+        profile: ExchangeProfile,
+        request: httpx.Request,
+        credential: Credential,
+        *,
+        now_ms: int,
+        nonce: int | None,
+    ) -> httpx.Request:
+        """``profile.sign`` with the key in OpenBao; KeyStoreError/Unavailable (503) otherwise."""
+        key = credential.secret
+        assert isinstance(key, RemoteKey)
+        if self._signer is None:
+            raise KeyStoreUnavailable(
+                f"the key of {credential.name} is in OpenBao, and this gateway is not connected "
+                "to it: run `keybroker openbao setup` and restart the gateway"
+            )
+        bound = credential.replace(secret=key.bind(self._signer))
+        try:
+            signed = await asyncio.to_thread(
+                profile.sign, request, bound, now_ms=now_ms, nonce=nonce
+            )
+        except KeyStoreError as error:
+            if not self._failing:
+                self._failing = True
+                log.error("OpenBao cannot sign for %s: %s", credential.name, error)
+                self._alert("openbao_unavailable", credential=credential.name, detail=str(error))
+            raise
+        if self._failing:
+            self._failing = False
+            log.info("OpenBao signs again")
+            self._alert("openbao_recovered", credential=credential.name)
+        return signed
+
+
+def _forget_wrapping_token(home: Path, used: Connection) -> None:
+    # Only if the file still holds the token this gateway used: a rerun of
+    # setup meanwhile wrote a fresh one, which must stay for the next start.
+    try:
+        current = connection_file.load(home)
+        if current is not None and current.wrapped_secret_id == used.wrapped_secret_id:
+            connection_file.spend_secret_id(home, current)
+    except Exception as exc:  # the login matters more than tidying the file
+        log.warning("could not remove the used secret id from openbao.json: %s", type(exc).__name__)
