@@ -2,7 +2,8 @@
 
     >>> GatewayConfig(audit_path=home / "audit.db", cors_origins=("https://dash.example",))
 
-Nothing here is secret. The vault itself is handed to ``create_app`` already
+Nothing here is secret but ``redis_url`` (it may carry a password), which is
+a ``Secret`` so that no repr shows it. The vault itself is handed to ``create_app`` already
 unlocked, so a wrong passphrase fails before any socket is bound.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from keybroker.secret import Secret
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -32,6 +35,11 @@ class GatewayConfig:
       before the gateway answers 429 itself.
     - ``public_cache_ms``: how long a finished public GET's answer is shared
       with identical GETs arriving after it (0: only concurrent ones share).
+    - ``redis_url``: several gateways share budgets, halts, revocations,
+      nonces, order counts and in-flight GETs through this Redis
+      (``coordination.py``); None keeps everything in this process.
+    - ``gateways``: how many gateways share the budgets; while Redis does not
+      answer, reads spend from 1/``gateways`` of each limit.
     """
 
     audit_path: Path
@@ -49,3 +57,5 @@ class GatewayConfig:
     price_max_age_ms: int = 2000
     lookup_attempts: int = 3
     lookup_pause_s: float = 0.3
+    redis_url: Secret | None = None
+    gateways: int = 1

@@ -9,26 +9,35 @@ as a task of its own, so a bot that disconnects does not cancel it for the
 others; later identical requests wait for that task. With ``keep_ms`` above
 zero a finished answer is also given to identical requests for that long.
 Only public market data comes here: nothing signed for one bot is ever
-shared with another.
+shared with another. With ``shared`` (several gateways on one Redis) each
+fetch this gateway starts goes through it, so identical GETs on different
+gateways also become one upstream request.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from keybroker.clock import Clock
 
 T = TypeVar("T")
 
 
+class SharedFetches(Protocol):
+    """Fetches shared with other gateways: ``fetch()``'s result, or another gateway's."""
+
+    async def run(self, key: Hashable, fetch: Callable[[], Awaitable[T]], keep_ms: int) -> T: ...
+
+
 class Dedup(Generic[T]):
     """In-flight (and, with ``keep_ms``, just-finished) fetches by key."""
 
-    def __init__(self, clock: Clock, keep_ms: int = 0) -> None:
+    def __init__(self, clock: Clock, keep_ms: int = 0, shared: SharedFetches | None = None) -> None:
         self._clock = clock
         self._keep_ms = keep_ms
+        self._shared = shared
         self._inflight: dict[Hashable, asyncio.Task[T]] = {}
         self._recent: dict[Hashable, tuple[int, T]] = {}
         self.shared = 0
@@ -45,7 +54,11 @@ class Dedup(Generic[T]):
         if task is not None:
             self.shared += 1
         else:
-            task = asyncio.ensure_future(fetch())
+            shared = self._shared
+            if shared is not None:
+                task = asyncio.ensure_future(shared.run(key, fetch, self._keep_ms))
+            else:
+                task = asyncio.ensure_future(fetch())
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._finished(key, done))
         return await asyncio.shield(task)

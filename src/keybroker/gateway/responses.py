@@ -23,6 +23,7 @@ from starlette.responses import Response
 from keybroker.errors import (
     AuditError,
     BadToken,
+    CoordinationUnavailable,
     CredentialNotFound,
     ExchangeUnavailable,
     InvalidInput,
@@ -57,6 +58,7 @@ _CODES: tuple[tuple[type[KeybrokerError], int, str], ...] = (
     (RecordTampered, 500, "vault_record_tampered"),
     (VaultError, 503, "vault_error"),
     (AuditError, 503, "audit_unavailable"),
+    (CoordinationUnavailable, 503, "coordination_unavailable"),
     (SigningError, 500, "signing_failed"),
     (NetworkError, 504, "upstream_unreachable"),
     (ExchangeUnavailable, 503, "upstream_unavailable"),

@@ -24,10 +24,11 @@ from keybroker.clock import Clock
 from keybroker.gateway.access import VaultAccess
 from keybroker.gateway.activity import Activity
 from keybroker.gateway.config import GatewayConfig
+from keybroker.gateway.coordination import Coordination, InProcess
 from keybroker.gateway.dedup import Dedup
 from keybroker.gateway.hardening import Step
 from keybroker.gateway.metrics import Metrics
-from keybroker.gateway.nonces import NonceLease
+from keybroker.gateway.nonces import Nonces
 from keybroker.gateway.upstream import Failure, Received, Upstream
 from keybroker.ratelimit import Limiter
 
@@ -43,11 +44,14 @@ class Gateway:
     audit: AuditLog
     limiter: Limiter
     upstream: Upstream
-    nonces: NonceLease
+    nonces: Nonces
     alerter: Alerter
     clock: Clock
     hardening: tuple[Step, ...] = ()
     started_ms: int = 0
+    coordination: Coordination | None = None
+    """What is shared with other gateways (None: ``InProcess``, nothing is)."""
+
     metrics: Metrics = field(default_factory=Metrics)
     activity: Activity = field(init=False)
     dedup: Dedup[Received | Failure | Response] = field(init=False)
@@ -58,8 +62,12 @@ class Gateway:
     """Result rows being written after their answer went out."""
 
     def __post_init__(self) -> None:
-        self.activity = Activity(self.clock)
-        self.dedup = Dedup(self.clock, self.config.public_cache_ms)
+        if self.coordination is None:
+            self.coordination = InProcess(self.access.vault, self.clock)
+        self.activity = self.coordination.activity(self.clock)
+        self.dedup = Dedup(
+            self.clock, self.config.public_cache_ms, shared=self.coordination.shared_fetches
+        )
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` after the answer; ``drain`` waits for it (shutdown)."""
