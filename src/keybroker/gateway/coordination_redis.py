@@ -499,7 +499,7 @@ class SharedActivity(Activity):
 
 
 class RedisNonces:
-    """Nonces strictly increasing across all gateways on the store, never below this vault's mark."""
+    """Nonces strictly increasing across all gateways on a store, never below this vault's mark."""
 
     def __init__(self, coordination: RedisCoordination, vault: Vault, block: int = BLOCK) -> None:
         self._coordination = coordination
