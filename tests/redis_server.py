@@ -1,4 +1,4 @@
-"""A real redis-server for tests: Debian's package, on a free loopback port, started and stopped here.
+"""A real redis-server for tests (Debian's package) on a free loopback port, started and stopped.
 
     >>> server = RedisServer.start(tmp_path, password="test-redis-password-not-real")
     >>> server.url          # redis://:…@127.0.0.1:PORT/0
@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 import redis
+
 from debian_packages import require_program
 
-PASSWORD = "test-redis-password-not-real"  # noqa: S105 - test material
+PASSWORD = "test-redis-password-not-real"
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,10 @@ class RedisServer:
         if self.tls is not None:
             options.update(ssl=True, ssl_ca_certs=str(self.tls.ca))
         return redis.Redis(
-            host="127.0.0.1", port=self.port, password=self.password, **options  # type: ignore[arg-type]
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            **options,  # type: ignore[arg-type]
         )
 
     def restart(self) -> None:

@@ -15,10 +15,10 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis_server import RedisServer
 
 from keybroker.ratelimit.bucket import DecayingCounter, FixedWindowBucket, WindowBucket
 from keybroker.ratelimit.redis_scripts import PRELUDE
+from redis_server import RedisServer
 
 DRIVER = (
     PRELUDE

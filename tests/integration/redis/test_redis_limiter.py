@@ -9,12 +9,12 @@ from typing import TypeVar
 
 import pytest
 from redis.asyncio import Redis
-from redis_server import PASSWORD, RedisServer, StartRedis, make_tls_files
 
 from keybroker.errors import CoordinationUnavailable, RateLimited
 from keybroker.exchanges.base import RateLimit
 from keybroker.ratelimit import Charge, Limiter
 from keybroker.ratelimit.redis import RedisLimiter, StoreHealth
+from redis_server import PASSWORD, RedisServer, StartRedis, make_tls_files
 
 T = TypeVar("T")
 
@@ -75,9 +75,7 @@ def test_concurrent_gateways_never_overspend(redis_clean: RedisServer) -> None:
     async def scenario() -> int:
         clients = [client_for(redis_clean) for _ in range(3)]
         limiters = [RedisLimiter(client) for client in clients]
-        results = await asyncio.gather(
-            *(granted(limiters[i % 3], weight()) for i in range(60))
-        )
+        results = await asyncio.gather(*(granted(limiters[i % 3], weight()) for i in range(60)))
         for client in clients:
             await client.aclose()
         return sum(results)
