@@ -174,7 +174,10 @@ def shown_url(url: str) -> str:
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ":?"
     auth = "***@" if parts.username or parts.password else ""
     return f"{parts.scheme}://{auth}{host}{port}{parts.path}"
 
