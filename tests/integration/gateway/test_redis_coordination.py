@@ -22,12 +22,12 @@ from gateway_testkit import (
     new_token,
     serve_process,
 )
-from redis_server import PASSWORD, RedisServer
 
 from keybroker.gateway import GatewayConfig
 from keybroker.policy import Policy
 from keybroker.secret import Secret
 from keybroker.vault import Vault
+from redis_server import PASSWORD, RedisServer
 
 COUNTED = Policy(
     scopes=("read", "trade"),
