@@ -60,6 +60,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from keybroker.clock import Clock
@@ -203,6 +204,40 @@ def connect(url: Secret) -> Redis:
     except ValueError as exc:
         raise InvalidInput(f"--redis {shown_url(text)}: {exc}") from None
     return client
+
+
+def publish_halt(url: Secret, name: str, at: datetime, origin: str) -> None:
+    """Put a halt straight into the store (``keybroker halt --redis``); every gateway sees it.
+
+    Raises CoordinationUnavailable when the store does not answer.
+    """
+    value = json.dumps({"at": at.isoformat(), "origin": origin})
+    _with_store(url, lambda client: client.hsetnx(f"{NAMESPACE}:halts", name, value))
+
+
+def lift_halt(url: Secret, name: str | None) -> None:
+    """Remove a halt (None: every halt) from the store (``keybroker resume --redis``).
+
+    Gateways whose own vault still holds that halt keep it. Raises
+    CoordinationUnavailable when the store does not answer.
+    """
+    key = f"{NAMESPACE}:halts"
+    _with_store(url, lambda client: client.delete(key) if name is None else client.hdel(key, name))
+
+
+def _with_store(url: Secret, action: Callable[[SyncRedis], object]) -> None:
+    text = url.reveal_text()
+    if urlsplit(text).scheme not in ("redis", "rediss"):
+        raise InvalidInput("--redis takes a redis:// or rediss:// URL (rediss: TLS)")
+    try:
+        with SyncRedis.from_url(text, socket_timeout=5, socket_connect_timeout=5) as client:
+            action(client)
+    except ValueError as exc:
+        raise InvalidInput(f"--redis {shown_url(text)}: {exc}") from None
+    except STORE_FAILURES as error:
+        raise CoordinationUnavailable(
+            f"coordination store unavailable ({shown_url(text)}: {type(error).__name__})"
+        ) from None
 
 
 class RedisCoordination:

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -53,6 +54,7 @@ class Served:
 
     def __init__(self, home: Path, *args: str) -> None:
         self.home = home
+        self.redis_url = args[args.index("--redis") + 1] if "--redis" in args else ""
         self.process = serve_process(home, "--port", "0", *args)
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().strip()
@@ -135,6 +137,7 @@ def start_cluster(
     }
     vault.close()
     homes = [first] + [copy_home(first, directory / f"host{i}") for i in range(1, size)]
+    copy_home(first, directory / "spare")  # a host with the vault and no gateway
     gateways: list[Served] = []
     try:
         for home in homes:
@@ -215,6 +218,43 @@ def test_a_halt_on_one_host_stops_orders_on_every_gateway_and_resume_lifts_it(
     vault.close()
     assert wait_until(lambda: world.post_order(2, token).status_code == 200, timeout=3)
     assert world.post_order(1, token).status_code == 200
+
+
+def keybroker(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m keybroker --home HOME ARGS`` with the passphrase in the environment."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("KEYBROKER_")}
+    environment["KEYBROKER_PASSPHRASE"] = PASSPHRASE
+    return subprocess.run(
+        [sys.executable, "-m", "keybroker", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.slow
+def test_halt_and_resume_with_redis_from_a_host_without_a_gateway(
+    fresh: tuple[Emulator, Cluster],
+) -> None:
+    exchange, world = fresh
+    token = world.tokens["bot00"]
+    spare = world.homes[0].parent / "spare"
+    redis_url = world.gateways[0].redis_url
+    halted = keybroker(spare, "halt", "bn", "--reason", "from the laptop", "--redis", redis_url)
+    assert halted.returncode == 0, halted.stderr
+    assert "Published to redis://***@127.0.0.1:" in halted.stdout
+    assert PASSWORD not in halted.stdout + halted.stderr
+    for index in range(3):
+        refused = world.post_order(index, token)  # each order reads the shared halts afresh
+        assert refused.status_code == 403 and refused.json()["rule"] == "kill_switch"
+
+    resumed = keybroker(spare, "resume", "bn", "--redis", redis_url)
+    assert resumed.returncode == 0, resumed.stderr
+    for index in range(3):
+        assert world.post_order(index, token).status_code == 200
+    assert len(exchange.requests_to("/api/v3/order", "POST")) == 3
 
 
 @pytest.mark.slow
