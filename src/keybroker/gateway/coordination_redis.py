@@ -317,9 +317,7 @@ class RedisCoordination:
     async def start(self, gateway: Gateway) -> None:
         """Publish this host's halts and revocations, read everyone's, start the health probe."""
         self._gateway = gateway
-        await self.sync(gateway)
-        if not self.health.up:
-            self._alert(False)
+        await self.sync(gateway)  # a store down at start is alerted by the health listener
         self._monitor = asyncio.get_running_loop().create_task(
             self._probe(), name="keybroker-redis-probe"
         )
@@ -613,16 +611,20 @@ class RedisFetches:
                 self.shared += 1
                 return shared  # type: ignore[return-value]
             return await fetch()
-        result = await fetch()
-        encoded = _encode(result) if isinstance(result, Received) else b"-"
+        encoded = b"-"  # no answer to share: the waiters fetch for themselves
         try:
-            await self._finish(
-                keys=[claim, coordination.key("fetch", digest, token), recent],
-                args=[token, encoded, keep_ms],
-            )
-        except STORE_FAILURES as error:
-            coordination.health.failed(error)
-        return result
+            result = await fetch()
+            if isinstance(result, Received):
+                encoded = _encode(result)
+            return result
+        finally:
+            try:
+                await self._finish(
+                    keys=[claim, coordination.key("fetch", digest, token), recent],
+                    args=[token, encoded, keep_ms],
+                )
+            except STORE_FAILURES as error:
+                coordination.health.failed(error)
 
     async def _wait(self, claim: str, owner: str) -> Received | None:
         """The owner's answer, or None if it gave none (a failure) or the store went away."""
