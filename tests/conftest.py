@@ -7,6 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+# A real redis-server on a free loopback port (Debian's package): fixtures redis_server,
+# redis_clean and start_redis.
+pytest_plugins = ["redis_server"]
+
 
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

@@ -33,6 +33,8 @@ KeybrokerError
 │       └── KeyStoreUnavailable  503: OpenBao did not answer; never a fallback to a local copy
 ├── ClipboardUnavailable       no wl-copy, xclip, xsel or pbcopy on this machine
 ├── AuditError                 the audit log cannot be opened or written: nothing is sent (503)
+├── CoordinationUnavailable    the store several gateways share (Redis) is unreachable: no new
+│                              order is sent, since shared limits and halts cannot be honoured (503)
 ├── ExchangeError              what the in-process adapters raise; ``.code`` names the kind
 │                              (AuthenticationFailed, RateLimited, NetworkError, InvalidConfig…)
 │                              and the UpstreamError it translates is its ``__cause__``
@@ -308,6 +310,18 @@ class AuditError(KeybrokerError):
     """
 
     http_status = 503
+
+
+class CoordinationUnavailable(KeybrokerError):
+    """The store that several gateways share (``serve --redis``) cannot be reached.
+
+    New orders fail closed on it: the shared rate limits, halts and order counts
+    cannot be honoured without the store. Its message names the store's host,
+    never the password in its URL.
+    """
+
+    http_status = 503
+    retryable = True
 
 
 class ExchangeError(KeybrokerError):

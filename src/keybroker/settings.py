@@ -15,6 +15,8 @@ from pathlib import Path
 
 HOME_VARIABLE = "KEYBROKER_HOME"
 PASSPHRASE_VARIABLE = "KEYBROKER_PASSPHRASE"  # noqa: S105 - a variable name, not a value
+REDIS_URL_VARIABLE = "KEYBROKER_REDIS_URL"
+"""``serve --redis``'s URL when the option is not given (keeps a password out of ``ps``)."""
 
 
 def default_home() -> Path:

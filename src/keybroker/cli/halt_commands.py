@@ -8,6 +8,11 @@ A halt is stored in the vault, so every gateway using it stops placing new
 orders for that credential within a second (cancels and reads still pass),
 and it holds across restarts until resumed. ``halt`` asks for no passphrase:
 an emergency button must not wait for one. ``resume`` does ask.
+
+Gateways on several hosts (``serve --redis``) share halts through Redis: the
+gateway on this host publishes a halt from this vault, and lifts it there on
+resume. ``--redis URL`` (or $KEYBROKER_REDIS_URL) also writes the store
+directly, for a host with no gateway running or a halt made elsewhere.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from keybroker.cli.context import CliState, open_vault, unlock
 from keybroker.cli.output import print_json, say, warn
 from keybroker.cli.passphrase import FILE_HELP
 from keybroker.errors import UsageError
+from keybroker.secret import Secret
+from keybroker.settings import REDIS_URL_VARIABLE
 from keybroker.vault import Halt
 
 EVERY = "*"
@@ -33,6 +40,22 @@ AllOption = Annotated[bool, typer.Option("--all", help="Every credential in the 
 JsonOutput = Annotated[
     bool, typer.Option("--json", help="Print the halts now in force as JSON, for scripts.")
 ]
+RedisOption = Annotated[
+    str | None,
+    typer.Option(
+        "--redis",
+        help=(
+            "Also write the halt to the Redis that gateways on other hosts share "
+            f"(serve --redis) [default: ${REDIS_URL_VARIABLE} if set]."
+        ),
+        metavar="URL",
+    ),
+]
+
+
+def _store(option: str | None, state: CliState) -> Secret | None:
+    url = option or state.environ.get(REDIS_URL_VARIABLE, "").strip()
+    return Secret(url) if url else None
 
 
 def register(root: typer.Typer) -> None:
@@ -67,6 +90,7 @@ def halt(
         str, typer.Option("--reason", help="Why; shown by resume and in the gateway's status.")
     ] = "",
     json_output: JsonOutput = False,
+    redis: RedisOption = None,
 ) -> None:
     """Stop new orders at once on every gateway using this vault; cancels and reads pass.
 
@@ -79,6 +103,14 @@ def halt(
         already = {h.name: h for h in vault.list_halts()}.get(target or EVERY)
         vault.halt(target, reason)
         halts = vault.list_halts()
+    store = _store(redis, state)
+    if store is not None:
+        from keybroker.gateway.coordination_redis import publish_halt, shown_url
+
+        made = next(h for h in halts if h.name == (target or EVERY))
+        publish_halt(store, made.name, made.halted_at, origin=f"cli:{state.vault_path}")
+        if not json_output:
+            say(f"Published to {shown_url(store.reveal_text())}: gateways on every host stop.")
     if json_output:
         print_json(_halts_json(halts))
         return
@@ -101,6 +133,17 @@ def resume(
     passphrase_file: Annotated[
         Path | None, typer.Option("--passphrase-file", help=FILE_HELP, metavar="FILE")
     ] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            help=(
+                "Also lift it in the Redis that gateways on other hosts share, wherever it was "
+                f"made [default: ${REDIS_URL_VARIABLE} if set]."
+            ),
+            metavar="URL",
+        ),
+    ] = None,
 ) -> None:
     """Lift a halt (--all lifts every halt); asks for the vault passphrase.
 
@@ -113,6 +156,11 @@ def resume(
         unlock(vault, state, passphrase_file)
         vault.resume(target)
         halts = vault.list_halts()
+    store = _store(redis, state)
+    if store is not None:
+        from keybroker.gateway.coordination_redis import lift_halt
+
+        lift_halt(store, target)
     if json_output:
         print_json(_halts_json(halts))
     elif target is None:

@@ -15,6 +15,12 @@ listener lines (for scripts); everything else goes to stderr.
 A non-loopback --host needs --tls-cert and --tls-key: bot tokens and order
 flow would otherwise cross the network in clear. --insecure-plaintext-remote
 allows it anyway and says so at every start.
+
+Several gateways (several hosts) share their budgets, halts, revocations,
+nonces, order counts and in-flight GETs through ``--redis URL`` (or
+$KEYBROKER_REDIS_URL, which keeps a password out of ``ps``); ``--gateways N``
+says how many share, for the 1/N local share reads fall back to while Redis
+does not answer. docs/deployment.md shows the whole arrangement.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from keybroker.cli.context import CliState, open_vault, unlock
 from keybroker.cli.output import note, say, warn
 from keybroker.cli.passphrase import FILE_HELP
 from keybroker.errors import UsageError
+from keybroker.secret import Secret
+from keybroker.settings import REDIS_URL_VARIABLE
 
 SOCKET_NAME = "gateway.sock"
 
@@ -105,6 +113,31 @@ def serve(
             metavar="MS",
         ),
     ] = 1000,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            help=(
+                "Share rate limits, halts, revocations, nonces and order counts with other "
+                "gateways through this Redis: redis://[:PASSWORD@]HOST:PORT/DB, or rediss:// "
+                f"for TLS [default: ${REDIS_URL_VARIABLE}, else nothing is shared]."
+            ),
+            metavar="URL",
+        ),
+    ] = None,
+    gateways: Annotated[
+        int,
+        typer.Option(
+            "--gateways",
+            help=(
+                "How many gateways share the budgets; while Redis does not answer, reads "
+                "spend from 1/N of each limit and new orders are refused (503)."
+            ),
+            min=1,
+            max=1000,
+            metavar="N",
+        ),
+    ] = 1,
     passphrase_file: Annotated[
         Path | None, typer.Option("--passphrase-file", help=FILE_HELP, metavar="FILE")
     ] = None,
@@ -150,6 +183,9 @@ def serve(
             f"--insecure-plaintext-remote: listening on {host} without TLS; bot tokens and "
             "every request and answer cross the network in clear, readable and replayable"
         )
+    redis_url = redis or state.environ.get(REDIS_URL_VARIABLE, "").strip() or None
+    if gateways > 1 and redis_url is None:
+        raise UsageError("--gateways N shares budgets through Redis: give --redis URL too")
     _log_to_stderr(state.debug)
 
     steps = harden()
@@ -165,11 +201,17 @@ def serve(
             alert_webhook=alert_webhook,
             alert_command=alert_command,
             public_cache_ms=public_cache_ms,
+            redis_url=Secret(redis_url) if redis_url else None,
+            gateways=gateways,
         )
         openbao = load_openbao(state.settings.home)  # <home>/openbao.json, from openbao setup
         if openbao is not None:
             note(f"keybroker: OpenBao at {openbao.addr} signs for its keys (role {openbao.role})")
         app = create_app(vault, config, hardening=steps, openbao=openbao)
+        if redis_url:
+            from keybroker.gateway.coordination_redis import shown_url
+
+            note(f"sharing state with other gateways through {shown_url(redis_url)}")
         uds_path = (uds or state.settings.home / SOCKET_NAME).expanduser()
         tcp = bind_tcp(host, port)
         unix = bind_uds(uds_path)

@@ -12,6 +12,10 @@ checked on every use. Halts are polled the same way for reads, and read afresh
 from the vault for every order, so ``keybroker halt`` stops the very next one.
 Credentials are fetched from the vault per request (it keeps authenticated
 rows itself and notices a rotation); policies are parsed once per document.
+
+Several gateways (``serve --redis``) also honour the halts and revocations
+other hosts published (``shared_halts``, ``shared_revocations``, set by the
+coordination): a halt or a revoked token anywhere holds here too.
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ class VaultAccess:
         self._halted: dict[str, datetime] = vault.halted()
         self._policies: dict[bytes, Policy] = {}
         self._touched: dict[str, int] = {}
+        self.shared_halts: dict[str, datetime] = {}
+        """Halts published by any gateway sharing this one's store (name -> since)."""
+        self.shared_revocations: frozenset[bytes] = frozenset()
+        """SHA-256 of tokens revoked on any host sharing this gateway's store."""
 
     # -- tokens ----------------------------------------------------------------------
 
@@ -60,6 +68,8 @@ class VaultAccess:
                 self._tokens.clear()
             self._tokens[digest] = record
         state = record.state(self._now())
+        if state == "active" and digest in self.shared_revocations:
+            state = "revoked"
         if state != "active":
             self._tokens.pop(digest, None)
             raise BadToken(f"the token of bot {record.bot!r} is {state}")
@@ -98,10 +108,17 @@ class VaultAccess:
         """Whether ``name`` (or every credential) is halted; ``fresh`` reads the vault now."""
         if fresh:
             self._halted = self.vault.halted()
-        return name in self._halted or ALL in self._halted
+        shared = self.shared_halts
+        return name in self._halted or ALL in self._halted or name in shared or ALL in shared
 
     @property
     def halted(self) -> dict[str, datetime]:
+        """Every halt in force here: this vault's and those other gateways published."""
+        return {**self.shared_halts, **self._halted}
+
+    @property
+    def local_halts(self) -> dict[str, datetime]:
+        """This vault's halts alone (what this gateway publishes to the others)."""
         return dict(self._halted)
 
     # -- polling ---------------------------------------------------------------------

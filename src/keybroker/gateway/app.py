@@ -42,9 +42,9 @@ from keybroker.gateway import listing, status
 from keybroker.gateway.access import VaultAccess
 from keybroker.gateway.auth import BOT_SCOPE_KEY, HostCheck, OriginCheck, TokenAuth, credential_of
 from keybroker.gateway.config import GatewayConfig
+from keybroker.gateway.coordination import Coordination, open_coordination
 from keybroker.gateway.dashboard import PaperView, dashboard_routes
 from keybroker.gateway.hardening import Step
-from keybroker.gateway.nonces import NonceLease
 from keybroker.gateway.pipeline import Incoming, handle, refuse
 from keybroker.gateway.remote_keys import RemoteKeys
 from keybroker.gateway.responses import error_response, refusal
@@ -52,7 +52,7 @@ from keybroker.gateway.state import Gateway
 from keybroker.gateway.upstream import Upstream
 from keybroker.gateway.websocket import websocket_entry
 from keybroker.openbao import Connection
-from keybroker.ratelimit import Limiter, MemoryLimiter
+from keybroker.ratelimit import Limiter
 from keybroker.vault import BotToken, Vault
 
 log = logging.getLogger("keybroker.gateway")
@@ -70,6 +70,7 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     paper: PaperView | None = None,
     openbao: Connection | None = None,
+    coordination: Coordination | None = None,
 ) -> Starlette:
     """The gateway as an ASGI app, for uvicorn; ``vault`` must be open and unlocked.
 
@@ -79,10 +80,14 @@ def create_app(
     ``paper`` is where the dashboard reads modes and paper figures (default: none).
     ``openbao`` is how to reach OpenBao for credentials whose key is there
     (``<home>/openbao.json``; its spent secret id is removed from that file).
-    Raises InvalidInput for an unusable alert webhook or command.
+    ``coordination`` is what several gateways share; by default
+    ``open_coordination(config, ...)``: Redis with ``config.redis_url``, else
+    nothing (in this process), and the limiter comes from it.
+    Raises InvalidInput for an unusable alert webhook or command, or Redis URL.
     """
     clock = clock or SystemClock()
     alerter = Alerter(config.alert_webhook, config.alert_command, clock=clock)
+    shared = coordination or open_coordination(config, vault, clock)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Gateway]]:
@@ -97,18 +102,19 @@ def create_app(
             config=config,
             access=VaultAccess(vault, clock),
             audit=audit,
-            limiter=limiter or MemoryLimiter(clock=clock),
+            limiter=limiter or shared.limiter(),
             upstream=Upstream(
                 client,
                 timeout_s=config.upstream_timeout_s,
                 retries=config.read_retries,
                 backoff_s=config.retry_backoff_s,
             ),
-            nonces=NonceLease(vault),
+            nonces=shared.nonces(),
             alerter=alerter,
             clock=clock,
             hardening=tuple(hardening),
             started_ms=clock.now_ms(),
+            coordination=shared,
         )
         # Per-minute counts and the daily notional cap hold across restarts.
         gateway.activity.rebuild(config.audit_path)
@@ -123,6 +129,7 @@ def create_app(
                 timeout_s=config.openbao_timeout_s,
             )
         await audit.append(AuditRow("event", detail=_started(gateway)))
+        await shared.start(gateway)
         poller = asyncio.create_task(_poll(gateway), name="keybroker-vault-poller")
         try:
             yield {"gateway": gateway}
@@ -130,6 +137,7 @@ def create_app(
             poller.cancel()
             try:
                 await gateway.drain()
+                await shared.close()
                 await audit.append(AuditRow("event", detail="gateway stopped"))
             finally:
                 await client.aclose()
@@ -165,11 +173,14 @@ def _started(gateway: Gateway) -> str:
 
 
 async def _poll(gateway: Gateway) -> None:
-    """Every poll interval: token revocations and halts from the vault (other processes write)."""
+    """Every poll interval: token revocations and halts from the vault (other processes write),
+    then what other gateways share (halts and revocations published elsewhere)."""
     while True:
         await asyncio.sleep(gateway.config.poll_interval_s)
         try:
             gateway.access.refresh()
+            if gateway.coordination is not None:
+                await gateway.coordination.sync(gateway)
         except Exception as exc:  # keep polling; a busy vault is read next time
             log.warning(
                 "could not read the vault for revocations and halts: %s", type(exc).__name__

@@ -2,7 +2,8 @@
 
     >>> GatewayConfig(audit_path=home / "audit.db", cors_origins=("https://dash.example",))
 
-Nothing here is secret. The vault itself is handed to ``create_app`` already
+Nothing here is secret but ``redis_url`` (it may carry a password), which is
+a ``Secret`` so that no repr shows it. The vault itself is handed to ``create_app`` already
 unlocked, so a wrong passphrase fails before any socket is bound.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from keybroker.secret import Secret
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -37,6 +40,11 @@ class GatewayConfig:
       before the request is refused with 503 (credentials whose key is there).
     - ``ws_keepalive_s``: how often the gateway renews the key of an account
       stream a bot listens to (Binance listen keys lapse after 60 minutes).
+    - ``redis_url``: several gateways share budgets, halts, revocations,
+      nonces, order counts and in-flight GETs through this Redis
+      (``coordination.py``); None keeps everything in this process.
+    - ``gateways``: how many gateways share the budgets; while Redis does not
+      answer, reads spend from 1/``gateways`` of each limit.
     """
 
     audit_path: Path
@@ -56,3 +64,5 @@ class GatewayConfig:
     lookup_pause_s: float = 0.3
     ws_keepalive_s: float = 30 * 60.0
     openbao_timeout_s: float = 5.0
+    redis_url: Secret | None = None
+    gateways: int = 1

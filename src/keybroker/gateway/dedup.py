@@ -11,18 +11,26 @@ zero a finished answer is also given to identical requests for that long,
 if ``keep(answer)`` says it may be (the gateway keeps only 2xx answers), and
 ``aged(answer, age_ms)`` marks what is given from there (an ``Age`` header).
 Only public market data comes here: nothing signed for one bot is ever
-shared with another.
+shared with another. With ``shared`` (several gateways on one Redis) each
+fetch this gateway starts goes through it, so identical GETs on different
+gateways also become one upstream request.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from keybroker.clock import Clock
 
 T = TypeVar("T")
+
+
+class SharedFetches(Protocol):
+    """Fetches shared with other gateways: ``fetch()``'s result, or another gateway's."""
+
+    async def run(self, key: Hashable, fetch: Callable[[], Awaitable[T]], keep_ms: int) -> T: ...
 
 
 class Dedup(Generic[T]):
@@ -32,12 +40,14 @@ class Dedup(Generic[T]):
         self,
         clock: Clock,
         keep_ms: int = 0,
+        shared: SharedFetches | None = None,
         *,
         keep: Callable[[T], bool] = lambda answer: True,
         aged: Callable[[T, int], T] = lambda answer, age_ms: answer,
     ) -> None:
         self._clock = clock
         self._keep_ms = keep_ms
+        self._shared = shared
         self._keep = keep
         self._aged = aged
         self._inflight: dict[Hashable, asyncio.Task[T]] = {}
@@ -57,7 +67,11 @@ class Dedup(Generic[T]):
         if task is not None:
             self.shared += 1
         else:
-            task = asyncio.ensure_future(fetch())
+            shared = self._shared
+            if shared is not None:
+                task = asyncio.ensure_future(shared.run(key, fetch, self._keep_ms))
+            else:
+                task = asyncio.ensure_future(fetch())
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._finished(key, done))
         return await asyncio.shield(task)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from typing import Protocol
 
 from keybroker.model import Credential
 from keybroker.vault import Vault
@@ -27,6 +28,14 @@ def key_id(credential: Credential) -> str:
     """The lease's name for a key: exchange and a digest of the api key (rotation starts afresh)."""
     digest = hashlib.sha256(credential.api_key.encode("utf-8")).hexdigest()[:24]
     return f"{credential.exchange}:{digest}"
+
+
+class Nonces(Protocol):
+    """Where signing takes its nonces: this lease, or one shared by several gateways."""
+
+    async def next(self, key: str, now_ms: int) -> int:
+        """A nonce for ``key``, above every nonce handed out for it before."""
+        ...
 
 
 class NonceLease:

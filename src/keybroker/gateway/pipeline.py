@@ -95,6 +95,9 @@ async def handle(gateway: Gateway, incoming: Incoming) -> Response:
         classified = profile.classify(request)  # 3. classify
         request, intents = read_orders(profile, request, classified)
         policy = gateway.access.policy(credential.name)
+        if classified.kind == "order_place" and gateway.coordination is not None:
+            # Shared halts and order counts, fresh; 503 when the store is down.
+            await gateway.coordination.admit_order(credential.name, incoming.bot.bot)
     except KeybrokerError as error:
         refused = await refuse(gateway, incoming, error_response(error), str(error))
         observe_added(gateway, "unknown", started, None)

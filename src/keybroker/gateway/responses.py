@@ -23,6 +23,7 @@ from starlette.responses import Response
 from keybroker.errors import (
     AuditError,
     BadToken,
+    CoordinationUnavailable,
     CredentialNotFound,
     ExchangeUnavailable,
     InvalidInput,
@@ -63,6 +64,7 @@ _CODES: tuple[tuple[type[KeybrokerError], int, str], ...] = (
     (AuditError, 503, "audit_unavailable"),
     (KeyStoreUnavailable, 503, "key_store_unavailable"),
     (KeyStoreError, 503, "key_store_refused"),
+    (CoordinationUnavailable, 503, "coordination_unavailable"),
     (SigningError, 500, "signing_failed"),
     (NetworkError, 504, "upstream_unreachable"),
     (ExchangeUnavailable, 503, "upstream_unavailable"),

@@ -27,11 +27,12 @@ from keybroker.gateway import public_cache
 from keybroker.gateway.access import VaultAccess
 from keybroker.gateway.activity import Activity
 from keybroker.gateway.config import GatewayConfig
+from keybroker.gateway.coordination import Coordination, InProcess
 from keybroker.gateway.dedup import Dedup
 from keybroker.gateway.facts import FactCache
 from keybroker.gateway.hardening import Step
 from keybroker.gateway.metrics import Metrics
-from keybroker.gateway.nonces import NonceLease
+from keybroker.gateway.nonces import Nonces
 from keybroker.gateway.remote_keys import RemoteKeys
 from keybroker.gateway.upstream import Failure, Received, Upstream
 from keybroker.ratelimit import Limiter
@@ -48,13 +49,16 @@ class Gateway:
     audit: AuditLog
     limiter: Limiter
     upstream: Upstream
-    nonces: NonceLease
+    nonces: Nonces
     alerter: Alerter
     clock: Clock
     hardening: tuple[Step, ...] = ()
     remote_keys: RemoteKeys | None = None
     """OpenBao, for credentials whose key lives there (step 7 of those)."""
     started_ms: int = 0
+    coordination: Coordination | None = None
+    """What is shared with other gateways (None: ``InProcess``, nothing is)."""
+
     metrics: Metrics = field(default_factory=Metrics)
     activity: Activity = field(init=False)
     facts: FactCache = field(init=False)
@@ -73,11 +77,14 @@ class Gateway:
     _alert_numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
-        self.activity = Activity(self.clock)
+        if self.coordination is None:
+            self.coordination = InProcess(self.access.vault, self.clock)
+        self.activity = self.coordination.activity(self.clock)
         self.facts = FactCache(self.clock)
         self.dedup = Dedup(
             self.clock,
             self.config.public_cache_ms,
+            shared=self.coordination.shared_fetches,
             keep=public_cache.cacheable,
             aged=public_cache.aged,
         )

@@ -51,6 +51,7 @@ def status_document(gateway: Gateway) -> dict[str, object]:
             for outcome in ("forwarded", "denied", "rate_limited", "no_answer")
         },
         "deduplicated": gateway.dedup.shared,
+        "coordination": gateway.coordination.describe() if gateway.coordination else None,
         "audit_path": str(gateway.config.audit_path),
         "openbao": gateway.remote_keys.status() if gateway.remote_keys is not None else None,
     }

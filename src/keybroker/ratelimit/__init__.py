@@ -8,7 +8,8 @@
 The budgets themselves (capacities, windows, what counts) are exchange
 knowledge and live in each profile's ``rate_limits``; this package only does
 the arithmetic (``bucket``), names the budgets a request spends from
-(``charges``) and queues the waiters (``memory``). A request the gateway
+(``charges``) and queues the waiters (``memory``; ``redis.RedisLimiter``, the
+``redis`` extra, keeps the budgets in Redis for several gateways). A request the gateway
 refuses here gets a 429 from the gateway and never reaches the exchange; a
 429 or 418 that does come back pauses the budget or opens the host's breaker,
 so the next requests do not make a ban longer.

@@ -271,6 +271,19 @@ class TokenStore(VaultParts):
             rows = self._conn.execute(f"{_SELECT} {_ORDER}").fetchall()
         return [_from_row(row) for row in rows]
 
+    def revoked_token_hashes(self) -> list[bytes]:
+        """SHA-256 of every revoked token, for gateways on other hosts to refuse; works locked.
+
+        A hash of a revoked token is no credential: the token is dead, and the
+        hash of 32 random bytes gives nothing back. Not authenticated (as
+        list_tokens): a row edited to look revoked only refuses more.
+        """
+        with self._lock, _file.sqlite_errors():
+            rows = self._conn.execute(
+                "SELECT token_hash FROM tokens WHERE revoked_at IS NOT NULL"
+            ).fetchall()
+        return [row[0] for row in rows if isinstance(row[0], bytes)]
+
     def revoke_token(self, bot: str) -> None:
         """End ``bot``'s token; check_token refuses it from the next call on.
 

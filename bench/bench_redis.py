@@ -1,0 +1,319 @@
+"""Gateways on one Redis: what sharing costs a request, and how many decisions one Redis makes.
+
+    $ python bench/bench_redis.py                 # about a minute, offline; needs redis-server
+    $ python bench/bench_redis.py --rounds 3 --per-round 100
+
+Everything runs on this machine, each server in its own process: the Binance
+emulator (limits off), a gateway with in-process state (the default) and a
+gateway with ``--redis`` state on a local redis-server (Debian's package).
+Both gateways have a real vault, a real fsync'd audit log and real signing;
+rate-limit capacities are raised so that no request waits.
+
+Printed, not asserted (targets beside the numbers):
+
+1. Latency added to an order at ~100 orders/s, through the in-process
+   gateway and through the Redis one (orders are what Redis costs most:
+   a script for halts and order counts, one for the budget, one to count
+   the order). Rounds alternate between targets; the difference of the two
+   gateways' percentiles is what Redis adds. Target: p50 <= 0.5 ms more.
+   A read (GET /api/v3/account: the budget script only) is measured too.
+2. Limiter decisions per second against one Redis (``RedisLimiter.acquire``
+   with one charge, all granted), one caller and 32 concurrent callers in
+   one process, beside ``MemoryLimiter`` and a bare Redis PING round trip.
+
+Every key, passphrase and token here is fake or throwaway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from bench_gateway import (
+    HIGH,
+    PASSPHRASE,
+    Connection,
+    Server,
+    _child,
+    free_port,
+    make_home,
+    percentile,
+    start_emulator,
+)
+from keybroker.exchanges.base import RateLimit
+from keybroker.ratelimit import Charge, MemoryLimiter
+from keybroker.ratelimit.redis import RedisLimiter
+
+NO_LIMITS = {"REQUEST_WEIGHT": HIGH, "RAW_REQUESTS": HIGH, "ORDERS_10S": HIGH, "ORDERS_1D": HIGH}
+
+_GATEWAY = """
+import json, os, sys
+from pathlib import Path
+from keybroker.gateway import GatewayConfig, create_app, serve_in_thread
+from keybroker.ratelimit import MemoryLimiter
+from keybroker.secret import Secret
+from keybroker.vault import Vault
+
+settings = json.loads(sys.argv[1])
+vault = Vault.open(Path(settings["vault"]))
+vault.unlock(Secret(os.environ["BENCH_PASSPHRASE"]))
+config = GatewayConfig(audit_path=Path(settings["audit"]))
+if settings["redis"]:
+    from keybroker.clock import SystemClock
+    from keybroker.gateway.coordination_redis import RedisCoordination
+    from keybroker.ratelimit.redis import RedisLimiter
+    coordination = RedisCoordination.from_url(
+        Secret(settings["redis"]), vault=vault, clock=SystemClock(), gateways=2
+    )
+    limiter = RedisLimiter(
+        coordination.client, limit_overrides=settings["overrides"], health=coordination.health
+    )
+    app = create_app(vault, config, limiter=limiter, coordination=coordination)
+else:
+    app = create_app(vault, config, limiter=MemoryLimiter(limit_overrides=settings["overrides"]))
+running = serve_in_thread(app)
+print(running.url, flush=True)
+sys.stdin.read()
+running.stop()
+vault.close()
+"""
+
+
+def start_gateway(vault: Path, audit: Path, redis_url: str | None) -> Server:
+    settings = {
+        "vault": str(vault),
+        "audit": str(audit),
+        "overrides": NO_LIMITS,
+        "redis": redis_url,
+    }
+    return _child(_GATEWAY, settings, {"BENCH_PASSPHRASE": PASSPHRASE})
+
+
+def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    program = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(program).exists():
+        raise SystemExit("redis-server is missing: apt-get install -y redis-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            program,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            "--loglevel",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+
+    async def ready() -> bool:
+        async with Redis.from_url(url) as client:
+            return bool(await client.ping())
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if asyncio.run(ready()):
+                return process, url
+        except OSError:
+            time.sleep(0.05)
+        except Exception:  # redis' ConnectionError while it starts
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit("redis-server did not start")
+
+
+# -- 1. latency ---------------------------------------------------------------------------------
+
+
+async def paced(
+    url: str, method: str, path: str, token: str, count: int, rate: float
+) -> list[float]:
+    connection = Connection(url)
+    headers = {"X-Keybroker-Token": token, "Content-Type": "application/x-www-form-urlencoded"}
+    body = (
+        b"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=IOC&quantity=0.001&price=50000"
+        if method == "POST"
+        else b""
+    )
+    times: list[float] = []
+    start = time.perf_counter()
+    for i in range(count):
+        wait = start + i / rate - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        began = time.perf_counter()
+        status, _, data = await connection.request(method, path, headers, body)
+        times.append((time.perf_counter() - began) * 1000)
+        if status != 200:
+            raise RuntimeError(f"{method} {path} answered {status}: {data[:200]!r}")
+    await connection.close()
+    return times
+
+
+def latency(
+    targets: dict[str, str], method: str, path: str, token: str, rounds: int, per_round: int
+) -> dict[str, list[float]]:
+    results: dict[str, list[float]] = {name: [] for name in targets}
+    for url in targets.values():
+        asyncio.run(paced(url, method, path, token, 30, 200))  # warm up
+    for _ in range(rounds):
+        for name, url in targets.items():
+            results[name] += asyncio.run(paced(url, method, path, token, per_round, 100))
+    return results
+
+
+# -- 2. decisions per second ---------------------------------------------------------------------
+
+
+LIMIT = RateLimit("BENCH", 10**12, 60, "weight", "ip")
+
+
+def charges(i: int) -> list[Charge]:
+    return [Charge("bench:production:h:BENCH", 1.0, LIMIT, "h")]
+
+
+async def decisions(make: object, seconds: float, callers: int) -> float:
+    limiter = make()  # type: ignore[operator]
+    done = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def caller() -> None:
+        nonlocal done
+        while time.perf_counter() < stop_at:
+            await limiter.acquire(charges(done), fairness_key="bench")
+            done += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return done / (time.perf_counter() - began)
+
+
+async def redis_decisions(url: str, seconds: float, callers: int) -> float:
+    async with Redis.from_url(url, max_connections=64) as client:
+        await client.flushall()
+        return await decisions(lambda: RedisLimiter(client), seconds, callers)
+
+
+async def pings(url: str, seconds: float) -> float:
+    async with Redis.from_url(url) as client:
+        count = 0
+        stop_at = time.perf_counter() + seconds
+        began = time.perf_counter()
+        while time.perf_counter() < stop_at:
+            await client.ping()
+            count += 1
+        return count / (time.perf_counter() - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--per-round", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per decisions/s measure")
+    args = parser.parse_args()
+
+    rows: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="kb-bench-redis-") as scratch:
+        root = Path(scratch)
+        redis_process, redis_url = start_redis(root)
+        servers: list[Server] = []
+        try:
+            unlimited = {
+                "weight_limit": HIGH,
+                "spot_orders_per_10s": HIGH,
+                "spot_orders_per_day": HIGH,
+            }
+            exchange = start_emulator(**unlimited)
+            servers.append(exchange)
+            token = make_home(root / "home", {"bn": exchange.url}, 1)[0]
+            memory = start_gateway(root / "home" / "vault.db", root / "a1.db", None)
+            servers.append(memory)
+            shared = start_gateway(root / "home" / "vault.db", root / "a2.db", redis_url)
+            servers.append(shared)
+            targets = {"in-process": memory.url, "redis": shared.url}
+
+            for label, method, path in (
+                ("order", "POST", "/bn/api/v3/order"),
+                ("read", "GET", "/bn/api/v3/account"),
+            ):
+                times = latency(targets, method, path, token, args.rounds, args.per_round)
+                for name in targets:
+                    p50, p99 = percentile(times[name], 50), percentile(times[name], 99)
+                    rows.append(
+                        (
+                            f"{label} through {name} gateway p50 / p99 (ms)",
+                            f"{p50:.2f} / {p99:.2f}",
+                            "",
+                        )
+                    )
+                added50 = percentile(times["redis"], 50) - percentile(times["in-process"], 50)
+                added99 = percentile(times["redis"], 99) - percentile(times["in-process"], 99)
+                rows.append(
+                    (
+                        f"{label}: Redis adds p50 / p99 (ms)",
+                        f"{added50:+.2f} / {added99:+.2f}",
+                        "p50 <= +0.5" if label == "order" else "",
+                    )
+                )
+        finally:
+            for server in reversed(servers):
+                server.stop()
+
+        try:
+            for callers in (1, 32):
+                memory_rate = asyncio.run(decisions(lambda: MemoryLimiter(), args.seconds, callers))
+                redis_rate = asyncio.run(redis_decisions(redis_url, args.seconds, callers))
+                rows.append(
+                    (
+                        f"limiter decisions/s, {callers} caller(s): Redis / in-process",
+                        f"{redis_rate:,.0f} / {memory_rate:,.0f}",
+                        "",
+                    )
+                )
+            rows.append(
+                (
+                    "Redis PING round trips/s, 1 caller",
+                    f"{asyncio.run(pings(redis_url, args.seconds)):,.0f}",
+                    "(reference)",
+                )
+            )
+        finally:
+            redis_process.terminate()
+            redis_process.wait(timeout=10)
+
+    width = max(len(r[0]) for r in rows)
+    load = os.getloadavg()[0]
+    print(
+        f"keybroker Redis bench - Python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+        f"load average {load:.1f} at the end"
+    )
+    print(f"{'measure'.ljust(width)}  {'result':>20}  target")
+    for name, value, target in rows:
+        print(f"{name.ljust(width)}  {value:>20}  {target}")
+    print(
+        f"latency: {args.rounds} rounds x {args.per_round} requests per gateway at 100/s, "
+        "gateways alternating; decisions: one process, one asyncio loop"
+    )
+
+
+if __name__ == "__main__":
+    main()
