@@ -23,7 +23,7 @@ import logging
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -31,6 +31,9 @@ from keybroker.cli.context import CliState, open_vault, unlock
 from keybroker.cli.output import note, say, warn
 from keybroker.cli.passphrase import FILE_HELP
 from keybroker.errors import UsageError
+
+if TYPE_CHECKING:
+    from keybroker.gateway import GatewayConfig
 
 SOCKET_NAME = "gateway.sock"
 
@@ -162,6 +165,8 @@ def serve(
         tcp = bind_tcp(host, port)
         unix = bind_uds(uds_path)
 
+        _write_record(state.settings.gateway_record_path, host, tcp, tls, config)
+
         def ready() -> None:
             say(url_of(tcp, tls=tls))
             say(f"unix:{uds_path}")
@@ -180,6 +185,28 @@ def serve(
     finally:
         vault.close()
     note("keybroker: gateway stopped")
+
+
+def _write_record(
+    path: Path, host: str, tcp: socket.socket, tls: bool, config: GatewayConfig
+) -> None:
+    """Leave the settings (no secret in them) where ``keybroker doctor`` can check them."""
+    from datetime import UTC, datetime
+
+    from keybroker.gateway.record import ServeRecord, webhook_host, write_record
+
+    write_record(
+        path,
+        ServeRecord(
+            host=host,
+            port=int(tcp.getsockname()[1]),
+            tls=tls,
+            cors_origins=config.cors_origins,
+            alert_webhook_host=webhook_host(config.alert_webhook),
+            has_alert_command=bool(config.alert_command),
+            started_at=datetime.now(UTC).isoformat(),
+        ),
+    )
 
 
 def _host_names(host: str, remote: bool) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -46,6 +47,7 @@ from keybroker.exchanges.base import (
     CredentialRules,
     Endpoint,
     ExchangeProfile,
+    KeyPattern,
     KeyPermissions,
     OrderIntent,
     RateLimit,
@@ -595,6 +597,23 @@ def parse_permission_response(body: bytes) -> KeyPermissions:
     )
 
 
+# -- 7b. Key shapes (the doctor) ---------------------------------------------------------------
+# CDP keys are named organizations/{org}/apiKeys/{id}; their private key is an
+# EC PEM block (or, for Ed25519 keys, 64 bytes of base64).
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+KEY_PATTERNS = (
+    KeyPattern("coinbase cdp key name", re.compile(rf"organizations/{_UUID}/apiKeys/{_UUID}")),
+    KeyPattern(
+        "private key (pem)", re.compile(r"-----BEGIN (?:EC |RSA |OPENSSH )?PRIVATE KEY-----")
+    ),
+    KeyPattern(
+        "coinbase ed25519 key",
+        re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])"),
+        re.compile(r"(?i)coinbase|cdp|private[_-]?key|secret"),
+    ),
+)
+
+
 PROFILE = ExchangeProfile(
     name=NAME,
     env_prefix="COINBASE",
@@ -608,6 +627,7 @@ PROFILE = ExchangeProfile(
     map_error_response=map_error,
     permission_request=permission_request,
     parse_permission_response=parse_permission_response,
+    key_patterns=KEY_PATTERNS,
     rate_limits=RATE_LIMITS,
     read_usage=read_usage,
 )
