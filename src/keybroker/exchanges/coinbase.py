@@ -608,7 +608,7 @@ KEY_PATTERNS = (
     ),
     KeyPattern(
         "coinbase ed25519 key",
-        re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])"),
+        re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])"),
         re.compile(r"(?i)coinbase|cdp|private[_-]?key|secret"),
     ),
 )

@@ -697,11 +697,11 @@ def parse_permission_response(body: bytes) -> KeyPermissions:
 KEY_PATTERNS = (
     KeyPattern(
         "kraken private key",
-        re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])"),
+        re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])"),
     ),
     KeyPattern(
         "kraken api key",
-        re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{56}(?![A-Za-z0-9+/=])"),
+        re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{56}(?![A-Za-z0-9+/=])"),
         re.compile(r"(?i)kraken|api[_-]?key"),
     ),
 )
