@@ -200,9 +200,9 @@ def test_gateway_listen_loopback_tls_and_plain_remote(home: Path) -> None:
     assert check_gateway_listen(inputs)[0].status == "pass"  # none ran
     _record(home)
     assert check_gateway_listen(inputs)[0].status == "pass"
-    _record(home, host="0.0.0.0", tls=True)
+    _record(home, host="192.0.2.10", tls=True)
     assert check_gateway_listen(inputs)[0].status == "pass"
-    _record(home, host="0.0.0.0", tls=False)
+    _record(home, host="192.0.2.10", tls=False)
     [plain] = check_gateway_listen(inputs)
     assert plain.status == "fail" and "without TLS" in plain.advice
 

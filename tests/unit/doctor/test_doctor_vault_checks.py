@@ -36,8 +36,8 @@ def test_locked_vault_cannot_read_policies(home: Path, vault: Vault) -> None:
     vault.lock()
     inputs = make_inputs(home, home, vault=vault, now=START, vault_problem="no terminal")
     results = {r.name: r for r in check_environments(inputs)}
-    assert (results["environments.production_policy"].status,
-            results["environments.production_policy"].advice) == ("warn", "no terminal")  # fmt: skip
+    policy = results["environments.production_policy"]
+    assert (policy.status, policy.advice) == ("warn", "no terminal")
 
 
 def test_tokens_reaching_production_must_expire(home: Path, vault: Vault) -> None:
