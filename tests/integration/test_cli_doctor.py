@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -71,14 +72,14 @@ def clean_repo(tmp_path: Path) -> Path:
     return repo
 
 
-def _report(run_text: str) -> dict[str, object]:
+def _report(run_text: str) -> dict[str, Any]:
     document = json.loads(run_text)
     assert isinstance(document, dict)
     return document
 
 
-def _by_name(document: dict[str, object]) -> dict[str, list[dict[str, object]]]:
-    found: dict[str, list[dict[str, object]]] = {}
+def _by_name(document: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
     results = document["results"]
     assert isinstance(results, list)
     for result in results:
@@ -97,10 +98,10 @@ def test_leaky_repo_fails_and_never_prints_the_keys(kb: Kb, bot_repo: Path) -> N
     results = _by_name(document)
     [files] = results["secrets.files"]
     assert files["status"] == "fail"
-    assert {d.split(" ")[0] for d in files["details"]} == {".env:1", "settings.py:1"}  # type: ignore[union-attr]
+    assert {d.split(" ")[0] for d in files["details"]} == {".env:1", "settings.py:1"}
     [history] = results["secrets.history"]
     assert history["status"] == "fail"
-    assert any(d.startswith("config.py:1 (commit ") for d in history["details"])  # type: ignore[union-attr]
+    assert any(d.startswith("config.py:1 (commit ") for d in history["details"])
     assert results["env.mode"][0]["status"] == "fail"
     assert results["env.ignored"][0]["status"] == "fail"
     people = kb("doctor", "--repo", str(bot_repo), "--history", expect=2)
@@ -113,13 +114,13 @@ def test_leaky_repo_fails_and_never_prints_the_keys(kb: Kb, bot_repo: Path) -> N
 def test_clean_repo_passes(kb: Kb, clean_repo: Path) -> None:
     run = kb("doctor", "--repo", str(clean_repo), "--history", "--json")
     document = _report(run.stdout)
-    statuses = {r["name"]: r["status"] for r in document["results"]}  # type: ignore[union-attr]
+    statuses = {r["name"]: r["status"] for r in document["results"]}
     assert statuses["secrets.files"] == statuses["secrets.history"] == "pass"
     assert statuses["env.mode"] == statuses["env.tracked"] == statuses["env.ignored"] == "pass"
     assert statuses["output.canary"] == "pass"
     assert document["exit_code"] == 0
     # Warnings only (no audit log yet, and maybe root): --strict turns them into exit 2.
-    assert document["counts"]["warn"] > 0  # type: ignore[index]
+    assert document["counts"]["warn"] > 0
     kb("doctor", "--repo", str(clean_repo), "--strict", expect=2)
 
 
@@ -142,7 +143,7 @@ def test_a_vault_writable_by_others_is_a_finding_not_a_crash(vault: Kb, clean_re
     results = _by_name(document)
     assert results["files.vault"][0]["status"] == "fail"
     assert results["rotation.age"][0]["status"] == "fail"
-    assert "writable by group or others" in results["rotation.age"][0]["advice"]  # type: ignore[operator]
+    assert "writable by group or others" in results["rotation.age"][0]["advice"]
 
 
 def test_usage_errors_exit_1(kb: Kb, tmp_path: Path) -> None:
@@ -181,7 +182,7 @@ def _add(kb: Kb, name: str, key: ApiKey, base_url: str, exchange: str = "binance
        "--scope", "read,trade", env=env)  # fmt: skip
 
 
-def _online(kb: Kb, repo: Path, expect: int) -> dict[str, list[dict[str, object]]]:
+def _online(kb: Kb, repo: Path, expect: int) -> dict[str, list[dict[str, Any]]]:
     run = kb("doctor", "--online", "--json", "--repo", str(repo), expect=expect)
     for key in (SAFE, TRADER, RISKY, OKX_RISKY):
         assert key.secret.reveal_text() not in run.text
@@ -199,7 +200,7 @@ def test_online_reads_each_keys_rights_from_the_exchange(
     assert permissions["safe"]["status"] == "pass"
     # Default policy reads only, yet the exchange lets this key trade.
     assert permissions["trader"]["status"] == "warn"
-    assert "can trade but its policy only reads" in permissions["trader"]["advice"]  # type: ignore[operator]
+    assert "can trade but its policy only reads" in permissions["trader"]["advice"]
     vault("policy", "set", "trader", "--scope", "read,trade")
     permissions = {r["subject"]: r for r in _online(vault, clean_repo, 0)["online.permissions"]}
     assert permissions["trader"]["status"] == "pass"
@@ -224,7 +225,7 @@ def test_online_okx_key_that_can_withdraw_fails(
     _add(vault, "okx-bot", OKX_RISKY, base_url, exchange="okx")
     results = _online(vault, clean_repo, expect=2)
     [okx] = results["online.permissions"]
-    assert okx["status"] == "fail" and okx["advice"].startswith("withdrawals enabled")  # type: ignore[union-attr]
+    assert okx["status"] == "fail" and okx["advice"].startswith("withdrawals enabled")
     assert results["online.clock"][0]["status"] == "pass"
 
 
@@ -234,7 +235,7 @@ def test_online_clock_skew_fails(vault: Kb, clean_repo: Path, emulator: Emulator
     httpx.post(f"{base_url}/__emulator__/clock", json={"advance_ms": 20_000}).raise_for_status()
     results = _online(vault, clean_repo, expect=2)
     [clock] = results["online.clock"]
-    assert clock["status"] == "fail" and "behind" in clock["advice"]  # type: ignore[operator]
+    assert clock["status"] == "fail" and "behind" in clock["advice"]
     # The signed permission query is refused too: its timestamp is outside the window.
     assert results["online.permissions"][0]["status"] == "fail"
 
@@ -248,7 +249,7 @@ def test_online_without_a_passphrase_source_says_so(
         env={"KEYBROKER_PASSPHRASE": None}, expect=0,
     )  # fmt: skip
     [permissions] = _by_name(_report(run.stdout))["online.permissions"]
-    assert permissions["status"] == "warn" and "--passphrase-file" in permissions["advice"]  # type: ignore[operator]
+    assert permissions["status"] == "warn" and "--passphrase-file" in permissions["advice"]
 
 
 def test_serve_records_its_settings_for_the_doctor(vault: Kb, clean_repo: Path) -> None:
