@@ -105,7 +105,7 @@ def test_incident_walks_through_in_a_terminal(vault: Kb, terminal: StartTerminal
     session.send("y")
     session.expect("binance API key")
     session.send("FAKEbinanceApiKey00000000000000000000000000000000000000000000002")
-    session.expect("binance API secret (not shown)")
+    session.expect("binance API secret (not shown): ")  # the space: echo is off
     session.send("FAKEbinanceApiSecret000000000000000000000000000000000000000000002")
     session.expect("stays halted")
     assert session.finish() == 0
