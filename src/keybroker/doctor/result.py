@@ -86,7 +86,7 @@ def exit_code(results: Sequence[Result], *, strict: bool) -> int:
 
 
 def report_document(results: Sequence[Result], *, strict: bool) -> dict[str, object]:
-    """The ``--json`` document, schema version 1 (docs/doctor.md and tests hold it stable).
+    """The ``--json`` document, schema version 1 (README and tests hold it stable).
 
     ``{"schema": "keybroker-doctor", "version": 1, "ok": bool, "strict": bool,
     "exit_code": 0|2, "counts": {"pass": n, "warn": n, "fail": n},

@@ -22,6 +22,7 @@ oldest commit that introduced it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -102,29 +103,39 @@ def scan_lines(lines: Sequence[str], patterns: Sequence[KeyPattern]) -> dict[int
     return found
 
 
-def _detect_secrets(path: Path) -> dict[int, dict[str, str]]:
-    """detect-secrets over one file on disk: {line number: {type: value}}."""
+@contextlib.contextmanager
+def _detect_secrets_settings() -> Iterator[None]:
+    """detect-secrets configured with its plugins less the noisy ones, for one whole scan."""
     # Imported here: detect-secrets loads every plugin at import, and its logger
     # setup takes over warnings; only a scan should pay for that.
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-    from detect_secrets.core.scan import scan_file
     from detect_secrets.settings import transient_settings
 
     plugin_types: list[type] = list(get_mapping_from_secret_type_to_class().values())
     plugins = [{"name": t.__name__} for t in plugin_types if t.__name__ not in _NOISY_PLUGINS]
-    found: dict[int, dict[str, str]] = {}
     with transient_settings({"plugins_used": plugins}):
-        for secret in scan_file(str(path)):
-            if secret.secret_value is None:
-                continue
-            found.setdefault(secret.line_number, {}).setdefault(secret.type, secret.secret_value)
+        yield
+
+
+def _detect_secrets(path: Path) -> dict[int, dict[str, str]]:
+    """detect-secrets over one file on disk: {line number: {type: value}}."""
+    from detect_secrets.core.scan import scan_file as detect
+
+    found: dict[int, dict[str, str]] = {}
+    for secret in detect(str(path)):
+        if secret.secret_value is None:
+            continue
+        found.setdefault(secret.line_number, {}).setdefault(secret.type, secret.secret_value)
     return found
 
 
 def scan_file(
     path: Path, shown_as: str, patterns: Sequence[KeyPattern], commit: str | None = None
 ) -> list[Finding]:
-    """Every finding in one file, one per line, kinds merged; [] for binary or huge files."""
+    """Every finding in one file, one per line, kinds merged; [] for binary or huge files.
+
+    Runs inside ``scan_tree`` and ``scan_history``, which configure detect-secrets once.
+    """
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             return []
@@ -202,8 +213,9 @@ def scan_tree(root: Path, patterns: Sequence[KeyPattern] | None = None) -> list[
     """Findings in the files of ``root`` as they are now."""
     patterns = exchange_patterns() if patterns is None else patterns
     findings: list[Finding] = []
-    for name in files_to_scan(root):
-        findings.extend(scan_file(root / name, name, patterns))
+    with _detect_secrets_settings():
+        for name in files_to_scan(root):
+            findings.extend(scan_file(root / name, name, patterns))
     return findings
 
 
@@ -262,7 +274,10 @@ def scan_history(root: Path, patterns: Sequence[KeyPattern] | None = None) -> li
         first_seen.setdefault(blob, (commit, path))
     findings: list[Finding] = []
     reported: set[tuple[str, tuple[str, ...], str]] = set()
-    with tempfile.TemporaryDirectory(prefix="keybroker-doctor-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix="keybroker-doctor-") as scratch,
+        _detect_secrets_settings(),
+    ):
         for blob, content in _read_blobs(root, first_seen):
             if len(content) > MAX_FILE_BYTES:
                 continue
