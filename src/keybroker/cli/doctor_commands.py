@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,10 +25,15 @@ from keybroker.cli import incident
 from keybroker.cli.context import CliState, unlock
 from keybroker.cli.output import print_json, print_table, say
 from keybroker.cli.passphrase import FILE_HELP
-from keybroker.doctor import Inputs, Result, exit_code, report_document, run
 from keybroker.errors import KeybrokerError, VaultNotFound
 from keybroker.settings import PASSPHRASE_VARIABLE
 from keybroker.vault import Vault
+
+if TYPE_CHECKING:
+    from keybroker.doctor import Result
+
+# keybroker.doctor (and through it httpx, the exchange profiles and detect-secrets)
+# is imported inside the commands: every other command starts without it.
 
 _MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
 
@@ -127,6 +132,8 @@ def doctor(
     secrets are shown masked (first and last four characters), never whole.
     Example: keybroker doctor --repo ~/bots/grid --history --json
     """
+    from keybroker.doctor import Inputs, exit_code, report_document, run
+
     state = CliState.of(ctx)
     assert state.settings is not None
     if not repo.is_dir():

@@ -33,7 +33,6 @@ from keybroker.audit import AuditLog, AuditRow, StoredRow, read_rows
 from keybroker.cli.context import CliState, open_vault, unlock
 from keybroker.cli.output import note, print_json, print_table, say
 from keybroker.cli.passphrase import FILE_HELP
-from keybroker.doctor import CREDENTIAL_CHECKS, Inputs, report_document, run
 from keybroker.errors import AuditError, KeybrokerError
 from keybroker.settings import PASSPHRASE_VARIABLE
 from keybroker.vault import CredentialRecord, Vault
@@ -233,6 +232,8 @@ def incident(
     Lift the halt afterwards with: keybroker resume NAME
     Example: keybroker incident binance-main
     """
+    from keybroker.doctor import CREDENTIAL_CHECKS, Inputs, report_document, run
+
     state = CliState.of(ctx)
     assert state.settings is not None
     interactive = not json_output and sys.stdin.isatty()
