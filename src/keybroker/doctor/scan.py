@@ -54,6 +54,14 @@ _ASSIGNED = re.compile(
     r"password|passwd)[\w.-]*[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9+/=_\-]{16,})"
 )
 _MIN_ENTROPY_BITS = 3.5
+# Lines worth detect-secrets' time: a long base64/hex-like run, a key word, a URL with
+# credentials, a PEM header, a Telegram-style "digits:" token. Its per-line plugin
+# dispatch is slow (about a millisecond a line), and most code lines hold none of these;
+# the others are blanked in the copy it reads, so line numbers stay as they are.
+_CANDIDATE = re.compile(
+    r"[A-Za-z0-9+/=]{16,}|(?i:secret|passw|pwd|token|key|private|auth|credential|xox)"
+    r"|://[^/\s]+@|-----BEGIN|\d{8,10}:"
+)
 _GIT_TIMEOUT_S = 120
 
 
@@ -130,11 +138,16 @@ def _detect_secrets(path: Path) -> dict[int, dict[str, str]]:
 
 
 def scan_file(
-    path: Path, shown_as: str, patterns: Sequence[KeyPattern], commit: str | None = None
+    path: Path,
+    shown_as: str,
+    patterns: Sequence[KeyPattern],
+    scratch: Path,
+    commit: str | None = None,
 ) -> list[Finding]:
     """Every finding in one file, one per line, kinds merged; [] for binary or huge files.
 
-    Runs inside ``scan_tree`` and ``scan_history``, which configure detect-secrets once.
+    Runs inside ``scan_tree`` and ``scan_history``, which configure detect-secrets
+    once and give a private ``scratch`` directory for the copies it reads.
     """
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
@@ -146,11 +159,22 @@ def scan_file(
         return []
     lines = raw.decode("utf-8", "replace").splitlines()
     by_line = scan_lines(lines, patterns)
-    for number, kinds in _detect_secrets(path).items():
-        if 0 < number <= len(lines) and ALLOWLIST_MARK in lines[number - 1]:
-            continue
-        for kind, value in kinds.items():
-            by_line.setdefault(number, {}).setdefault(kind.lower(), value)
+    kept = [line if _CANDIDATE.search(line) else "" for line in lines]
+    if any(kept):
+        # detect-secrets chooses by file name: same name, in a folder of its own.
+        folder = Path(tempfile.mkdtemp(dir=scratch))
+        copy = folder / path.name
+        copy.write_text("\n".join(kept) + "\n", encoding="utf-8", errors="surrogateescape")
+        try:
+            detected = _detect_secrets(copy)
+        finally:
+            copy.unlink()
+            folder.rmdir()
+        for number, kinds in detected.items():
+            if 0 < number <= len(lines) and ALLOWLIST_MARK in lines[number - 1]:
+                continue
+            for kind, value in kinds.items():
+                by_line.setdefault(number, {}).setdefault(kind.lower(), value)
     findings = []
     for number in sorted(by_line):
         kinds = by_line[number]
@@ -213,9 +237,12 @@ def scan_tree(root: Path, patterns: Sequence[KeyPattern] | None = None) -> list[
     """Findings in the files of ``root`` as they are now."""
     patterns = exchange_patterns() if patterns is None else patterns
     findings: list[Finding] = []
-    with _detect_secrets_settings():
+    with (
+        tempfile.TemporaryDirectory(prefix="keybroker-doctor-") as scratch,
+        _detect_secrets_settings(),
+    ):
         for name in files_to_scan(root):
-            findings.extend(scan_file(root / name, name, patterns))
+            findings.extend(scan_file(root / name, name, patterns, Path(scratch)))
     return findings
 
 
@@ -282,17 +309,20 @@ def scan_history(root: Path, patterns: Sequence[KeyPattern] | None = None) -> li
             if len(content) > MAX_FILE_BYTES:
                 continue
             commit, path = first_seen[blob]
-            # detect-secrets reads files and chooses by file name: same name, own folder.
             folder = Path(scratch, blob)
             folder.mkdir(mode=0o700)
-            copy = folder / Path(path).name
-            copy.write_bytes(content)
-            for finding in scan_file(copy, path, patterns, commit):
+            original = folder / Path(path).name
+            original.write_bytes(content)
+            try:
+                found = scan_file(original, path, patterns, Path(scratch), commit)
+            finally:
+                original.unlink()
+                folder.rmdir()
+            for finding in found:
                 key = (finding.path, finding.kinds, finding.masked)
                 if key not in reported:  # the same line in later versions: reported once
                     reported.add(key)
                     findings.append(finding)
-            copy.unlink()
     order = {commit: index for index, (commit, _, _) in reversed(list(enumerate(history)))}
     findings.sort(key=lambda f: (order.get(f.commit or "", 0), f.path, f.line))
     return findings
