@@ -38,6 +38,11 @@ class Settings:
     def audit_path(self) -> Path:
         return self.home / "audit.db"
 
+    @property
+    def gateway_record_path(self) -> Path:
+        """What the last ``keybroker serve`` listened on (for ``keybroker doctor``)."""
+        return self.home / "gateway.json"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str], home: Path | None = None) -> Settings:
         """``--home`` wins, then ``KEYBROKER_HOME``, then the platform default."""

@@ -28,6 +28,7 @@ from keybroker import __version__
 from keybroker.cli import (
     audit_commands,
     demo,
+    doctor_commands,
     emulator_commands,
     halt_commands,
     key_commands,
@@ -180,6 +181,7 @@ serve_commands.register(app)
 token_commands.register(app)
 halt_commands.register(app)
 openbao_commands.register(app)
+doctor_commands.register(app)
 
 
 def main() -> None:

@@ -54,10 +54,10 @@ The shares must add up to at most 1; unknown keys are an error.
 \b
 --keys FILE: a JSON list of
   {"api_key", "secret", "passphrase"?, "key_type"?, "can_withdraw"?,
-   "ip_restricted"?, "balances"?}
+   "can_trade"?, "ip_restricted"?, "balances"?}
 key_type is hmac (default), ed25519 or rsa; for ed25519/rsa the secret is
-the PUBLIC key in PEM form. can_withdraw defaults to false, ip_restricted
-(bound to loopback) to true. OKX keys need a passphrase.
+the PUBLIC key in PEM form. can_withdraw defaults to false, can_trade and
+ip_restricted (bound to loopback) to true. OKX keys need a passphrase.
 """
 
 

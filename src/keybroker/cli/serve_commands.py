@@ -29,7 +29,7 @@ import logging
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -39,6 +39,9 @@ from keybroker.cli.passphrase import FILE_HELP
 from keybroker.errors import UsageError
 from keybroker.secret import Secret
 from keybroker.settings import REDIS_URL_VARIABLE
+
+if TYPE_CHECKING:
+    from keybroker.gateway import GatewayConfig
 
 SOCKET_NAME = "gateway.sock"
 
@@ -216,6 +219,8 @@ def serve(
         tcp = bind_tcp(host, port)
         unix = bind_uds(uds_path)
 
+        _write_record(state.settings.gateway_record_path, host, tcp, tls, config)
+
         def ready() -> None:
             say(url_of(tcp, tls=tls))
             say(f"unix:{uds_path}")
@@ -234,6 +239,28 @@ def serve(
     finally:
         vault.close()
     note("keybroker: gateway stopped")
+
+
+def _write_record(
+    path: Path, host: str, tcp: socket.socket, tls: bool, config: GatewayConfig
+) -> None:
+    """Leave the settings (no secret in them) where ``keybroker doctor`` can check them."""
+    from datetime import UTC, datetime
+
+    from keybroker.gateway.record import ServeRecord, webhook_host, write_record
+
+    write_record(
+        path,
+        ServeRecord(
+            host=host,
+            port=int(tcp.getsockname()[1]),
+            tls=tls,
+            cors_origins=config.cors_origins,
+            alert_webhook_host=webhook_host(config.alert_webhook),
+            has_alert_command=bool(config.alert_command),
+            started_at=datetime.now(UTC).isoformat(),
+        ),
+    )
 
 
 def _host_names(host: str, remote: bool) -> tuple[str, ...]:

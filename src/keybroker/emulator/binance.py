@@ -266,6 +266,8 @@ class Binance:
             elif endpoint.kind == "user_stream":
                 request.key = self._api_key_only(call)
             if endpoint.kind == "order":
+                if request.key is not None and not request.key.can_trade:
+                    raise BinanceError(401, -2015, BAD_KEY)  # what a read-only key gets
                 self._count_order(request, headers)
             answer.body = endpoint.handler(self, request)
             answer.accepted = True

@@ -631,12 +631,12 @@ def api_restrictions(key: ApiKey) -> dict[str, object]:
         "enableWithdrawals": key.can_withdraw,
         "enableInternalTransfer": False,
         "enableMargin": False,
-        "enableFutures": True,
+        "enableFutures": key.can_trade,
         "permitsUniversalTransfer": False,
         "enableVanillaOptions": False,
         "enableFixApiTrade": False,
         "enableFixReadOnly": False,
-        "enableSpotAndMarginTrading": True,
+        "enableSpotAndMarginTrading": key.can_trade,
         "enablePortfolioMarginTrading": False,
     }
 

@@ -14,6 +14,8 @@ an error that names the field):
 - ``key_type``: ``hmac`` (default), ``ed25519`` or ``rsa`` (the last two Binance only).
 - ``can_withdraw`` (default false): reported by the permission endpoint; a
   withdrawal request from a key without it is refused (and still journaled).
+- ``can_trade`` (default true): reported by the permission endpoint; orders from a
+  key without it are refused as the exchange refuses a read-only key.
 - ``ip_restricted`` (default true): the key is bound to loopback addresses
   (``127.0.0.1``, ``::1``); requests from elsewhere are refused.
 - ``balances``: starting spot balances, e.g. ``{"BTC": "2", "USDT": "50000"}``
@@ -45,6 +47,7 @@ _FIELDS = {
     "passphrase",
     "key_type",
     "can_withdraw",
+    "can_trade",
     "ip_restricted",
     "balances",
 }
@@ -60,6 +63,7 @@ class ApiKey:
     key_type: EmulatorKeyType = "hmac"
     can_withdraw: bool = False
     ip_restricted: bool = True
+    can_trade: bool = True
     balances: Mapping[str, Decimal] | None = None
 
     def __post_init__(self) -> None:
@@ -109,7 +113,7 @@ def _parse_key(entry: object, number: int, exchange: str) -> ApiKey:
     if exchange == "okx" and not isinstance(passphrase, str):
         raise InvalidInput(f"{where}: OKX keys need a 'passphrase'")
     flags = {}
-    for name, default in (("can_withdraw", False), ("ip_restricted", True)):
+    for name, default in (("can_withdraw", False), ("ip_restricted", True), ("can_trade", True)):
         value = entry.get(name, default)
         if not isinstance(value, bool):
             raise InvalidInput(f"{where}: {name!r} must be true or false")
@@ -121,6 +125,7 @@ def _parse_key(entry: object, number: int, exchange: str) -> ApiKey:
         key_type=key_type,
         can_withdraw=flags["can_withdraw"],
         ip_restricted=flags["ip_restricted"],
+        can_trade=flags["can_trade"],
         balances=_parse_balances(entry.get("balances"), where),
     )
 

@@ -199,6 +199,8 @@ class Okx:
                 answer.params["batch"] = request.body
             if endpoint.private:
                 request.key = verified_key or self._authenticate(call)
+                if endpoint.kind == "order" and not request.key.can_trade:
+                    raise OkxError(401, "50120", "API key doesn't have permission to trade.")
             self._limit(endpoint, request)
             data = endpoint.handler(self, request)
             answer.body = {"code": "0", "msg": "", "data": data}

@@ -284,7 +284,11 @@ def balance(wallet: Account, now_ms: int, only: set[str] | None) -> dict[str, ob
 
 
 def account_config(key: ApiKey) -> dict[str, object]:
-    perm = "read_only,trade,withdraw" if key.can_withdraw else "read_only,trade"
+    perm = ",".join(
+        ["read_only"]
+        + (["trade"] if key.can_trade else [])
+        + (["withdraw"] if key.can_withdraw else [])
+    )
     uid = str(100_000_000 + zlib.crc32(key.api_key.encode()) % 100_000_000)
     return {
         "acctLv": "1",

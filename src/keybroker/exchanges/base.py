@@ -112,6 +112,34 @@ class KeyPermissions:
     ip_restricted: bool | None
 
 
+@dataclass(frozen=True, slots=True)
+class KeyPattern:
+    """One shape of key material this exchange issues, for ``keybroker doctor``'s secret scan.
+
+    ``regex`` matches the value itself; its first group, when it has one, is
+    the value (the rest is context such as a ``BEGIN`` line). ``context``,
+    when set, must also match the same line: shapes like a UUID or 64 letters
+    and digits are everywhere in code, and only next to a word such as
+    ``okx`` or ``api_key`` are they likely to be a key.
+    """
+
+    name: str
+    regex: re.Pattern[str]
+    context: re.Pattern[str] | None = None
+
+    def find(self, line: str) -> list[str]:
+        """The values on ``line`` that have this shape (and its context), in order."""
+        if self.context is not None and not self.context.search(line):
+            return []
+        return [
+            match.group(1) if match.re.groups else match.group(0)
+            for match in self.regex.finditer(line)
+        ]
+
+
+TimeParser = Callable[[bytes], int]
+
+
 LookupOutcome = Literal["found", "absent", "unknown"]
 
 
@@ -627,6 +655,12 @@ class ExchangeProfile:
     parse_permission_response: Callable[[bytes], KeyPermissions] | None = None
     permission_note: str = ""
     """Why there is no permission query, where there is none."""
+    time_request: Callable[[str], httpx.Request] | None = None
+    """environment → the unsigned public request for the exchange's clock (doctor's skew check)."""
+    parse_server_time: TimeParser | None = None
+    """That answer → the exchange's time in ms since the epoch; InvalidInput if unreadable."""
+    key_patterns: tuple[KeyPattern, ...] = ()
+    """Shapes of this exchange's keys and secrets, for the doctor's secret scan."""
     uses_nonce: bool = False
     is_closed: bool = False
     """The exchange no longer operates (Bittrex): signer and catalogue only."""

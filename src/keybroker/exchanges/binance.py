@@ -62,6 +62,7 @@ from keybroker.exchanges.base import (
     CredentialRules,
     Endpoint,
     ExchangeProfile,
+    KeyPattern,
     KeyPermissions,
     LookupOutcome,
     OrderIntent,
@@ -1163,6 +1164,37 @@ def parse_permissions(body: bytes) -> KeyPermissions:
     )
 
 
+# -- 7b. Server time and key shapes (the doctor) ----------------------------------------------
+TIME_PATH = "/api/v3/time"
+
+
+def time_request(environment: str) -> httpx.Request:
+    """The public spot clock: ``{"serverTime": ms}``."""
+    return httpx.Request("GET", base_url(TIME_PATH, environment) + TIME_PATH)
+
+
+def parse_server_time(body: bytes) -> int:
+    """``serverTime`` in ms; InvalidInput when the answer has none."""
+    try:
+        value = json.loads(body)["serverTime"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InvalidInput("binance time answer has no serverTime") from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput("binance serverTime is not an integer")
+    return value
+
+
+# API keys and HMAC secrets are both 64 letters and digits, mixed case. Requiring
+# a lower-case letter, an upper-case letter and a digit keeps SHA-256 hex digests
+# (lower case only) out of the match.
+_ALNUM_64 = r"(?<![A-Za-z0-9])(?=[A-Za-z0-9]*[a-z])(?=[A-Za-z0-9]*[A-Z])(?=[A-Za-z0-9]*[0-9])"
+KEY_PATTERNS = (
+    KeyPattern(
+        "binance api key or secret", re.compile(_ALNUM_64 + r"[A-Za-z0-9]{64}(?![A-Za-z0-9])")
+    ),
+)
+
+
 # -- 8. Order tools (the gateway) -------------------------------------------------------------
 # Single-order endpoints take newClientOrderId, and GET on the same path finds
 # an order by origClientOrderId (-2013 "Order does not exist." otherwise).
@@ -1538,6 +1570,9 @@ PROFILE = ExchangeProfile(
     permission_request=permission_request,
     parse_permission_response=parse_permissions,
     permission_note=PERMISSION_NOTE,
+    time_request=time_request,
+    parse_server_time=parse_server_time,
+    key_patterns=KEY_PATTERNS,
     orders=ORDER_TOOLS,
     rate_limits=RATE_LIMITS,
     read_usage=read_usage,

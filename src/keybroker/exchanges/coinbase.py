@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -46,6 +47,7 @@ from keybroker.exchanges.base import (
     CredentialRules,
     Endpoint,
     ExchangeProfile,
+    KeyPattern,
     KeyPermissions,
     LookupOutcome,
     OrderIntent,
@@ -592,6 +594,23 @@ def parse_permission_response(body: bytes) -> KeyPermissions:
     )
 
 
+# -- 7b. Key shapes (the doctor) ---------------------------------------------------------------
+# CDP keys are named organizations/{org}/apiKeys/{id}; their private key is an
+# EC PEM block (or, for Ed25519 keys, 64 bytes of base64).
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+KEY_PATTERNS = (
+    KeyPattern("coinbase cdp key name", re.compile(rf"organizations/{_UUID}/apiKeys/{_UUID}")),
+    KeyPattern(
+        "private key (pem)", re.compile(r"-----BEGIN (?:EC |RSA |OPENSSH )?PRIVATE KEY-----")
+    ),
+    KeyPattern(
+        "coinbase ed25519 key",
+        re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])"),
+        re.compile(r"(?i)coinbase|cdp|private[_-]?key|secret"),
+    ),
+)
+
+
 # -- 8. Order tools (the gateway) -------------------------------------------------------------
 # Create and close_position take client_order_id (a string; Coinbase's
 # examples and SDK use UUIDs, so the gateway adds a UUID made from its own
@@ -663,6 +682,7 @@ PROFILE = ExchangeProfile(
     permission_request=permission_request,
     parse_permission_response=parse_permission_response,
     orders=ORDER_TOOLS,
+    key_patterns=KEY_PATTERNS,
     rate_limits=RATE_LIMITS,
     read_usage=read_usage,
 )

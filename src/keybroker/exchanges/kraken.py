@@ -47,6 +47,7 @@ from keybroker.exchanges.base import (
     CredentialRules,
     Endpoint,
     ExchangeProfile,
+    KeyPattern,
     KeyPermissions,
     LookupOutcome,
     OrderIntent,
@@ -688,6 +689,22 @@ def parse_permission_response(body: bytes) -> KeyPermissions:
     )
 
 
+# -- 7b. Key shapes (the doctor) ---------------------------------------------------------------
+# Private keys are 64 bytes in base64 (88 characters ending in "=="); API keys
+# are 56 base64 characters, too common a shape to count without a key word near.
+KEY_PATTERNS = (
+    KeyPattern(
+        "kraken private key",
+        re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])"),
+    ),
+    KeyPattern(
+        "kraken api key",
+        re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{56}(?![A-Za-z0-9+/=])"),
+        re.compile(r"(?i)kraken|api[_-]?key"),
+    ),
+)
+
+
 # -- 8. Order tools (the gateway) -------------------------------------------------------------
 # AddOrder takes cl_ord_id (Kraken "Spot Client Order Identifiers": a long
 # UUID, a short 32-hex UUID, or free ASCII text of at most 18 characters) or
@@ -794,6 +811,7 @@ PROFILE = ExchangeProfile(
     map_error_response=map_error,
     permission_request=permission_request,
     parse_permission_response=parse_permission_response,
+    key_patterns=KEY_PATTERNS,
     uses_nonce=True,
     orders=ORDER_TOOLS,
     rate_limits=RATE_LIMITS,

@@ -43,6 +43,7 @@ from keybroker.exchanges.base import (
     CredentialRules,
     Endpoint,
     ExchangeProfile,
+    KeyPattern,
     KeyPermissions,
     LookupOutcome,
     OrderIntent,
@@ -877,6 +878,46 @@ def parse_permissions(body: bytes) -> KeyPermissions:
     )
 
 
+# -- 7b. Server time and key shapes (the doctor) ----------------------------------------------
+TIME_PATH = f"{_V5}/public/time"
+
+
+def time_request(environment: str) -> httpx.Request:
+    """The public clock: ``{"code": "0", "data": [{"ts": "<ms>"}]}``."""
+    return httpx.Request("GET", base_url(TIME_PATH, environment) + TIME_PATH)
+
+
+def parse_server_time(body: bytes) -> int:
+    """``data[0].ts`` in ms; InvalidInput when the answer has none."""
+    try:
+        value = json.loads(body)["data"][0]["ts"]
+        return int(value)
+    except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError):
+        raise InvalidInput("okx time answer has no data[0].ts") from None
+
+
+# API keys are UUIDs and secrets 32 upper-case hex digits: both shapes are common
+# in code, so they count only on a line that names OKX or a key. The passphrase
+# is chosen by the user and has no shape: only its assignment gives it away.
+_KEY_WORDS = re.compile(r"(?i)okx|api[_-]?key|access[_-]?key|secret")
+KEY_PATTERNS = (
+    KeyPattern(
+        "okx api key",
+        re.compile(
+            r"(?<![0-9a-f-])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-f-])"
+        ),
+        _KEY_WORDS,
+    ),
+    KeyPattern(
+        "okx secret", re.compile(r"(?<![0-9A-Za-z])[0-9A-F]{32}(?![0-9A-Za-z])"), _KEY_WORDS
+    ),
+    KeyPattern(
+        "okx passphrase",
+        re.compile(r"(?i)okx[_-]?(?:api[_-]?)?pass(?:phrase)?[\"']?\s*[:=]\s*[\"']?([^\s\"']{4,})"),
+    ),
+)
+
+
 # -- 8. Order tools (the gateway) -------------------------------------------------------------
 # Orders and batch orders take clOrdId (1-32 letters and digits) in each JSON
 # object; GET /trade/order finds one by instId and clOrdId, 51603 "Order does
@@ -1254,6 +1295,9 @@ PROFILE = ExchangeProfile(
     map_error_response=map_error,
     permission_request=permission_request,
     parse_permission_response=parse_permissions,
+    time_request=time_request,
+    parse_server_time=parse_server_time,
+    key_patterns=KEY_PATTERNS,
     orders=ORDER_TOOLS,
     rate_limits=RATE_LIMITS,
     websocket=WEBSOCKET,
