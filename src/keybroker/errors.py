@@ -14,7 +14,9 @@ KeybrokerError
 │   ├── BadToken               401: missing, unknown, expired or revoked bot token
 │   ├── PolicyDenied           403: the credential's policy refuses the request
 │   ├── UnknownEndpoint        403: a private endpoint the profile does not know
-│   └── RateLimited            429: the budget is spent (carries retry_after seconds)
+│   ├── RateLimited            429: the budget is spent (carries retry_after seconds)
+│   └── PaperRefused           403: a paper credential's request the paper venue will not
+│                              answer and must not forward (no key, no account, unsupported)
 ├── VaultError                 the encrypted store (exit 2)
 │   ├── VaultNotFound          no vault at that path: run `keybroker init`
 │   ├── VaultExists            `init` on a vault that is already there
@@ -29,6 +31,7 @@ KeybrokerError
 ├── SigningError               a credential cannot sign this request (wrong key type, bad key)
 ├── ClipboardUnavailable       no wl-copy, xclip, xsel or pbcopy on this machine
 ├── AuditError                 the audit log cannot be opened or written: nothing is sent (503)
+├── PaperError                 the paper ledger (<home>/paper.db) cannot be read or written
 ├── ExchangeError              what the in-process adapters raise; ``.code`` names the kind
 │                              (AuthenticationFailed, RateLimited, NetworkError, InvalidConfig…)
 │                              and the UpstreamError it translates is its ``__cause__``
@@ -112,6 +115,14 @@ class RateLimited(RequestRefused):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class PaperRefused(RequestRefused):
+    """A paper credential's request that neither the paper venue answers nor may be forwarded.
+
+    A keyless paper credential's signed read, an order type the paper venue
+    does not simulate, or a paper credential whose account was never reset.
+    """
 
 
 class VaultError(KeybrokerError):
@@ -279,6 +290,13 @@ class AuditError(KeybrokerError):
     """
 
     http_status = 503
+
+
+class PaperError(KeybrokerError):
+    """The paper ledger cannot be opened, read or written, or holds no such account.
+
+    Its message names the file or the credential, never a balance or an order.
+    """
 
 
 class ExchangeError(KeybrokerError):

@@ -35,7 +35,7 @@ from keybroker.audit import AuditLog, AuditRow
 from keybroker.audit.alerts import Alerter
 from keybroker.clock import Clock, SystemClock
 from keybroker.errors import KeybrokerError
-from keybroker.gateway import status
+from keybroker.gateway import paper_route, status
 from keybroker.gateway.access import VaultAccess
 from keybroker.gateway.auth import BOT_SCOPE_KEY, HostCheck, OriginCheck, TokenAuth, credential_of
 from keybroker.gateway.config import GatewayConfig
@@ -100,11 +100,13 @@ def create_app(
         )
         await audit.append(AuditRow("event", detail=_started(gateway)))
         poller = asyncio.create_task(_poll(gateway), name="keybroker-vault-poller")
+        paper_route.start(gateway)  # resting paper orders of an earlier run keep filling
         try:
             yield {"gateway": gateway}
         finally:
             poller.cancel()
             try:
+                await paper_route.close(gateway)
                 await gateway.drain()
                 await audit.append(AuditRow("event", detail="gateway stopped"))
             finally:

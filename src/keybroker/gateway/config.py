@@ -32,6 +32,9 @@ class GatewayConfig:
       before the gateway answers 429 itself.
     - ``public_cache_ms``: how long a finished public GET's answer is shared
       with identical GETs arriving after it (0: only concurrent ones share).
+    - ``paper_path``: the paper ledger (default ``paper.db`` beside the audit
+      log, i.e. ``<home>/paper.db``); ``paper_poll_s``: how often the public
+      trades of symbols with resting paper orders are fetched.
     """
 
     audit_path: Path
@@ -49,3 +52,5 @@ class GatewayConfig:
     price_max_age_ms: int = 2000
     lookup_attempts: int = 3
     lookup_pause_s: float = 0.3
+    paper_path: Path | None = None
+    paper_poll_s: float = 1.0

@@ -37,6 +37,7 @@ from keybroker.errors import (
 )
 from keybroker.exchanges import ExchangeProfile, get_profile
 from keybroker.exchanges.base import ClassifiedRequest, OrderIntent
+from keybroker.gateway import paper_route
 from keybroker.gateway.nonces import key_id
 from keybroker.gateway.responses import denial, error_response, refusal
 from keybroker.gateway.state import Gateway
@@ -76,6 +77,8 @@ class Job:
     request: httpx.Request
     classified: ClassifiedRequest
     intents: tuple[OrderIntent, ...]
+    paper: bool = False
+    """The paper venue answers it (a paper credential's order, cancel, order query, balance)."""
 
 
 async def handle(gateway: Gateway, incoming: Incoming) -> Response:
@@ -87,9 +90,10 @@ async def handle(gateway: Gateway, incoming: Incoming) -> Response:
         classified = profile.classify(request)  # 3. classify
         request, intents = read_orders(profile, request, classified)
         policy = gateway.access.policy(credential.name)
+        paper = paper_route.takes(policy, credential, classified)
     except KeybrokerError as error:
         return await refuse(gateway, incoming, error_response(error), str(error))
-    job = Job(incoming, credential, profile, request, classified, intents)
+    job = Job(incoming, credential, profile, request, classified, intents, paper)
     prices = await last_prices(gateway, job) if needs_prices(policy, job) else {}
     decision = evaluate(policy, classified, intents, facts(gateway, job, prices))  # 4. policy
     if not decision.allowed:
@@ -110,9 +114,12 @@ async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
         return await deny(gateway, job, "rate_limited", str(limited), error=limited)
     intent_id = await gateway.audit.append(row(job, "intent", decision="allow"))  # 6. audit
     try:
-        outcome = await gateway.upstream.send(  # 7.-8. sign (per attempt) and forward
-            lambda: sign(gateway, job, job.request), retry=job.classified.kind in READ_KINDS
-        )
+        if job.paper:  # 8. the paper venue answers in the exchange's format; nothing is sent
+            outcome = await paper_route.answer(gateway, job)
+        else:
+            outcome = await gateway.upstream.send(  # 7.-8. sign (per attempt) and forward
+                lambda: sign(gateway, job, job.request), retry=job.classified.kind in READ_KINDS
+            )
     except KeybrokerError as refused:  # the signer or the nonce lease refused: nothing left
         await gateway.audit.append(row(job, "result", intent_id=intent_id, detail=str(refused)))
         return error_response(refused)
@@ -382,6 +389,7 @@ def row(job: Job, kind: str, **values: object) -> AuditRow:
         request_kind=job.classified.kind,
         order=order_fields(job.intents),
         client_order_id=",".join(ids) if ids else None,
+        paper=job.paper,
         **values,  # type: ignore[arg-type]
     )
 
@@ -457,6 +465,8 @@ def _venue_code(error: UpstreamError | None) -> str | None:
 
 async def sign(gateway: Gateway, job: Job, request: httpx.Request) -> httpx.Request:
     """The request signed with the credential: the one place the secret is used."""
+    if paper_route.unsigned(job.credential):
+        return request  # a keyless paper credential: public market data, sent as it is
     now = gateway.clock.now_ms()
     nonce = None
     if job.profile.uses_nonce:

@@ -29,6 +29,7 @@ from keybroker.gateway.hardening import Step
 from keybroker.gateway.metrics import Metrics
 from keybroker.gateway.nonces import NonceLease
 from keybroker.gateway.upstream import Failure, Received, Upstream
+from keybroker.paper import Desk
 from keybroker.ratelimit import Limiter
 
 log = logging.getLogger("keybroker.gateway")
@@ -56,6 +57,9 @@ class Gateway:
 
     background: set[asyncio.Task[None]] = field(default_factory=set)
     """Result rows being written after their answer went out."""
+
+    paper: Desk | None = None
+    """The paper venue (``paper_route.desk``), made when a paper credential first needs it."""
 
     def __post_init__(self) -> None:
         self.activity = Activity(self.clock)
