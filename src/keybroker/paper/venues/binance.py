@@ -37,6 +37,7 @@ from keybroker.paper.model import (
     PublicTrade,
     Refusal,
     Refused,
+    Side,
     TimeInForce,
 )
 from keybroker.paper.venues.base import (
@@ -157,6 +158,7 @@ class BinanceVenue:
     def _new_order(self, intent: OrderIntent, params: dict[str, str]) -> NewOrder:
         if intent.side not in ("buy", "sell"):
             raise Refused(Refusal.INVALID, "side")
+        side: Side = "buy" if intent.side == "buy" else "sell"
         kind = (intent.type or "").upper()
         tif_text = (params.get("timeInForce") or "GTC").upper()
         if tif_text not in ("GTC", "IOC", "FOK"):
@@ -167,9 +169,9 @@ class BinanceVenue:
                 raise Refused(Refusal.INVALID, "quantity or quoteOrderQty")
             return NewOrder(
                 intent.symbol,
-                intent.side,
+                side,
                 "market",
-                intent.quantity,  # type: ignore[arg-type]
+                intent.quantity,
                 intent.quote_quantity,
                 None,
                 "IOC",
@@ -183,10 +185,10 @@ class BinanceVenue:
                 raise Refused(Refusal.INVALID, "quantity and price")
             return NewOrder(
                 intent.symbol,
-                intent.side,
+                side,
                 "limit",
                 intent.quantity,
-                None,  # type: ignore[arg-type]
+                None,
                 intent.price,
                 "GTC" if kind == "LIMIT_MAKER" else tif,
                 kind == "LIMIT_MAKER",
