@@ -36,6 +36,11 @@ class Settings:
     def audit_path(self) -> Path:
         return self.home / "audit.db"
 
+    @property
+    def paper_path(self) -> Path:
+        """The paper-trading ledger (``keybroker paper``, the gateway's paper venue)."""
+        return self.home / "paper.db"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str], home: Path | None = None) -> Settings:
         """``--home`` wins, then ``KEYBROKER_HOME``, then the platform default."""

@@ -31,6 +31,7 @@ from keybroker.cli import (
     emulator_commands,
     halt_commands,
     key_commands,
+    paper_commands,
     policy_commands,
     serve_commands,
     token_commands,
@@ -178,6 +179,7 @@ audit_commands.register(app)
 serve_commands.register(app)
 token_commands.register(app)
 halt_commands.register(app)
+paper_commands.register(app)
 
 
 def main() -> None:
