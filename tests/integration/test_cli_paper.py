@@ -37,8 +37,18 @@ def test_a_keyless_paper_credential_can_never_go_live(vault: Kb) -> None:
 
 
 def test_a_read_only_key_trades_on_paper_and_going_live_is_one_setting(vault: Kb) -> None:
-    vault("keys", "add", "ro", "-e", "binance", "--scope", "read", "--paper", "--from-env",
-          env=BINANCE_ENV)  # fmt: skip
+    vault(
+        "keys",
+        "add",
+        "ro",
+        "-e",
+        "binance",
+        "--scope",
+        "read",
+        "--paper",
+        "--from-env",
+        env=BINANCE_ENV,
+    )
     granted = vault("policy", "set", "ro", "--scope", "trade", "--symbols", "BTCUSDT")
     assert "check the key itself may trade" not in granted.text  # paper needs no trade right
     assert _policy(vault, "ro")["mode"] == "paper"
@@ -56,13 +66,30 @@ def test_a_read_only_key_trades_on_paper_and_going_live_is_one_setting(vault: Kb
 
 def test_paper_reset_and_report(vault: Kb) -> None:
     vault("keys", "add", "pb", "-e", "binance", "--paper", "--no-key")
-    reset = vault("paper", "reset", "pb", "--balance", "USDT=10000", "--balance", "btc=0.5",
-                  "--maker-fee", "0.05%", "--latency-ms", "20", "--json")  # fmt: skip
+    reset = vault(
+        "paper",
+        "reset",
+        "pb",
+        "--balance",
+        "USDT=10000",
+        "--balance",
+        "btc=0.5",
+        "--maker-fee",
+        "0.05%",
+        "--latency-ms",
+        "20",
+        "--json",
+    )
     assert json.loads(reset.stdout) == {
-        "credential": "pb", "exchange": "binance", "environment": "testnet",
-        "balances": {"USDT": "10000", "BTC": "0.5"}, "maker_fee": "0.0005",
-        "taker_fee": "0.001", "latency_ms": 20, "value_in": "USDT",
-    }  # fmt: skip
+        "credential": "pb",
+        "exchange": "binance",
+        "environment": "testnet",
+        "balances": {"USDT": "10000", "BTC": "0.5"},
+        "maker_fee": "0.0005",
+        "taker_fee": "0.001",
+        "latency_ms": 20,
+        "value_in": "USDT",
+    }
     assert vault("paper", "reset", "pb", "--balance", "USDT", expect=1).code == 1
     assert vault("paper", "reset", "pb", "--balance", "USDT=-1", expect=1).code == 1
     assert vault("paper", "reset", "nobody", "--balance", "USDT=1", expect=2).code == 2
@@ -75,14 +102,23 @@ def test_paper_reset_and_report(vault: Kb) -> None:
     account = ledger.account("pb")
     assert account is not None
     plan, rests = decide(order, book, btc.step_size)
-    ledger.place("pb", order, btc, taken=plan, rests=rests, fees=account.fees, mid=book.mid,
-                 now_ms=account.reset_ms + 60_000, market_url="http://x")  # fmt: skip
+    ledger.place(
+        "pb",
+        order,
+        btc,
+        taken=plan,
+        rests=rests,
+        fees=account.fees,
+        mid=book.mid,
+        now_ms=account.reset_ms + 60_000,
+        market_url="http://x",
+    )
     ledger.close()
 
     report = json.loads(vault("paper", "report", "pb", "--json").stdout)
     assert (report["fills"], report["slippage_vs_mid"], report["consistent"]) == (1, "0.5", True)
     assert report["fees"] == str(Decimal("0.0005") * 101)
-    assert [point[1] for point in report["equity"]][0] == "10000"  # BTC has no price yet
+    assert report["equity"][0][1] == "10000"  # BTC has no price yet
     plot = vault.home / "equity.png"
     shown = vault("paper", "report", "pb", "--plot", str(plot))
     assert "slippage against mid" in shown.stdout and "Equity curve drawn" in shown.stdout

@@ -34,7 +34,9 @@ class GatewayConfig:
       with identical GETs arriving after it (0: only concurrent ones share).
     - ``paper_path``: the paper ledger (default ``paper.db`` beside the audit
       log, i.e. ``<home>/paper.db``); ``paper_poll_s``: how often the public
-      trades of symbols with resting paper orders are fetched.
+      trades of symbols with resting paper orders are fetched;
+      ``paper_book_max_age_ms``: a book fetched this recently is walked again
+      instead of fetched anew (0: a fresh book for every paper order).
     """
 
     audit_path: Path
@@ -54,3 +56,4 @@ class GatewayConfig:
     lookup_pause_s: float = 0.3
     paper_path: Path | None = None
     paper_poll_s: float = 1.0
+    paper_book_max_age_ms: int = 250

@@ -107,6 +107,7 @@ def desk(gateway: Gateway) -> Desk:
             gateway.clock,
             GatewayMarket(gateway),
             poll_interval_s=gateway.config.paper_poll_s,
+            book_max_age_ms=gateway.config.paper_book_max_age_ms,
         )
     return gateway.paper
 

@@ -91,12 +91,15 @@ class Desk:
         *,
         poll_interval_s: float = 1.0,
         mark_interval_ms: int = 1000,
+        book_max_age_ms: int = 0,
     ) -> None:
         self.path = path
         self._clock = clock
         self._market = market
         self._poll_interval_s = poll_interval_s
         self._mark_interval_ms = mark_interval_ms
+        self._book_max_age_ms = book_max_age_ms
+        self._books: dict[tuple[str, str, str], tuple[int, Book]] = {}
         self._ledger: Ledger | None = None
         self._instruments: dict[tuple[str, str, str], Instrument] = {}
         self._tape: dict[tuple[str, str, str], tuple[int, int]] = {}
@@ -273,14 +276,21 @@ class Desk:
     async def _book(
         self, account: Account, venue: Venue, market_url: str, instrument: Instrument
     ) -> Book:
+        key = (account.exchange, account.environment, instrument.symbol)
+        if self._book_max_age_ms:
+            # Forty-five bots ordering once a second would spend the exchange's weight
+            # budget on books alone; a book this young is as good as a fresh one.
+            cached = self._books.get(key)
+            if cached is not None and self._clock.now_ms() - cached[0] <= self._book_max_age_ms:
+                return cached[1]
         body = await self._get(account, venue.book_request(market_url, instrument.symbol))
         book = venue.parse_book(body)
         if book is None:
             raise MarketDataUnavailable("the exchange's order book could not be read")
         mid = book.mid
+        now = self._clock.now_ms()
+        self._books[key] = (now, book)
         if mid is not None:
-            key = (account.exchange, account.environment, instrument.symbol)
-            now = self._clock.now_ms()
             self._mids[key] = (now, mid)
             self._mark(account.exchange, account.environment, instrument, mid, now)
         return book

@@ -32,6 +32,7 @@ from keybroker.paper.model import (
     Fees,
     Fill,
     Instrument,
+    Level,
     NewOrder,
     Order,
     OrderType,
@@ -337,24 +338,23 @@ class Ledger:
                 ),
             )
             order_id = cast(int, cursor.lastrowid)
-            made = [
-                self._fill(
-                    db,
-                    credential,
-                    order_id,
-                    instrument,
-                    side,
-                    level.price,
-                    level.qty,
-                    fees.taker,
-                    is_maker=False,
-                    mid=mid,
-                    now_ms=now_ms,
-                )
-                for level in taken.levels
-            ]
+            deltas: dict[str, list[Decimal]] = {}
             if reserve:
-                self._move(db, credential, reserve_asset, free=-reserve, locked=reserve)
+                deltas[reserve_asset] = [-reserve, reserve]
+            made = self._fills(
+                db,
+                credential,
+                order_id,
+                instrument,
+                side,
+                taken.levels,
+                fees.taker,
+                is_maker=False,
+                mid=mid,
+                now_ms=now_ms,
+                deltas=deltas,
+            )
+            self._apply(db, credential, deltas)
         placed = self.order(credential, order_id=order_id)
         assert placed is not None
         return placed, made
@@ -407,22 +407,24 @@ class Ledger:
                     order_id,
                 ),
             )
-            self._move(db, credential, row[10], free=ZERO, locked=-released)
+            deltas: dict[str, list[Decimal]] = {row[10]: [ZERO, -released]}
             instrument = Instrument(symbol, base, quote)
-            return self._fill(
+            (made,) = self._fills(
                 db,
                 credential,
                 order_id,
                 instrument,
                 side,
-                price,
-                qty,
+                (Level(price, qty),),
                 rate,
                 is_maker=True,
                 mid=mid,
                 now_ms=now_ms,
+                deltas=deltas,
                 reserved=True,
             )
+            self._apply(db, credential, deltas)
+            return made
 
     def cancel(
         self,
@@ -726,63 +728,115 @@ class Ledger:
             (credential, asset, _text(old_free + free), _text(old_locked + locked)),
         )
 
-    def _fill(
+    def _apply(
+        self, db: sqlite3.Connection, credential: str, deltas: Mapping[str, Sequence[Decimal]]
+    ) -> None:
+        # One read and one write for all assets an order touched, however many fills it had.
+        if not deltas:
+            return
+        assets = sorted(deltas)
+        marks = ",".join("?" * len(assets))
+        held = {
+            asset: (_d(free), _d(locked))
+            for asset, free, locked in db.execute(
+                "SELECT asset, free, locked FROM balances WHERE credential = ? "  # noqa: S608
+                f"AND asset IN ({marks})",
+                (credential, *assets),
+            )
+        }
+        db.executemany(
+            "INSERT OR REPLACE INTO balances VALUES (?, ?, ?, ?)",
+            [
+                (
+                    credential,
+                    asset,
+                    _text(held.get(asset, (ZERO, ZERO))[0] + deltas[asset][0]),
+                    _text(held.get(asset, (ZERO, ZERO))[1] + deltas[asset][1]),
+                )
+                for asset in assets
+            ],
+        )
+
+    def _fills(
         self,
         db: sqlite3.Connection,
         credential: str,
         order_id: int,
         instrument: Instrument,
         side: Side,
-        price: Decimal,
-        qty: Decimal,
+        levels: Sequence[Level],
         rate: Decimal,
         *,
         is_maker: bool,
         mid: Decimal | None,
         now_ms: int,
+        deltas: dict[str, list[Decimal]],
         reserved: bool = False,
-    ) -> Fill:
-        charged = fee(side, price, qty, rate)
+    ) -> list[Fill]:
+        """Record fills: rows, balance deltas (added to ``deltas``), the position, at once."""
+        if not levels:
+            return []
         base, quote = instrument.base, instrument.quote
         fee_asset = base if side == "buy" else quote
-        if side == "buy":
-            # A resting buy paid from its reservation (locked, moved by the caller).
-            self._move(db, credential, quote, free=ZERO if reserved else -price * qty, locked=ZERO)
-            self._move(db, credential, base, free=qty - charged, locked=ZERO)
-        else:
-            self._move(db, credential, base, free=ZERO if reserved else -qty, locked=ZERO)
-            self._move(db, credential, quote, free=price * qty - charged, locked=ZERO)
-        cursor = db.execute(
+
+        def add(asset: str, free: Decimal) -> None:
+            deltas.setdefault(asset, [ZERO, ZERO])[0] += free
+
+        rows = []
+        charged_each = []
+        for level in levels:
+            price, qty = level.price, level.qty
+            charged = fee(side, price, qty, rate)
+            charged_each.append(charged)
+            if side == "buy":
+                # A resting buy pays from its reservation (its locked delta is the caller's).
+                if not reserved:
+                    add(quote, -price * qty)
+                add(base, qty - charged)
+            else:
+                if not reserved:
+                    add(base, -qty)
+                add(quote, price * qty - charged)
+            rows.append(
+                (
+                    credential,
+                    order_id,
+                    instrument.symbol,
+                    side,
+                    _text(price),
+                    _text(qty),
+                    _text(charged),
+                    fee_asset,
+                    int(is_maker),
+                    None if mid is None else _text(mid),
+                    now_ms,
+                )
+            )
+        db.executemany(
             "INSERT INTO fills (credential, order_id, symbol, side, price, qty, fee, fee_asset, "
             "is_maker, mid, ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                credential,
+            rows,
+        )
+        # AUTOINCREMENT ids of one transaction's inserts are consecutive (nothing else writes).
+        last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+        first = last - len(rows) + 1
+        self._position(db, credential, instrument, side, levels, charged_each)
+        return [
+            Fill(
+                first + i,
                 order_id,
                 instrument.symbol,
                 side,
-                _text(price),
-                _text(qty),
-                _text(charged),
+                level.price,
+                level.qty,
+                charged_each[i],
                 fee_asset,
-                int(is_maker),
-                None if mid is None else _text(mid),
+                is_maker,
+                mid,
                 now_ms,
-            ),
-        )
-        self._position(db, credential, instrument, side, price, qty, charged)
-        return Fill(
-            cast(int, cursor.lastrowid),
-            order_id,
-            instrument.symbol,
-            side,
-            price,
-            qty,
-            charged,
-            fee_asset,
-            is_maker,
-            mid,
-            now_ms,
-        )
+            )
+            for i, level in enumerate(levels)
+        ]
 
     def _position(
         self,
@@ -790,9 +844,8 @@ class Ledger:
         credential: str,
         instrument: Instrument,
         side: Side,
-        price: Decimal,
-        qty: Decimal,
-        charged: Decimal,
+        levels: Sequence[Level],
+        charged_each: Sequence[Decimal],
     ) -> None:
         # Average cost: a buy adds what it received (net of its base fee) at what it paid; a
         # sell realises proceeds net of its quote fee against the average cost of what it
@@ -807,10 +860,12 @@ class Ledger:
             if row is None
             else (_d(row[0]), _d(row[1]), _d(row[2]), row[3], row[4])
         )
-        if side == "buy":
-            held += qty - charged
-            cost += price * qty
-        else:
+        for level, charged in zip(levels, charged_each, strict=True):
+            price, qty = level.price, level.qty
+            if side == "buy":
+                held += qty - charged
+                cost += price * qty
+                continue
             closing = min(qty, held)
             if closing > 0:
                 basis = cost * closing / held

@@ -73,11 +73,10 @@ def paper_world(
 
     exchange = emulator(exchange_name)
     home = tmp_path / f"paper-{exchange_name}"
-    vault: Vault = make_vault(
-        home, {"pp": (exchange_name, exchange.url)}, policies={"pp": policy}
-    )
+    vault: Vault = make_vault(home, {"pp": (exchange_name, exchange.url)}, policies={"pp": policy})
     reset(home, "pp", exchange_name, balances or START, latency_ms=latency_ms)
     config.setdefault("paper_poll_s", 0.05)
+    config.setdefault("paper_book_max_age_ms", 0)  # every order walks a book fetched for it
     running = gateway(vault, new_token(vault, "bot1", ["pp"]), **config)
     symbol = "BTCUSDT" if exchange_name == "binance" else "BTC-USDT"
     return PaperWorld(exchange, running, "pp", symbol)
@@ -97,7 +96,12 @@ def reset(
     try:
         now_ms = time.time_ns() // 1_000_000
         ledger.reset(
-            credential, exchange, "testnet", balances, now_ms=now_ms, fees=venue.fees,
+            credential,
+            exchange,
+            "testnet",
+            balances,
+            now_ms=now_ms,
+            fees=venue.fees,
             latency_ms=latency_ms,
         )
     finally:

@@ -65,8 +65,13 @@ def test_the_same_ccxt_bot_runs_on_paper_and_on_live(
     params = {"tgtCcy": "base_ccy"} if venue == "okx" else {}
 
     def client(credential: str) -> Any:
-        return connect_ccxt(credential, exchange=venue, gateway_url=running.url,
-                            token=running.token, config=SPOT_ONLY)  # fmt: skip
+        return connect_ccxt(
+            credential,
+            exchange=venue,
+            gateway_url=running.url,
+            token=running.token,
+            config=SPOT_ONLY,
+        )
 
     on_paper = bot(client("paper"), symbol, params)
     assert [e for e in exchange.journal() if e["kind"] in PRIVATE] == []
@@ -87,8 +92,13 @@ def test_a_keyless_paper_credential_trades_on_public_data_and_refuses_signed_rea
     exchange = emulator("binance")
     home = tmp_path / "home"
     vault = make_vault(home, {})
-    vault.add("nokey", "binance", keyless_material(needs_passphrase=False),
-              base_url=exchange.url, scopes=("read",))  # fmt: skip
+    vault.add(
+        "nokey",
+        "binance",
+        keyless_material(needs_passphrase=False),
+        base_url=exchange.url,
+        scopes=("read",),
+    )
     vault.set_policy("nokey", PAPER.to_json())
     reset(home, "nokey", "binance", {"USDT": Decimal(10_000)})
     running = gateway(vault, new_token(vault, "bot1", ["nokey"]), paper_poll_s=0.05)
@@ -96,8 +106,10 @@ def test_a_keyless_paper_credential_trades_on_public_data_and_refuses_signed_rea
 
     book = client.get("/nokey/api/v3/depth", params={"symbol": "BTCUSDT", "limit": "5"})
     assert book.status_code == 200 and len(book.json()["asks"]) == 5
-    bought = client.post("/nokey/api/v3/order", data={"symbol": "BTCUSDT", "side": "BUY",
-                                                      "type": "MARKET", "quantity": "0.01"})  # fmt: skip
+    bought = client.post(
+        "/nokey/api/v3/order",
+        data={"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"},
+    )
     assert bought.status_code == 200 and bought.json()["status"] == "FILLED"
     account = client.get("/nokey/api/v3/account")
     assert account.status_code == 200
@@ -117,31 +129,51 @@ def test_an_okx_paper_account_answers_in_okx_shapes(
 ) -> None:
     world = paper_world(tmp_path, emulator, gateway, "okx")
     client = world.gateway.client()
-    quote_buy = client.post("/pp/api/v5/trade/order", json={
-        "instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "market", "sz": "600",
-    })  # fmt: skip
+    quote_buy = client.post(
+        "/pp/api/v5/trade/order",
+        json={
+            "instId": "BTC-USDT",
+            "tdMode": "cash",
+            "side": "buy",
+            "ordType": "market",
+            "sz": "600",
+        },
+    )
     body = quote_buy.json()
     assert quote_buy.status_code == 200 and body["code"] == "0", body
     (placed,) = body["data"]
     assert placed["sCode"] == "0" and placed["ordId"]
-    order = client.get("/pp/api/v5/trade/order",
-                       params={"instId": "BTC-USDT", "ordId": placed["ordId"]}).json()  # fmt: skip
+    order = client.get(
+        "/pp/api/v5/trade/order", params={"instId": "BTC-USDT", "ordId": placed["ordId"]}
+    ).json()
     (detail,) = order["data"]
-    assert (detail["state"], detail["tgtCcy"], detail["ordType"]) == ("filled", "quote_ccy", "market")
+    assert (detail["state"], detail["tgtCcy"], detail["ordType"]) == (
+        "filled",
+        "quote_ccy",
+        "market",
+    )
     spent = Decimal(detail["accFillSz"]) * Decimal(detail["avgPx"])
     assert Decimal(599) < spent <= 600  # 600 USDT spent, in whole steps of BTC
     assert Decimal(detail["fee"]) == -Decimal(detail["accFillSz"]) * Decimal("0.001")
 
-    refused = client.post("/pp/api/v5/trade/order", json={
-        "instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit",
-        "sz": "30", "px": "50000",
-    })  # fmt: skip
+    refused = client.post(
+        "/pp/api/v5/trade/order",
+        json={
+            "instId": "BTC-USDT",
+            "tdMode": "cash",
+            "side": "buy",
+            "ordType": "limit",
+            "sz": "30",
+            "px": "50000",
+        },
+    )
     assert refused.json()["code"] == "1"
     assert refused.json()["data"][0]["sCode"] == "51008"
     balance = client.get("/pp/api/v5/account/balance").json()
     usdt = next(d for d in balance["data"][0]["details"] if d["ccy"] == "USDT")
     assert Decimal(usdt["availBal"]) == Decimal(1_000_000) - spent
-    unknown = client.post("/pp/api/v5/trade/cancel-order",
-                          json={"instId": "BTC-USDT", "ordId": "424242"}).json()  # fmt: skip
+    unknown = client.post(
+        "/pp/api/v5/trade/cancel-order", json={"instId": "BTC-USDT", "ordId": "424242"}
+    ).json()
     assert unknown["code"] == "1" and unknown["data"][0]["sCode"] == "51400"
     assert world.order_requests() == []

@@ -108,8 +108,9 @@ def test_a_resting_limit_order_fills_partially_from_the_trades_that_cross_it(
 ) -> None:
     world = paper_world(tmp_path, emulator, gateway)
     before = max(t["id"] for t in world.public("/api/v3/trades", symbol="BTCUSDT", limit="500"))
-    placed = _order(world, side="BUY", type="LIMIT", timeInForce="GTC", quantity="5",
-                    price="59000").json()  # fmt: skip
+    placed = _order(
+        world, side="BUY", type="LIMIT", timeInForce="GTC", quantity="5", price="59000"
+    ).json()
     assert (placed["status"], placed["executedQty"], placed["fills"]) == ("NEW", "0.00000000", [])
     assert _balances(world)["USDT"] == (FUNDS - 5 * 59000, Decimal(5 * 59000))
 
@@ -129,9 +130,11 @@ def test_a_resting_limit_order_fills_partially_from_the_trades_that_cross_it(
 
     assert wait_until(lambda: executed() > 0, timeout=5)
     time.sleep(0.3)  # later polls find no new trades: nothing more fills
-    status = world.gateway.client().get(
-        "/pp/api/v3/order", params={"symbol": "BTCUSDT", "orderId": placed["orderId"]}
-    ).json()
+    status = (
+        world.gateway.client()
+        .get("/pp/api/v3/order", params={"symbol": "BTCUSDT", "orderId": placed["orderId"]})
+        .json()
+    )
     assert (status["status"], Decimal(status["executedQty"])) == ("PARTIALLY_FILLED", crossed)
     assert Decimal(status["cummulativeQuoteQty"]) == crossed * 59000  # at its own price
     trades = world.gateway.client().get("/pp/api/v3/myTrades", params={"symbol": "BTCUSDT"})
@@ -163,8 +166,9 @@ def test_a_limit_order_that_crosses_takes_up_to_its_price_and_rests_the_rest(
     limit = book.asks[2].price  # three levels are at or under it
     wanted = sum((level.qty for level in book.asks[:3]), Decimal(0)) + Decimal(1)
 
-    placed = _order(world, side="BUY", type="LIMIT", timeInForce="GTC", quantity=str(wanted),
-                    price=str(limit)).json()  # fmt: skip
+    placed = _order(
+        world, side="BUY", type="LIMIT", timeInForce="GTC", quantity=str(wanted), price=str(limit)
+    ).json()
 
     assert placed["status"] == "PARTIALLY_FILLED"
     assert [Decimal(f["price"]) for f in placed["fills"]] == [a.price for a in book.asks[:3]]
@@ -173,11 +177,13 @@ def test_a_limit_order_that_crosses_takes_up_to_its_price_and_rests_the_rest(
     open_orders = world.gateway.client().get("/pp/api/v3/openOrders").json()
     assert [o["orderId"] for o in open_orders] == [placed["orderId"]]
 
-    ioc = _order(world, side="BUY", type="LIMIT", timeInForce="IOC", quantity="10",
-                 price=str(limit)).json()  # fmt: skip
+    ioc = _order(
+        world, side="BUY", type="LIMIT", timeInForce="IOC", quantity="10", price=str(limit)
+    ).json()
     assert ioc["status"] == "EXPIRED"  # what crossed was taken, the rest expired
-    fok = _order(world, side="BUY", type="LIMIT", timeInForce="FOK", quantity="10",
-                 price=str(limit)).json()  # fmt: skip
+    fok = _order(
+        world, side="BUY", type="LIMIT", timeInForce="FOK", quantity="10", price=str(limit)
+    ).json()
     assert (fok["status"], fok["executedQty"]) == ("EXPIRED", "0.00000000")
 
 
@@ -189,8 +195,7 @@ def test_paper_refusals_speak_binance(
 
     maker = _order(world, side="BUY", type="LIMIT_MAKER", quantity="0.01", price="70000")
     assert (maker.status_code, maker.json()["code"]) == (400, -2010)
-    poor = _order(world, side="BUY", type="LIMIT", timeInForce="GTC", quantity="20",
-                  price="59000")  # fmt: skip
+    poor = _order(world, side="BUY", type="LIMIT", timeInForce="GTC", quantity="20", price="59000")
     assert poor.status_code == 400
     assert poor.json() == {
         "code": -2010,
@@ -200,8 +205,10 @@ def test_paper_refusals_speak_binance(
     assert (unknown.status_code, unknown.json()["code"]) == (400, -2011)
     missing = client.get("/pp/api/v3/order", params={"symbol": "BTCUSDT", "orderId": "999"})
     assert (missing.status_code, missing.json()["code"]) == (400, -2013)
-    bad_symbol = client.post("/pp/api/v3/order", data={"symbol": "BTCUSDT", "side": "BUY",
-                                                       "type": "STOP_LOSS", "quantity": "1"})  # fmt: skip
+    bad_symbol = client.post(
+        "/pp/api/v3/order",
+        data={"symbol": "BTCUSDT", "side": "BUY", "type": "STOP_LOSS", "quantity": "1"},
+    )
     assert bad_symbol.status_code == 400 and bad_symbol.json()["code"] == -1102
     oco = client.post("/pp/api/v3/orderList/oto", data={"symbol": "BTCUSDT"})
     assert oco.status_code == 403 and oco.headers["x-keybroker-error"] == "paper_refused"
@@ -216,8 +223,10 @@ def test_policy_limits_halts_and_the_audit_log_apply_to_paper_orders(
     placed = _order(world, side="BUY", type="MARKET", quantity="0.01")
     assert placed.status_code == 200 and placed.headers["x-keybroker-venue"] == "paper"
 
-    other = client.post("/pp/api/v3/order", data={"symbol": "ETHUSDT", "side": "BUY",
-                                                  "type": "MARKET", "quantity": "1"})  # fmt: skip
+    other = client.post(
+        "/pp/api/v3/order",
+        data={"symbol": "ETHUSDT", "side": "BUY", "type": "MARKET", "quantity": "1"},
+    )
     assert other.status_code == 403 and other.json()["rule"] == "symbols"
     world.gateway.vault.halt("pp", reason="test")
     halted = _order(world, side="BUY", type="MARKET", quantity="0.01")
@@ -251,10 +260,10 @@ def test_a_live_credential_is_untouched_by_paper(
 ) -> None:
     import dataclasses
 
-    world = paper_world(tmp_path, emulator, gateway, policy=dataclasses.replace(PAPER,
-                                                                                mode="live"))  # fmt: skip
-    answer = _order(world, side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.001",
-                    price="50000")  # fmt: skip
+    world = paper_world(tmp_path, emulator, gateway, policy=dataclasses.replace(PAPER, mode="live"))
+    answer = _order(
+        world, side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.001", price="50000"
+    )
     assert answer.status_code == 200 and "x-keybroker-venue" not in answer.headers
     assert len(world.exchange.orders()) == 1
     assert not any(r.row.paper for r in world.gateway.audit())

@@ -48,15 +48,21 @@ def test_a_book_that_runs_out_fills_partially() -> None:
 def test_trades_count_only_when_they_go_through_the_price() -> None:
     assert crosses("buy", D(100), D("99.99")) and not crosses("buy", D(100), D(100))
     assert crosses("sell", D(100), D("100.01")) and not crosses("sell", D(100), D(100))
-    trades = [PublicTrade(1, D(95), D(5), 0), PublicTrade(2, D(99), D(1), 0),
-              PublicTrade(3, D(100), D(7), 0), PublicTrade(4, D(98), D(2), 0)]  # fmt: skip
+    trades = [
+        PublicTrade(1, D(95), D(5), 0),
+        PublicTrade(2, D(99), D(1), 0),
+        PublicTrade(3, D(100), D(7), 0),
+        PublicTrade(4, D(98), D(2), 0),
+    ]
     assert traded_through("buy", D(100), trades, after_trade_id=1) == (D(3), 4)
 
 
 def test_one_print_fills_an_account_once_best_price_first() -> None:
     trades = [PublicTrade(10, D(95), D("0.5"), 0), PublicTrade(11, D(96), D("0.25"), 0)]
-    shares = allocate([(1, "buy", D(97), D(1), 9), (2, "buy", D(99), D(1), 9),
-                       (3, "sell", D(90), D(1), 9)], trades)  # fmt: skip
+    shares = allocate(
+        [(1, "buy", D(97), D(1), 9), (2, "buy", D(99), D(1), 9), (3, "sell", D(90), D(1), 9)],
+        trades,
+    )
     assert shares[2] == (D("0.75"), 11)  # the better-priced buy first
     assert shares[1] == (D(0), 11)  # nothing left for the other
     assert shares[3] == (D(0), 11)  # once per account, whichever side it would fill
@@ -77,4 +83,6 @@ def test_a_walk_never_takes_more_than_asked_nor_more_than_the_book(
     plan = take(BOOK, side, quantity=quantity)  # type: ignore[arg-type]
     assert plan.qty == min(quantity, D(6))
     levels = BOOK.asks if side == "buy" else BOOK.bids
-    assert all(a.price == b.price and a.qty <= b.qty for a, b in zip(plan.levels, levels, strict=False))
+    assert all(
+        a.price == b.price and a.qty <= b.qty for a, b in zip(plan.levels, levels, strict=False)
+    )

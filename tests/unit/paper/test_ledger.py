@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +13,6 @@ from hypothesis import strategies as st
 
 from keybroker.errors import PaperError
 from keybroker.paper.desk import decide
-from keybroker.paper.fills import Plan
 from keybroker.paper.ledger import Ledger
 from keybroker.paper.model import Book, Fees, Instrument, Level, NewOrder, Refusal, Refused
 
@@ -33,8 +33,17 @@ def _ledger(tmp_path: Path) -> Ledger:
 
 def _place(ledger: Ledger, order: NewOrder, book: Book = BOOK, now: int = 2) -> object:
     plan, rests = decide(order, book, BTC.step_size)
-    return ledger.place("bot", order, BTC, taken=plan, rests=rests, fees=FEES, mid=book.mid,
-                        now_ms=now, market_url="http://x")  # fmt: skip
+    return ledger.place(
+        "bot",
+        order,
+        BTC,
+        taken=plan,
+        rests=rests,
+        fees=FEES,
+        mid=book.mid,
+        now_ms=now,
+        market_url="http://x",
+    )
 
 
 def test_the_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
@@ -56,14 +65,24 @@ def test_a_market_buy_moves_balances_and_charges_the_taker_fee_in_base(tmp_path:
 
 def test_a_resting_order_reserves_fills_as_maker_and_cancels_cleanly(tmp_path: Path) -> None:
     ledger = _ledger(tmp_path)
-    order, _ = _place(ledger, NewOrder("BTCUSDT", "buy", "limit", D(2), price=D(100),  # type: ignore[misc]
-                                       client_order_id="a1"))  # fmt: skip
+    order, _ = _place(
+        ledger,
+        NewOrder(
+            "BTCUSDT",
+            "buy",
+            "limit",
+            D(2),
+            price=D(100),  # type: ignore[misc]
+            client_order_id="a1",
+        ),
+    )
     assert order.status == "NEW"
     assert {b.asset: b.locked for b in ledger.balances("bot")}["USDT"] == 200
     (resting,) = ledger.resting()
     assert (resting.remaining, resting.price) == (D(2), D(100))
-    fill = ledger.fill_resting(order.order_id, D("0.5"), last_trade_id=7, rate=FEES.maker,
-                               mid=None, now_ms=3)  # fmt: skip
+    fill = ledger.fill_resting(
+        order.order_id, D("0.5"), last_trade_id=7, rate=FEES.maker, mid=None, now_ms=3
+    )
     assert fill is not None and fill.is_maker and fill.fee == D("0.0004")
     assert ledger.resting()[0].last_trade_id == 7
     with pytest.raises(Refused) as duplicate:
@@ -73,8 +92,12 @@ def test_a_resting_order_reserves_fills_as_maker_and_cancels_cleanly(tmp_path: P
     assert (cancelled.status, cancelled.executed_qty) == ("CANCELED", D("0.5"))
     balances = {b.asset: (b.free, b.locked) for b in ledger.balances("bot")}
     assert balances["USDT"] == (D(950), 0)
-    assert ledger.fill_resting(order.order_id, D(1), last_trade_id=8, rate=FEES.maker, mid=None,
-                               now_ms=5) is None  # fmt: skip
+    assert (
+        ledger.fill_resting(
+            order.order_id, D(1), last_trade_id=8, rate=FEES.maker, mid=None, now_ms=5
+        )
+        is None
+    )
     with pytest.raises(Refused):
         ledger.cancel("bot", symbol="BTCUSDT", order_id=order.order_id, now_ms=6)
     assert ledger.check("bot") == []
@@ -129,7 +152,9 @@ ORDERS = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(orders=ORDERS)
 def test_any_sequence_of_orders_fills_and_cancels_keeps_the_books_consistent(
     tmp_path_factory: pytest.TempPathFactory, orders: list[tuple[str, str, D, D, D, bool]]
@@ -142,12 +167,11 @@ def test_any_sequence_of_orders_fills_and_cancels_keeps_the_books_consistent(
         except Refused:
             continue
         if placed.is_open:
-            ledger.fill_resting(placed.order_id, later, last_trade_id=now, rate=FEES.maker,
-                                mid=None, now_ms=now)  # fmt: skip
+            ledger.fill_resting(
+                placed.order_id, later, last_trade_id=now, rate=FEES.maker, mid=None, now_ms=now
+            )
             if cancel:
-                try:
+                with contextlib.suppress(Refused):  # filled in full meanwhile
                     ledger.cancel("bot", symbol=None, order_id=placed.order_id, now_ms=now)
-                except Refused:
-                    pass  # filled in full meanwhile
         assert ledger.check("bot") == []
     assert all(b.free >= 0 and b.locked >= 0 for b in ledger.balances("bot"))

@@ -24,8 +24,17 @@ HIGH = Book((Level(D(110), D(1)), Level(D(109), D(2))), (Level(D(112), D(1)),))
 def _trade(ledger: Ledger, side: str, qty: str, book: Book, now: int) -> None:
     order = NewOrder("BTCUSDT", side, "market", D(qty))  # type: ignore[arg-type]
     plan, rests = decide(order, book, BTC.step_size)
-    ledger.place("bot", order, BTC, taken=plan, rests=rests, fees=FEES, mid=book.mid,
-                 now_ms=now, market_url="http://x")  # fmt: skip
+    ledger.place(
+        "bot",
+        order,
+        BTC,
+        taken=plan,
+        rests=rests,
+        fees=FEES,
+        mid=book.mid,
+        now_ms=now,
+        market_url="http://x",
+    )
 
 
 def test_a_round_trip_reports_its_pnl_fees_slippage_and_equity(tmp_path: Path) -> None:
