@@ -15,15 +15,19 @@ from __future__ import annotations
 import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from keybroker.cli.context import CliState, open_vault, show_help_without_command
 from keybroker.cli.output import note, print_json, print_table, say, warn
 from keybroker.errors import InvalidInput, PaperError
-from keybroker.paper import Fees, Ledger, get_venue, summarize
-from keybroker.paper.report import PaperSummary, plot_equity
+
+if TYPE_CHECKING:
+    from keybroker.paper.report import PaperSummary
+
+# keybroker.paper (httpx and the exchange profiles behind its venues) is imported inside
+# the commands, so that every other command starts as fast as before.
 
 app = typer.Typer()
 
@@ -88,6 +92,7 @@ def reset(
 
     Example: keybroker paper reset paper-bot --balance USDT=10000 --maker-fee 0.08%
     """
+    from keybroker.paper import Fees, Ledger, get_venue
     state = CliState.of(ctx)
     assert state.settings is not None
     balances = _balances(balance)
@@ -154,6 +159,8 @@ def report(
 
     Example: keybroker paper report paper-bot --plot equity.png
     """
+    from keybroker.paper import Ledger, summarize
+    from keybroker.paper.report import plot_equity
     state = CliState.of(ctx)
     assert state.settings is not None
     summary = summarize(state.settings.paper_path, name)

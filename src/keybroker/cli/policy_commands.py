@@ -23,7 +23,6 @@ from keybroker.cli.context import CliState, open_vault, show_help_without_comman
 from keybroker.cli.output import print_json, print_table, say, warn
 from keybroker.cli.passphrase import FILE_HELP
 from keybroker.errors import InvalidInput, UsageError, VaultError
-from keybroker.paper import is_keyless
 from keybroker.policy import DEFAULT_POLICY, Policy
 from keybroker.policy.document import MODES
 from keybroker.vault import Vault
@@ -190,6 +189,8 @@ def set_policy(
         unlock(vault, state, passphrase_file)
         current, _ = _stored(vault, name)
         policy = _changed(current, changes)
+        from keybroker.paper.keyless import is_keyless  # lazy: keeps the CLI's start fast
+
         if not policy.is_paper and is_keyless(vault.credential(name)):
             raise InvalidInput(
                 f"{name} has no exchange key, so it can only trade on paper; "
