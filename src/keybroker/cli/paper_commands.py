@@ -93,6 +93,7 @@ def reset(
     Example: keybroker paper reset paper-bot --balance USDT=10000 --maker-fee 0.08%
     """
     from keybroker.paper import Fees, Ledger, get_venue
+
     state = CliState.of(ctx)
     assert state.settings is not None
     balances = _balances(balance)
@@ -161,6 +162,7 @@ def report(
     """
     from keybroker.paper import Ledger, summarize
     from keybroker.paper.report import plot_equity
+
     state = CliState.of(ctx)
     assert state.settings is not None
     summary = summarize(state.settings.paper_path, name)

@@ -106,17 +106,10 @@ class Policy:
         return "trade" in self.scopes and bool(self.symbols)
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field as plain JSON values; Decimals as strings, so no digit is lost.
-
-        ``mode`` is left out while it is ``live``: a live policy is then stored
-        byte for byte as before modes existed, so an older keybroker still
-        reads it (and the paper mode, which it would not honour, it refuses).
-        """
+        """Every field as plain JSON values; Decimals as strings, so no digit is lost."""
         result: dict[str, Any] = {}
         for item in fields(self):
             value = getattr(self, item.name)
-            if item.name == "mode" and value == "live":
-                continue
             if isinstance(value, tuple):
                 result[item.name] = list(value)
             elif isinstance(value, Decimal):
@@ -126,8 +119,16 @@ class Policy:
         return result
 
     def to_json(self) -> bytes:
-        """The canonical stored form: every field, sorted keys, compact, UTF-8."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode("utf-8")
+        """The canonical stored form: every field, sorted keys, compact, UTF-8.
+
+        ``mode`` is left out while it is ``live``: a live policy is then stored
+        byte for byte as before modes existed, so an older keybroker still
+        reads it (and a paper one, whose mode it would not honour, it refuses).
+        """
+        document = self.to_dict()
+        if self.mode == "live":
+            del document["mode"]
+        return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Policy:
