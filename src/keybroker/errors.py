@@ -15,7 +15,9 @@ KeybrokerError
 │   ├── BadToken               401: missing, unknown, expired or revoked bot token
 │   ├── PolicyDenied           403: the credential's policy refuses the request
 │   ├── UnknownEndpoint        403: a private endpoint the profile does not know
-│   └── RateLimited            429: the budget is spent (carries retry_after seconds)
+│   ├── RateLimited            429: the budget is spent (carries retry_after seconds)
+│   └── PaperRefused           403: a paper credential's request the paper venue will not
+│                              answer and must not forward (no key, no account, unsupported)
 ├── VaultError                 the encrypted store (exit 2)
 │   ├── VaultNotFound          no vault at that path: run `keybroker init`
 │   ├── VaultExists            `init` on a vault that is already there
@@ -35,6 +37,7 @@ KeybrokerError
 ├── AuditError                 the audit log cannot be opened or written: nothing is sent (503)
 ├── CoordinationUnavailable    the store several gateways share (Redis) is unreachable: no new
 │                              order is sent, since shared limits and halts cannot be honoured (503)
+├── PaperError                 the paper ledger (<home>/paper.db) cannot be read or written
 ├── ExchangeError              what the in-process adapters raise; ``.code`` names the kind
 │                              (AuthenticationFailed, RateLimited, NetworkError, InvalidConfig…)
 │                              and the UpstreamError it translates is its ``__cause__``
@@ -127,6 +130,14 @@ class RateLimited(RequestRefused):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class PaperRefused(RequestRefused):
+    """A paper credential's request that neither the paper venue answers nor may be forwarded.
+
+    A keyless paper credential's signed read, an order type the paper venue
+    does not simulate, or a paper credential whose account was never reset.
+    """
 
 
 class VaultError(KeybrokerError):
@@ -322,6 +333,13 @@ class CoordinationUnavailable(KeybrokerError):
 
     http_status = 503
     retryable = True
+
+
+class PaperError(KeybrokerError):
+    """The paper ledger cannot be opened, read or written, or holds no such account.
+
+    Its message names the file or the credential, never a balance or an order.
+    """
 
 
 class ExchangeError(KeybrokerError):

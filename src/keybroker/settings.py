@@ -43,6 +43,11 @@ class Settings:
         """What the last ``keybroker serve`` listened on (for ``keybroker doctor``)."""
         return self.home / "gateway.json"
 
+    @property
+    def paper_path(self) -> Path:
+        """The paper-trading ledger (``keybroker paper``, the gateway's paper venue)."""
+        return self.home / "paper.db"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str], home: Path | None = None) -> Settings:
         """``--home`` wins, then ``KEYBROKER_HOME``, then the platform default."""

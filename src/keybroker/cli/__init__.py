@@ -33,6 +33,7 @@ from keybroker.cli import (
     halt_commands,
     key_commands,
     openbao_commands,
+    paper_commands,
     policy_commands,
     serve_commands,
     token_commands,
@@ -182,6 +183,7 @@ token_commands.register(app)
 halt_commands.register(app)
 openbao_commands.register(app)
 doctor_commands.register(app)
+paper_commands.register(app)
 
 
 def main() -> None:

@@ -196,6 +196,22 @@ def add(
     store: StoreOption = "vault",
     openbao_addr: OpenBaoAddr = None,
     openbao_token_file: OpenBaoTokenFile = None,
+    paper: Annotated[
+        bool,
+        typer.Option(
+            "--paper",
+            help="A paper-trading credential: the gateway's paper venue answers its orders, "
+            "which never reach the exchange; a read-only key is enough (or --no-key).",
+        ),
+    ] = False,
+    no_key: Annotated[
+        bool,
+        typer.Option(
+            "--no-key",
+            help="With --paper: store no exchange key at all; only public market data is "
+            "fetched, and signed reads are refused.",
+        ),
+    ] = False,
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Store an exchange API key in the vault (asks for it; the secret is not shown).
@@ -203,8 +219,12 @@ def add(
     With --store openbao the HMAC secret is imported into OpenBao's transit
     engine and wiped here; the vault keeps the api key and the key's name.
     Example: keybroker keys add binance-main --exchange binance --scope read,trade
+
+    Paper trading: keybroker keys add paper-bot --exchange binance --paper --no-key
     """
     from keybroker.exchanges import get_profile
+    from keybroker.paper import keyless_material
+    from keybroker.policy import Policy
 
     state = CliState.of(ctx)
     # Everything that can be checked is checked before anything is asked for.
@@ -215,7 +235,14 @@ def add(
     profile = get_profile(exchange)
     scopes = _scopes(scope)
     environment = "production" if production else "testnet"
-    material = _material(profile, key_type, from_env, stdin, state)
+    if no_key and not paper:
+        raise UsageError("--no-key is for paper credentials: add --paper")
+    if no_key and (from_env or stdin or key_type is not None):
+        raise UsageError("--no-key stores no key: drop --from-env, --stdin and --key-type")
+    if no_key:
+        material: KeyMaterial | None = keyless_material(needs_passphrase=profile.needs_passphrase)
+    else:
+        material = _material(profile, key_type, from_env, stdin, state)
     with open_vault(state) as vault:
         _require_absent(vault, name)
         unlock(vault, state, passphrase_file)
@@ -248,12 +275,23 @@ def add(
             )
         else:
             record = keep(material)
+        if paper:
+            vault.set_policy(name, Policy(mode="paper").to_json())
     material.secret.wipe()
     say(
         f"Stored {record.name}: {record.exchange} {record.environment}, "
         f"scopes {','.join(record.scopes)}, {record.key_type} key {record.key_id}."
     )
-    if record.environment == "production":
+    if paper:
+        say(
+            f"{record.name} trades on paper"
+            + (" and holds no exchange key (public market data only)." if no_key else ".")
+        )
+        note(
+            f"Next: keybroker paper reset {record.name} --balance USDT=10000, and grant it "
+            f"symbols: keybroker policy set {record.name} --scope trade --symbols BTCUSDT"
+        )
+    elif record.environment == "production":
         warn(f"{record.name} is a production key: it can move real money")
     if from_env:
         names = EnvNames.of(profile)

@@ -24,6 +24,7 @@ from keybroker.cli.output import print_json, print_table, say, warn
 from keybroker.cli.passphrase import FILE_HELP
 from keybroker.errors import InvalidInput, KeybrokerError, UsageError, VaultError
 from keybroker.policy import DEFAULT_POLICY, Policy
+from keybroker.policy.document import MODES
 from keybroker.vault import Vault
 
 app = typer.Typer()
@@ -131,6 +132,15 @@ def set_policy(
             show_default=False,
         ),
     ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            help="live (orders go to the exchange) or paper (the gateway's paper venue answers "
+            "orders, cancels, order queries and balances; market data stays real).",
+            metavar="MODE",
+        ),
+    ] = None,
     json_output: JsonOutput = False,
     passphrase_file: PassphraseFile = None,
 ) -> None:
@@ -168,6 +178,10 @@ def set_policy(
         changes["allow_transfers"] = allow_transfers
     if allow_production is not None:
         changes["allow_production"] = allow_production
+    if mode is not None:
+        if mode.strip().lower() not in MODES:
+            raise InvalidInput(f"--mode takes one of: {', '.join(MODES)}")
+        changes["mode"] = mode.strip().lower()
     if not changes:
         raise UsageError("nothing to change: give at least one option (see: policy set --help)")
     with open_vault(state) as vault:
@@ -175,6 +189,13 @@ def set_policy(
         unlock(vault, state, passphrase_file)
         current, _ = _stored(vault, name)
         policy = _changed(current, changes)
+        from keybroker.paper.keyless import is_keyless  # lazy: keeps the CLI's start fast
+
+        if not policy.is_paper and is_keyless(vault.credential(name)):
+            raise InvalidInput(
+                f"{name} has no exchange key, so it can only trade on paper; "
+                f"give it a key first: keybroker keys rotate {name}"
+            )
         vault.set_policy(name, policy.to_json())
     if json_output:
         print_json(_policy_json(name, policy, stored=True))
@@ -299,7 +320,11 @@ def _whole(flag: str, text: str) -> int:
 
 
 def _policy_json(name: str, policy: Policy, *, stored: bool) -> dict[str, object]:
-    return {"credential": name, "stored": stored, "policy": policy.to_dict()}
+    return {
+        "credential": name,
+        "stored": stored,
+        "policy": {**policy.to_dict(), "mode": policy.mode},
+    }
 
 
 def _limit(value: object, unit: str = "") -> str:
@@ -312,6 +337,7 @@ def _print(name: str, policy: Policy, *, stored: bool) -> None:
         title,
         ("rule", "value"),
         (
+            ("mode", "paper (the paper venue answers orders)" if policy.is_paper else "live"),
             ("scopes", ",".join(policy.scopes) or "none"),
             ("symbols", ",".join(policy.symbols) or "none (no symbol may trade)"),
             ("order types", ",".join(policy.order_types) or "any"),
@@ -339,7 +365,7 @@ def _warnings(
         )
     if "trade" in policy.scopes and not policy.symbols:
         warn(f"the policy of {name} grants trade but no symbols, so no order can pass")
-    if "trade" in policy.scopes and "trade" not in key_scopes:
+    if "trade" in policy.scopes and "trade" not in key_scopes and not policy.is_paper:
         warn(
             f"{name} was stored with scopes {','.join(key_scopes)}: "
             "check the key itself may trade at the exchange"

@@ -199,6 +199,7 @@ def serve(
         unlock(vault, state, passphrase_file)
         config = GatewayConfig(
             audit_path=state.settings.audit_path,
+            paper_path=state.settings.paper_path,
             host_names=_host_names(host, remote),
             cors_origins=tuple(cors_origin or ()),
             alert_webhook=alert_webhook,

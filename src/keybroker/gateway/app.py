@@ -38,7 +38,7 @@ from keybroker.audit import AuditLog, AuditRow
 from keybroker.audit.alerts import Alerter
 from keybroker.clock import Clock, SystemClock
 from keybroker.errors import KeybrokerError
-from keybroker.gateway import listing, status
+from keybroker.gateway import listing, paper_route, status
 from keybroker.gateway.access import VaultAccess
 from keybroker.gateway.auth import BOT_SCOPE_KEY, HostCheck, OriginCheck, TokenAuth, credential_of
 from keybroker.gateway.config import GatewayConfig
@@ -131,11 +131,13 @@ def create_app(
         await audit.append(AuditRow("event", detail=_started(gateway)))
         await shared.start(gateway)
         poller = asyncio.create_task(_poll(gateway), name="keybroker-vault-poller")
+        paper_route.start(gateway)  # resting paper orders of an earlier run keep filling
         try:
             yield {"gateway": gateway}
         finally:
             poller.cancel()
             try:
+                await paper_route.close(gateway)
                 await gateway.drain()
                 await shared.close()
                 await audit.append(AuditRow("event", detail="gateway stopped"))

@@ -45,6 +45,11 @@ class GatewayConfig:
       (``coordination.py``); None keeps everything in this process.
     - ``gateways``: how many gateways share the budgets; while Redis does not
       answer, reads spend from 1/``gateways`` of each limit.
+    - ``paper_path``: the paper ledger (default ``paper.db`` beside the audit
+      log, i.e. ``<home>/paper.db``); ``paper_poll_s``: how often the public
+      trades of symbols with resting paper orders are fetched;
+      ``paper_book_max_age_ms``: a book fetched this recently is walked again
+      instead of fetched anew (0: a fresh book for every paper order).
     """
 
     audit_path: Path
@@ -66,3 +71,6 @@ class GatewayConfig:
     openbao_timeout_s: float = 5.0
     redis_url: Secret | None = None
     gateways: int = 1
+    paper_path: Path | None = None
+    paper_poll_s: float = 1.0
+    paper_book_max_age_ms: int = 250

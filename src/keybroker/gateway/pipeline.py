@@ -40,6 +40,7 @@ from keybroker.errors import (
 )
 from keybroker.exchanges import ExchangeProfile, get_profile
 from keybroker.exchanges.base import ClassifiedRequest, OrderIntent
+from keybroker.gateway import paper_route
 from keybroker.gateway.facts import NOTHING_KNOWN, Known, gather, settle
 from keybroker.gateway.nonces import key_id
 from keybroker.gateway.remote_keys import RemoteKeys
@@ -81,6 +82,8 @@ class Job:
     request: httpx.Request
     classified: ClassifiedRequest
     intents: tuple[OrderIntent, ...]
+    paper: bool = False
+    """The paper venue answers it (a paper credential's order, cancel, order query, balance)."""
     notional: Decimal | None = None
     """What ``count_orders`` counted for an allowed order; its intent row records it."""
 
@@ -95,6 +98,7 @@ async def handle(gateway: Gateway, incoming: Incoming) -> Response:
         classified = profile.classify(request)  # 3. classify
         request, intents = read_orders(profile, request, classified)
         policy = gateway.access.policy(credential.name)
+        paper = paper_route.takes(policy, credential, classified)
         if classified.kind == "order_place" and gateway.coordination is not None:
             # Shared halts and order counts, fresh; 503 when the store is down.
             await gateway.coordination.admit_order(credential.name, incoming.bot.bot)
@@ -102,7 +106,7 @@ async def handle(gateway: Gateway, incoming: Incoming) -> Response:
         refused = await refuse(gateway, incoming, error_response(error), str(error))
         observe_added(gateway, "unknown", started, None)
         return refused
-    job = Job(incoming, credential, profile, request, classified, intents)
+    job = Job(incoming, credential, profile, request, classified, intents, paper)
     prices = await last_prices(gateway, job) if needs_prices(policy, job) else {}
     known = await exchange_facts(gateway, job, policy, prices)
     decision = evaluate(policy, classified, intents, facts(gateway, job, prices, known))  # 4.
@@ -129,9 +133,12 @@ async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
         return await deny(gateway, job, "rate_limited", str(limited), error=limited)
     intent_id = await gateway.audit.append(row(job, "intent", decision="allow"))  # 6. audit
     try:
-        outcome = await gateway.upstream.send(  # 7.-8. sign (per attempt) and forward
-            lambda: sign(gateway, job, job.request), retry=job.classified.kind in READ_KINDS
-        )
+        if job.paper:  # 8. the paper venue answers in the exchange's format; nothing is sent
+            outcome = await paper_route.answer(gateway, job)
+        else:
+            outcome = await gateway.upstream.send(  # 7.-8. sign (per attempt) and forward
+                lambda: sign(gateway, job, job.request), retry=job.classified.kind in READ_KINDS
+            )
     except KeybrokerError as refused:  # the signer or the nonce lease refused: nothing left
         await gateway.audit.append(row(job, "result", intent_id=intent_id, detail=str(refused)))
         return error_response(refused)
@@ -473,6 +480,7 @@ def row(job: Job, kind: str, **values: object) -> AuditRow:
         request_kind=job.classified.kind,
         order=order_fields(job.intents, job.notional),
         client_order_id=",".join(ids) if ids else None,
+        paper=job.paper,
         **values,  # type: ignore[arg-type]
     )
 
@@ -548,6 +556,8 @@ def _venue_code(error: UpstreamError | None) -> str | None:
 
 async def sign(gateway: Gateway, job: Job, request: httpx.Request) -> httpx.Request:
     """The request signed with the credential: the one place the secret is used."""
+    if paper_route.unsigned(job.credential):
+        return request  # a keyless paper credential: public market data, sent as it is
     now = gateway.clock.now_ms()
     nonce = None
     if job.profile.uses_nonce:

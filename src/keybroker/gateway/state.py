@@ -35,6 +35,7 @@ from keybroker.gateway.metrics import Metrics
 from keybroker.gateway.nonces import Nonces
 from keybroker.gateway.remote_keys import RemoteKeys
 from keybroker.gateway.upstream import Failure, Received, Upstream
+from keybroker.paper import Desk
 from keybroker.ratelimit import Limiter
 
 log = logging.getLogger("keybroker.gateway")
@@ -75,6 +76,8 @@ class Gateway:
     )
     """(sequence, ms, event) of the last alerts, newest last: the dashboard's alerts page."""
     _alert_numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    paper: Desk | None = None
+    """The paper venue (``paper_route.desk``), made when a paper credential first needs it."""
 
     def __post_init__(self) -> None:
         if self.coordination is None:

@@ -43,7 +43,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from keybroker.audit import AuditRow
-from keybroker.errors import InvalidInput, KeybrokerError, RateLimited
+from keybroker.errors import InvalidInput, KeybrokerError, PaperRefused, RateLimited
 from keybroker.exchanges import get_profile
 from keybroker.exchanges.base import ExchangeProfile, WebSocketSupport, WsCall
 from keybroker.gateway.auth import BOT_SCOPE_KEY
@@ -63,6 +63,7 @@ from keybroker.gateway.pipeline import (
 )
 from keybroker.gateway.state import Gateway
 from keybroker.model import Credential
+from keybroker.paper.keyless import is_keyless
 from keybroker.policy import evaluate
 from keybroker.vault import BotToken
 
@@ -514,6 +515,13 @@ class ApiSession:
             classified = self.profile.classify(request)
             request, intents = read_orders(self.profile, request, classified)
             policy = gateway.access.policy(name)
+            if policy.is_paper or is_keyless(self.credential):
+                # The paper venue answers over REST; over a WebSocket a paper order would
+                # reach the exchange, so a paper credential's frames are refused here.
+                raise PaperRefused(
+                    f"{name} trades on paper: use REST for its orders and account "
+                    "(WebSocket market data works: /ws/... public streams)"
+                )
         except KeybrokerError as error:
             await self._refuse(
                 call.request_id, 400, "invalid_frame", str(error), method=call.method

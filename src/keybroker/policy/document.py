@@ -33,6 +33,8 @@ DECIMAL_FIELDS = (
 INT_FIELDS = ("max_open_orders", "max_orders_per_minute")
 BOOL_FIELDS = ("allow_transfers", "allow_production")
 LIST_FIELDS = ("scopes", "symbols", "order_types")
+MODES = ("live", "paper")
+"""``live``: orders go to the exchange; ``paper``: the gateway's paper venue answers them."""
 
 _MAX_ITEMS = 1000
 _MAX_NAME = 64
@@ -68,6 +70,9 @@ class Policy:
     """Futures: per symbol, in the quote currency."""
     allow_transfers: bool = False
     allow_production: bool = False
+    mode: str = "live"
+    """``paper``: orders, cancels, order queries and balances are answered by the
+    gateway's paper venue and never reach the exchange; market data still does."""
 
     def __post_init__(self) -> None:
         # Checked on construction too, so that no code path (CLI, JSON, a test,
@@ -87,6 +92,13 @@ class Policy:
         for name in BOOL_FIELDS:
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInput(f"policy {name} must be true or false")
+        if self.mode not in MODES:
+            raise InvalidInput(f"policy mode must be one of: {', '.join(MODES)}")
+
+    @property
+    def is_paper(self) -> bool:
+        """Whether the paper venue, not the exchange, answers this credential's orders."""
+        return self.mode == "paper"
 
     @property
     def allows_trading(self) -> bool:
@@ -107,8 +119,16 @@ class Policy:
         return result
 
     def to_json(self) -> bytes:
-        """The canonical stored form: every field, sorted keys, compact, UTF-8."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode("utf-8")
+        """The canonical stored form: every field, sorted keys, compact, UTF-8.
+
+        ``mode`` is left out while it is ``live``: a live policy is then stored
+        byte for byte as before modes existed, so an older keybroker still
+        reads it (and a paper one, whose mode it would not honour, it refuses).
+        """
+        document = self.to_dict()
+        if self.mode == "live":
+            del document["mode"]
+        return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Policy:

@@ -299,3 +299,20 @@ def test_a_dropped_market_stream_tells_every_bot_and_a_reconnect_gets_a_fresh_up
     assert event["s"] == "BTCUSDT"
     subscriptions = [e for e in world.exchange.journal() if e["method"] == "SUBSCRIBE"]
     assert len(subscriptions) == 2  # one before the drop, one after: still shared
+
+
+def test_a_paper_credential_cannot_send_orders_over_a_websocket(world: World) -> None:
+    """The paper venue answers over REST; a WebSocket order would reach the exchange."""
+    import dataclasses
+
+    from gateway_testkit import TRADER
+
+    world.gateway.vault.set_policy("bn", dataclasses.replace(TRADER, mode="paper").to_json())
+
+    async def bot() -> dict[str, Any]:
+        async with connect(world, "/ws-api/v3") as ws:
+            return await request(ws, order(1))
+
+    refused = run(bot())
+    assert refused["status"] == 400 and "trades on paper" in refused["error"]["msg"]
+    assert ws_orders(world) == []

@@ -1,0 +1,169 @@
+"""Step 8 for paper credentials: the paper venue answers instead of the exchange.
+
+    >>> paper = takes(policy, credential, classified)       # in handle(): Job.paper
+    >>> outcome = await answer(gateway, job)                  # in send(): instead of forwarding
+
+A credential whose policy says ``mode: paper`` goes through steps 1-7 like
+any other (token, policy, rate limits, the durable intent row; its rows are
+marked ``paper``), and then its orders, cancels, order queries and balances
+are answered by ``keybroker.paper``'s desk in the exchange's own format:
+nothing that places, cancels or reads an order leaves the machine. Public
+market data, and other signed reads when the credential has a key, are
+forwarded as usual. The desk's own market data (books, trades, instruments)
+is fetched here through the gateway's limiter and in-flight deduplication,
+unsigned, on the credential's budget.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+
+from keybroker.errors import PaperRefused, RateLimited
+from keybroker.exchanges import get_profile
+from keybroker.exchanges.base import ClassifiedRequest
+from keybroker.gateway.upstream import Failure, Received, Upstream
+from keybroker.model import Credential
+from keybroker.paper import Desk, MarketDataUnavailable, PaperCall, get_venue, is_keyless
+from keybroker.policy import Policy
+from keybroker.ratelimit import charges_for
+
+if TYPE_CHECKING:
+    from keybroker.gateway.pipeline import Job
+    from keybroker.gateway.state import Gateway
+
+VENUE_HEADER = "x-keybroker-venue"
+"""``paper`` on every answer the paper venue gave (bots ignore it; people debugging see it)."""
+
+
+def takes(policy: Policy, credential: Credential, classified: ClassifiedRequest) -> bool:
+    """Whether the paper venue answers this request (True) or it goes to the exchange.
+
+    Raises PaperRefused for what a paper or keyless credential must not do:
+    a keyless credential outside paper mode, a signed read the paper venue
+    does not answer for a keyless one, anything but market data on an
+    exchange the paper venue does not speak.
+    """
+    keyless = is_keyless(credential)
+    if not policy.is_paper:
+        if keyless:
+            raise PaperRefused(
+                f"{credential.name} has no exchange key and can only be used in paper mode "
+                f"(keybroker policy set {credential.name} --mode paper)"
+            )
+        return False
+    if classified.kind == "public":
+        return False
+    venue = get_venue(credential.exchange)
+    if venue is None:
+        raise PaperRefused(f"paper trading is not available for {credential.exchange} yet")
+    if venue.answers(classified):
+        return True
+    if keyless:
+        raise PaperRefused(
+            f"{credential.name} is a paper credential without an exchange key: only public "
+            "market data goes to the exchange, and this request needs a key "
+            f"(add one: keybroker keys rotate {credential.name})"
+        )
+    return False  # a signed read (fees, permissions) goes to the exchange with the real key
+
+
+def unsigned(credential: Credential) -> bool:
+    """Whether requests of ``credential`` go out unsigned (a keyless paper credential)."""
+    return is_keyless(credential)
+
+
+async def answer(gateway: Gateway, job: Job) -> Received | Failure:
+    """The paper venue's answer, as if the exchange had sent it (PaperRefused: refused)."""
+    started = time.perf_counter()
+    call = PaperCall(
+        job.credential.name,
+        job.credential.exchange,
+        job.credential.environment,
+        job.request,
+        job.classified,
+        job.intents,
+    )
+    try:
+        result = await desk(gateway).answer(call)
+    except MarketDataUnavailable as exc:
+        return Failure(str(exc), False, (time.perf_counter() - started) * 1000)
+    gateway.metrics.count(
+        "keybroker_paper_answers_total", exchange=job.credential.exchange, status=str(result.status)
+    )
+    headers = (*result.headers, (VENUE_HEADER, "paper"))
+    return Received(result.status, headers, result.body, (time.perf_counter() - started) * 1000)
+
+
+def desk(gateway: Gateway) -> Desk:
+    """The gateway's paper desk, made on first use (its ledger file too)."""
+    if gateway.paper is None:
+        path = gateway.config.paper_path or gateway.config.audit_path.with_name("paper.db")
+        gateway.paper = Desk(
+            path,
+            gateway.clock,
+            GatewayMarket(gateway),
+            poll_interval_s=gateway.config.paper_poll_s,
+            book_max_age_ms=gateway.config.paper_book_max_age_ms,
+        )
+    return gateway.paper
+
+
+def start(gateway: Gateway) -> None:
+    """At startup: resting orders left by an earlier run keep filling."""
+    desk(gateway).start()
+
+
+async def close(gateway: Gateway) -> None:
+    if gateway.paper is not None:
+        await gateway.paper.close()
+
+
+class GatewayMarket:
+    """Public market data for the desk: the gateway's limiter, dedup and connection pool."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    async def fetch(
+        self, credential: str, exchange: str, environment: str, request: httpx.Request
+    ) -> bytes | None:
+        gateway = self._gateway
+        key = (environment, str(request.url), "")
+        fetch = functools.partial(self._send, credential, exchange, environment, request)
+        outcome = await gateway.dedup.run(key, fetch)
+        if isinstance(outcome, Received) and outcome.status == 200:
+            return outcome.content()
+        return None
+
+    async def _send(
+        self, credential: str, exchange: str, environment: str, request: httpx.Request
+    ) -> Received | Failure:
+        gateway = self._gateway
+        profile = get_profile(exchange)
+        host = request.url.netloc.decode("ascii")
+        now = gateway.clock.now_ms()
+        until = gateway.limiter.breaker_until(host)
+        if until is not None and until > now:
+            return Failure("the exchange banned this IP; waiting out the ban", False, 0.0)
+        spend = charges_for(
+            profile,
+            profile.classify(request),
+            host=host,
+            account=credential,
+            environment=environment,
+            intents=(),
+        )
+        try:
+            await gateway.limiter.acquire(
+                spend,
+                fairness_key="keybroker-paper",
+                deadline_s=gateway.config.rate_limit_deadline_s,
+            )
+        except RateLimited:
+            return Failure("no rate-limit budget left for market data", False, 0.0)
+        upstream: Upstream = gateway.upstream
+        return await upstream.send_once(request)
