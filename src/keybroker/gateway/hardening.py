@@ -157,7 +157,9 @@ class SecretArena:
         self._next = 0
         self._free: dict[int, list[int]] = {}
         self._slots: dict[int, tuple[int, int]] = {}  # id(buffer) -> (offset, size class)
-        self._lock = threading.Lock()
+        # Re-entrant: a Secret collected by the garbage collector in the middle of an
+        # allocate (any allocation may run it) releases its buffer on the same thread.
+        self._lock = threading.RLock()
         self.fallbacks = 0
 
     @property

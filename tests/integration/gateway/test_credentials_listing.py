@@ -7,7 +7,6 @@ to it over loopback HTTP, and it forwards to the emulators.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,8 +14,8 @@ from gateway_testkit import (
     BINANCE_API_KEY,
     OKX_API_KEY,
     TRADER,
+    Emulator,
     Serve,
-    StartEmulator,
     assert_no_secret,
     make_vault,
     new_token,
@@ -28,11 +27,16 @@ from keybroker.errors import ExchangeError, InvalidInput
 SPOT_ONLY = {"options": {"fetchMarkets": {"types": ["spot"]}}, "has": {"fetchCurrencies": False}}
 
 
-@pytest.fixture
-def served(tmp_path: Path, emulator: StartEmulator) -> Iterator[tuple[Serve, dict[str, str]]]:
-    """One serve process; credentials bn (binance), ox (okx), other (binance); two tokens."""
-    binance, okx = emulator("binance"), emulator("okx")
-    home = tmp_path / "home"
+@pytest.fixture(scope="module")
+def served(
+    _template: None, _plain_emulators: dict[str, Emulator], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Serve, dict[str, str]]]:
+    """One serve process for the module (starting one costs seconds); credentials bn
+    (binance), ox (okx), other (binance), and gone (removed); two tokens."""
+    binance, okx = _plain_emulators["binance"], _plain_emulators["okx"]
+    for emulator in (binance, okx):
+        httpx.post(f"{emulator.url}/__emulator__/reset", timeout=10).raise_for_status()
+    home = tmp_path_factory.mktemp("listing") / "home"
     vault = make_vault(
         home,
         {

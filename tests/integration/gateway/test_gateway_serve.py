@@ -285,6 +285,7 @@ def test_public_cache_ms_lets_pollers_share_one_upstream_request(
         assert answer.headers["age"] == str(age // 1000)
 
 
+@pytest.mark.slow
 def test_on_defaults_45_pollers_of_one_ticker_cost_at_most_one_request_a_second(
     tmp_path: Path, emulator: StartEmulator, served: list[Served]
 ) -> None:
