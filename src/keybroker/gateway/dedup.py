@@ -55,9 +55,15 @@ class Dedup(Generic[T]):
         self.shared = 0
         """Requests answered from another request's fetch (a metric)."""
 
-    async def run(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
-        """``fetch()``'s result, from a fetch already running for ``key`` if there is one."""
-        if self._keep_ms:
+    async def run(
+        self, key: Hashable, fetch: Callable[[], Awaitable[T]], *, fresh: bool = False
+    ) -> T:
+        """``fetch()``'s result, from a fetch already running for ``key`` if there is one.
+
+        ``fresh``: never a finished answer kept from before (the paper venue walks the
+        book as it is at fill time); a fetch in flight is still shared.
+        """
+        if self._keep_ms and not fresh:
             recent = self._recent.get(key)
             age_ms = self._clock.now_ms() - recent[0] if recent is not None else self._keep_ms
             if recent is not None and age_ms < self._keep_ms:
@@ -69,7 +75,8 @@ class Dedup(Generic[T]):
         else:
             shared = self._shared
             if shared is not None:
-                task = asyncio.ensure_future(shared.run(key, fetch, self._keep_ms))
+                keep_ms = 0 if fresh else self._keep_ms
+                task = asyncio.ensure_future(shared.run(key, fetch, keep_ms))
             else:
                 task = asyncio.ensure_future(fetch())
             self._inflight[key] = task

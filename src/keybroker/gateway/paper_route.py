@@ -134,7 +134,9 @@ class GatewayMarket:
         gateway = self._gateway
         key = (environment, str(request.url), "")
         fetch = functools.partial(self._send, credential, exchange, environment, request)
-        outcome = await gateway.dedup.run(key, fetch)
+        # Fresh: the public cache (serve --public-cache-ms) must not hand the fill model a
+        # book from before the order; the desk keeps its own short reuse window.
+        outcome = await gateway.dedup.run(key, fetch, fresh=True)
         if isinstance(outcome, Received) and outcome.status == 200:
             return outcome.content()
         return None
