@@ -5,7 +5,7 @@
     >>> base_url, stop = serve_in_thread(app)            # keybroker.gateway.server
 
 The lifespan builds what lives as long as the server: the gateway's view of
-the vault, the limiter, the audit log and ONE ``httpx.AsyncClient`` (a
+the vault, the limiter, the audit log and ONE ``Upstream`` (a bounded
 keep-alive pool, TLS verification on, no redirects followed: a redirect
 would carry a signed request somewhere the policy never judged). A
 background task polls the vault for token revocations and halts.
@@ -19,7 +19,7 @@ bot token (``auth.py``).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -66,7 +66,7 @@ def create_app(
 
     ``limiter`` defaults to an in-memory one; ``hardening`` is what
     ``hardening.harden()`` reported at start (shown in ``/_/status``);
-    ``transport`` replaces httpx's network transport (tests only).
+    ``transport`` sends upstream through httpx with that transport (tests only).
     Raises InvalidInput for an unusable alert webhook or command.
     """
     clock = clock or SystemClock()
@@ -75,23 +75,18 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Gateway]]:
         audit = AuditLog.open(config.audit_path, clock=clock)
-        client = httpx.AsyncClient(
+        upstream = Upstream(
+            timeout_s=config.upstream_timeout_s,
+            retries=config.read_retries,
+            backoff_s=config.retry_backoff_s,
             transport=transport,
-            timeout=config.upstream_timeout_s,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
-            follow_redirects=False,
         )
         gateway = Gateway(
             config=config,
             access=VaultAccess(vault, clock),
             audit=audit,
             limiter=limiter or MemoryLimiter(clock=clock),
-            upstream=Upstream(
-                client,
-                timeout_s=config.upstream_timeout_s,
-                retries=config.read_retries,
-                backoff_s=config.retry_backoff_s,
-            ),
+            upstream=upstream,
             nonces=NonceLease(vault),
             alerter=alerter,
             clock=clock,
@@ -108,7 +103,7 @@ def create_app(
                 await gateway.drain()
                 await audit.append(AuditRow("event", detail="gateway stopped"))
             finally:
-                await client.aclose()
+                await upstream.aclose()
                 audit.close()
                 alerter.close()
 
@@ -161,21 +156,22 @@ async def proxy(request: Request) -> Response:
     segment, _, rest = raw_path.lstrip(b"/").partition(b"/")
     if not segment:
         return refusal(404, "not_found", "use /{credential}/{exchange path}")
-    incoming = Incoming(
+    incoming = functools.partial(
+        Incoming,
         method=request.method,
         credential=credential_of(segment),
         raw_path=b"/" + rest,
         query=request.scope.get("query_string", b""),
         headers=list(request.headers.items()),
-        body=b"",
         bot=bot,
     )
     try:
         body = await _read_body(request, gateway.config.max_body_bytes)
         if body is None:  # audited like every refusal; the rest is never read
             detail = f"the request body is larger than {gateway.config.max_body_bytes} bytes"
-            return await refuse(gateway, incoming, refusal(413, "body_too_large", detail), detail)
-        return await handle(gateway, dataclasses.replace(incoming, body=body))
+            refused = refusal(413, "body_too_large", detail)
+            return await refuse(gateway, incoming(body=b""), refused, detail)
+        return await handle(gateway, incoming(body=body))
     except KeybrokerError as error:
         return error_response(error)
     except Exception as exc:
