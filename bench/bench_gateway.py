@@ -13,6 +13,11 @@ whichever target it talks to.
 
 Printed, not asserted (the targets are beside the numbers):
 
+0. What one durable commit costs on the disk the bench runs on: fdatasync
+   of a 4 KiB append, and a one-row SQLite commit in WAL mode with
+   ``synchronous=FULL`` (what the audit log does before an order leaves).
+   The intent row of every order waits for one such commit, so its p50 and
+   p99 are a floor under the gateway's added latency.
 1. Latency added to an order at ~100 orders/s: the same resting-free order
    (LIMIT IOC below the market, so no open orders pile up) sent straight to
    the emulator (signed by the client), through nginx (signed by the client)
@@ -23,7 +28,11 @@ Printed, not asserted (the targets are beside the numbers):
    p99 <= 3 ms.
 2. Sustained signed and audited requests per second through the gateway
    (orders, many concurrent connections). Target >= 1,000/s on 2 cores. The
-   emulator's own rate alone is printed beside it: it runs on the same cores.
+   emulator's own rate alone is printed beside it: it runs on the same cores,
+   so the same run is repeated against nginx answering every order itself
+   (an exchange that costs next to nothing), which shows what the gateway
+   alone carries. The gateway process's CPU time per order is printed too:
+   on a machine shared with other work it moves less than the rates do.
 3. 45 bots polling one ticker once a second (each at its own phase) for 10 s:
    upstream requests per second from the emulator's journal, with the
    gateway's defaults (only concurrent identical GETs are merged) and with
@@ -48,6 +57,7 @@ import os
 import random
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -158,15 +168,39 @@ def free_port() -> int:
         return port
 
 
-def start_nginx(directory: Path, upstream: str) -> tuple[Server | None, str]:
-    """nginx proxying to ``upstream`` on loopback, or (None, why not)."""
+# What the static upstream answers every order with (an order that expired unfilled).
+STATIC_ORDER = (
+    '{"symbol":"BTCUSDT","orderId":1,"clientOrderId":"kb0","transactTime":1700000000000,'
+    '"price":"50000.00","origQty":"0.001","executedQty":"0.000","status":"EXPIRED",'
+    '"timeInForce":"IOC","type":"LIMIT","side":"BUY"}'
+)
+
+
+def start_nginx(directory: Path, upstream: str | None) -> tuple[Server | None, str]:
+    """nginx proxying to ``upstream`` on loopback, or (None, why not).
+
+    With ``upstream`` None, nginx answers every request itself with
+    STATIC_ORDER: an exchange that costs next to nothing, to measure what the
+    gateway alone can carry.
+    """
     binary = shutil.which("nginx") or (
         "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
     )
     if binary is None:
         return None, "nginx is not installed (apt-get install -y nginx)"
-    target = urlsplit(upstream)
     port = free_port()
+    if upstream is None:
+        upstream_block = ""
+        location = f"default_type application/json; return 200 '{STATIC_ORDER}';"
+    else:
+        target = urlsplit(upstream)
+        upstream_block = (
+            f"upstream emulator {{ server {target.hostname}:{target.port}; keepalive 64; }}"
+        )
+        location = (
+            "proxy_pass http://emulator; proxy_http_version 1.1; "
+            'proxy_set_header Connection ""; proxy_set_header Host $http_host;'
+        )
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "nginx.conf"
     conf.write_text(
@@ -183,15 +217,11 @@ http {{
     fastcgi_temp_path {directory}/fastcgi;
     uwsgi_temp_path {directory}/uwsgi;
     scgi_temp_path {directory}/scgi;
-    upstream emulator {{ server {target.hostname}:{target.port}; keepalive 64; }}
+    {upstream_block}
     server {{
         listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://emulator;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-        }}
+        keepalive_requests 1000000;
+        location / {{ {location} }}
     }}
 }}
 """
@@ -420,6 +450,52 @@ async def full_speed(gateway: str, tokens: list[str], until: float) -> dict[str,
     return seen
 
 
+# -- the disk and the processes -------------------------------------------------------------------
+
+
+def disk_sync_ms(directory: Path, count: int = 300) -> list[float]:
+    """Milliseconds of each fdatasync after a 4 KiB append, in ``directory``."""
+    path = directory / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    times = []
+    try:
+        for _ in range(count):
+            os.write(fd, b"\0" * 4096)
+            began = time.perf_counter()
+            os.fdatasync(fd)
+            times.append((time.perf_counter() - began) * 1000)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return times
+
+
+def sqlite_commit_ms(directory: Path, count: int = 300) -> list[float]:
+    """Milliseconds of each one-row commit in WAL mode with synchronous=FULL (the audit log's)."""
+    path = directory / "commit-probe.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    times = []
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        for _ in range(count):
+            began = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t (body) VALUES (?)", ("x" * 400,))
+            conn.execute("COMMIT")
+            times.append((time.perf_counter() - began) * 1000)
+    finally:
+        conn.close()
+    return times
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- the run --------------------------------------------------------------------------------------
 
 
@@ -478,14 +554,35 @@ def main() -> None:
         strict = start_emulator()  # Binance's 1,200 weight per minute
         servers = [fast, strict]
         try:
-            tokens = make_home(root / "home", {"bn": fast.url}, BOTS)
+            nginx, why = start_nginx(root / "nginx", fast.url)
+            static, _ = start_nginx(root / "nginx-static", None)
+            for server in (nginx, static):
+                if server is not None:
+                    servers.append(server)
+            if nginx is None:
+                notes.append(f"nginx column skipped: {why}")
+            upstreams = {"bn": fast.url} | ({"st": static.url} if static else {})
+            tokens = make_home(root / "home", upstreams, BOTS)
             gateway = start_gateway(root / "home" / "vault.db", root / "a1.db", no_limits)
             servers.append(gateway)
-            nginx, why = start_nginx(root / "nginx", fast.url)
-            if nginx is not None:
-                servers.append(nginx)
-            else:
-                notes.append(f"nginx column skipped: {why}")
+
+            # 0. what one durable commit costs on this disk (the intent row waits for one)
+            fsync = disk_sync_ms(root)
+            sqlite = sqlite_commit_ms(root)
+            rows.append(
+                (
+                    "fsync of a 4 KiB write p50 / p99 (ms)",
+                    f"{percentile(fsync, 50):.2f} / {percentile(fsync, 99):.2f}",
+                    "(this disk)",
+                )
+            )
+            rows.append(
+                (
+                    "SQLite WAL FULL commit p50 / p99 (ms)",
+                    f"{percentile(sqlite, 50):.2f} / {percentile(sqlite, 99):.2f}",
+                    "(one per intent)",
+                )
+            )
 
             # 1. latency
             times = latency(
@@ -524,6 +621,7 @@ def main() -> None:
 
             # 2. throughput
             reset(fast.url)
+            spent = cpu_seconds(gateway.process.pid)
             ok, other = asyncio.run(
                 saturate(
                     gateway.url,
@@ -533,6 +631,7 @@ def main() -> None:
                     args.seconds,
                 )
             )
+            spent = cpu_seconds(gateway.process.pid) - spent
             rows.append(
                 (
                     f"signed+audited orders/s ({os.cpu_count()} cores)",
@@ -540,6 +639,29 @@ def main() -> None:
                     ">= 1,000 on 2 cores",
                 )
             )
+            rows.append(("  gateway CPU per order (ms)", f"{1000 * spent / max(ok, 1):.2f}", ""))
+            if static is not None:
+                spent = cpu_seconds(gateway.process.pid)
+                ok, other = asyncio.run(
+                    saturate(
+                        gateway.url,
+                        "/st/api/v3/order",
+                        lambda: gateway_order(tokens[1]),
+                        32,
+                        args.seconds,
+                    )
+                )
+                spent = cpu_seconds(gateway.process.pid) - spent
+                rows.append(
+                    (
+                        "  same, exchange = nginx static answer",
+                        f"{ok / args.seconds:,.0f}" + (f" ({other} not 200)" if other else ""),
+                        ">= 1,000 on 2 cores",
+                    )
+                )
+                rows.append(
+                    ("  gateway CPU per order (ms)", f"{1000 * spent / max(ok, 1):.2f}", "")
+                )
             reset(fast.url)
             ok_direct, _ = asyncio.run(
                 saturate(fast.url, "/api/v3/order", signed_order, 32, args.seconds / 2)

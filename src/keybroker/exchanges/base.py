@@ -52,6 +52,7 @@ DANGEROUS_KINDS: frozenset[str] = frozenset({"transfer", "withdraw", "key_manage
 # Headers some frameworks honour to turn a POST into another verb; a bot must
 # not be able to hide a DELETE or a withdrawal behind one.
 METHOD_OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
+_OVERRIDE_NAMES = frozenset(name.encode("ascii") for name in METHOD_OVERRIDE_HEADERS)
 
 EnvironmentName = Literal["production", "testnet", "demo"]
 
@@ -365,10 +366,14 @@ def normalize_path(raw_path: str) -> str:
 
 def effective_method(request: httpx.Request) -> str:
     """The verb a lenient server would act on, override headers included."""
-    for header in METHOD_OVERRIDE_HEADERS:
-        value = request.headers.get(header)
-        if value:
-            return str(value).strip().upper()
+    # One pass over the raw headers (the common case has no override header at all);
+    # when there is one, httpx's own lookup decides, so the value read is the same.
+    headers = request.headers
+    if any(name.lower() in _OVERRIDE_NAMES for name, _ in headers.raw):
+        for header in METHOD_OVERRIDE_HEADERS:
+            value = headers.get(header)
+            if value:
+                return str(value).strip().upper()
     return request.method.upper()
 
 

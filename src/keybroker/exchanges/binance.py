@@ -798,6 +798,22 @@ def read_usage(headers: Mapping[str, str]) -> dict[str, float]:
 
 # -- 5. Order-intent parser ----------------------------------------------------------------
 def _form_params(raw: bytes, where: str) -> dict[str, str]:
+    if len(raw) <= _FORM_CACHE_MAX_BYTES:
+        return dict(_parsed_form(raw, where))
+    return _parse_form(raw, where)
+
+
+# An order's body is read several times on its way through the gateway (classify, parse,
+# client order id): the same few bytes parse once. Refusals (InvalidInput) are not cached.
+_FORM_CACHE_MAX_BYTES = 2048
+
+
+@lru_cache(maxsize=128)
+def _parsed_form(raw: bytes, where: str) -> tuple[tuple[str, str], ...]:
+    return tuple(_parse_form(raw, where).items())
+
+
+def _parse_form(raw: bytes, where: str) -> dict[str, str]:
     params: dict[str, str] = {}
     for name, value in parse_qsl(
         raw.decode("utf-8", "replace"), keep_blank_values=True, errors="replace"

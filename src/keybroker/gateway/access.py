@@ -9,9 +9,14 @@ A token that checked once is remembered by its SHA-256 until the vault's
 that counter every ``poll_interval_s``, so a revocation by ``keybroker tokens
 revoke`` in another process applies within that interval, and expiry is
 checked on every use. Halts are polled the same way for reads, and read afresh
-from the vault for every order, so ``keybroker halt`` stops the very next one.
-Credentials are fetched from the vault per request (it keeps authenticated
-rows itself and notices a rotation); policies are parsed once per document.
+for every order, so ``keybroker halt`` stops the very next one.
+
+Credentials, policies and the halts an order reads are answered from memory
+while the vault's ``change_marker()`` stays the same: one cheap ``PRAGMA``
+per call instead of SELECTs and an AES-GCM open per request. Any commit to
+the vault file, by this process or another (a rotation, ``policy set``,
+``halt``), or a lock of the vault, changes the marker, and the next call reads
+the vault afresh: nothing a request sees is older than the last commit.
 
 Several gateways (``serve --redis``) also honour the halts and revocations
 other hosts published (``shared_halts``, ``shared_revocations``, set by the
@@ -53,6 +58,11 @@ class VaultAccess:
         """Halts published by any gateway sharing this one's store (name -> since)."""
         self.shared_revocations: frozenset[bytes] = frozenset()
         """SHA-256 of tokens revoked on any host sharing this gateway's store."""
+        # Read from the vault while its change marker was ``_marker`` (see _current()).
+        self._marker: tuple[int, int, int] | None = None
+        self._credentials: dict[str, Credential] = {}
+        self._documents: dict[str, bytes | None] = {}
+        self._halts_marker: tuple[int, int, int] | None = None
 
     # -- tokens ----------------------------------------------------------------------
 
@@ -86,12 +96,27 @@ class VaultAccess:
     # -- credentials and policies ----------------------------------------------------
 
     def credential(self, name: str) -> Credential:
-        """The decrypted credential; CredentialNotFound, RecordTampered, VaultLocked."""
-        return self.vault.credential(name)
+        """The decrypted credential; CredentialNotFound, RecordTampered, VaultLocked.
+
+        Shared by every request until the vault changes: read it, never wipe it.
+        """
+        fresh = self._current()
+        credential = self._credentials.get(name) if fresh else None
+        if credential is None:
+            credential = self.vault.credential(name)
+            if fresh:
+                self._credentials[name] = credential
+        return credential
 
     def policy(self, name: str) -> Policy:
         """The credential's policy, or the default (read-only, no symbols) when it has none."""
-        document = self.vault.policy_document(name)
+        fresh = self._current()
+        if fresh and name in self._documents:
+            document = self._documents[name]
+        else:
+            document = self.vault.policy_document(name)
+            if fresh:
+                self._documents[name] = document
         if document is None:
             return DEFAULT_POLICY
         policy = self._policies.get(document)
@@ -107,7 +132,10 @@ class VaultAccess:
     def is_halted(self, name: str, *, fresh: bool = False) -> bool:
         """Whether ``name`` (or every credential) is halted; ``fresh`` reads the vault now."""
         if fresh:
-            self._halted = self.vault.halted()
+            marker = self.vault.change_marker()
+            if marker != self._halts_marker:
+                self._halted = self.vault.halted()
+                self._halts_marker = marker
         shared = self.shared_halts
         return name in self._halted or ALL in self._halted or name in shared or ALL in shared
 
@@ -129,7 +157,23 @@ class VaultAccess:
         if version != self._tokens_version:
             self._tokens.clear()
             self._tokens_version = version
+        self._halts_marker = self.vault.change_marker()
         self._halted = self.vault.halted()
+
+    def _current(self) -> bool:
+        """Whether what was decrypted under the vault's present marker may be used.
+
+        When the vault changed (or is locked), the cache is emptied and begins
+        again under the new marker. The marker is read before the vault is, so
+        a commit in between only makes the next call read again.
+        """
+        marker = self.vault.change_marker()
+        if marker == self._marker:
+            return True
+        self._credentials.clear()
+        self._documents.clear()
+        self._marker = marker if self.vault.is_unlocked else None
+        return self._marker is not None
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now_ms() / 1000, tz=UTC)

@@ -5,7 +5,7 @@
     >>> base_url, stop = serve_in_thread(app)            # keybroker.gateway.server
 
 The lifespan builds what lives as long as the server: the gateway's view of
-the vault, the limiter, the audit log and ONE ``httpx.AsyncClient`` (a
+the vault, the limiter, the audit log and ONE ``Upstream`` (a bounded
 keep-alive pool, TLS verification on, no redirects followed: a redirect
 would carry a signed request somewhere the policy never judged). A
 background task polls the vault for token revocations and halts.
@@ -21,7 +21,6 @@ bot token (``auth.py``).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -76,7 +75,7 @@ def create_app(
 
     ``limiter`` defaults to an in-memory one; ``hardening`` is what
     ``hardening.harden()`` reported at start (shown in ``/_/status``);
-    ``transport`` replaces httpx's network transport (tests only);
+    ``transport`` sends upstream through httpx with that transport (tests only);
     ``paper`` is where the dashboard reads modes and paper figures (default: none).
     ``openbao`` is how to reach OpenBao for credentials whose key is there
     (``<home>/openbao.json``; its spent secret id is removed from that file).
@@ -92,23 +91,18 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Gateway]]:
         audit = AuditLog.open(config.audit_path, clock=clock)
-        client = httpx.AsyncClient(
+        upstream = Upstream(
+            timeout_s=config.upstream_timeout_s,
+            retries=config.read_retries,
+            backoff_s=config.retry_backoff_s,
             transport=transport,
-            timeout=config.upstream_timeout_s,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
-            follow_redirects=False,
         )
         gateway = Gateway(
             config=config,
             access=VaultAccess(vault, clock),
             audit=audit,
             limiter=limiter or shared.limiter(),
-            upstream=Upstream(
-                client,
-                timeout_s=config.upstream_timeout_s,
-                retries=config.read_retries,
-                backoff_s=config.retry_backoff_s,
-            ),
+            upstream=upstream,
             nonces=shared.nonces(),
             alerter=alerter,
             clock=clock,
@@ -142,7 +136,7 @@ def create_app(
                 await shared.close()
                 await audit.append(AuditRow("event", detail="gateway stopped"))
             finally:
-                await client.aclose()
+                await upstream.aclose()
                 if gateway.remote_keys is not None:
                     await gateway.remote_keys.aclose()
                 audit.close()
@@ -206,21 +200,22 @@ async def proxy(request: Request) -> Response:
     segment, _, rest = raw_path.lstrip(b"/").partition(b"/")
     if not segment:
         return refusal(404, "not_found", "use /{credential}/{exchange path}")
-    incoming = Incoming(
+    incoming = functools.partial(
+        Incoming,
         method=request.method,
         credential=credential_of(segment),
         raw_path=b"/" + rest,
         query=request.scope.get("query_string", b""),
         headers=list(request.headers.items()),
-        body=b"",
         bot=bot,
     )
     try:
         body = await _read_body(request, gateway.config.max_body_bytes)
         if body is None:  # audited like every refusal; the rest is never read
             detail = f"the request body is larger than {gateway.config.max_body_bytes} bytes"
-            return await refuse(gateway, incoming, refusal(413, "body_too_large", detail), detail)
-        return await handle(gateway, dataclasses.replace(incoming, body=body))
+            refused = refusal(413, "body_too_large", detail)
+            return await refuse(gateway, incoming(body=b""), refused, detail)
+        return await handle(gateway, incoming(body=body))
     except KeybrokerError as error:
         return error_response(error)
     except Exception as exc:

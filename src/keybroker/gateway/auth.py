@@ -86,11 +86,21 @@ class HostCheck:
     def __init__(self, app: ASGIApp, host_names: Iterable[str] = ()) -> None:
         self.app = app
         self.names = frozenset(name.lower() for name in host_names)
+        self._verdicts: dict[str, bool] = {}  # Host value -> allowed; a bot sends one or two
+
+    def allowed(self, host: str) -> bool:
+        verdict = self._verdicts.get(host)
+        if verdict is None:
+            verdict = is_allowed_host(host, self.names)
+            if len(self._verdicts) >= 1000:  # the header is the caller's: keep this bounded
+                self._verdicts.clear()
+            self._verdicts[host] = verdict
+        return verdict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and not is_unix_socket(scope):
             host = Headers(scope=scope).get("host", "")
-            if not is_allowed_host(host, self.names):
+            if not self.allowed(host):
                 response = refusal(400, "bad_host", "the Host header does not name this gateway")
                 await _answer(scope, receive, send, response)
                 return

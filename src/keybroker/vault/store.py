@@ -142,6 +142,7 @@ class Vault(PolicyStore, TokenStore, AdminTokenStore, HaltStore, NonceStore):
         self._opened: dict[str, tuple[tuple[object, ...], Credential]] = {}
         self._lock = threading.RLock()
         self._touched: dict[str, int] = {}
+        self._key_generation = 0  # bumped by lock(): see change_marker()
 
     # -- opening and closing ---------------------------------------------------------
 
@@ -222,6 +223,7 @@ class Vault(PolicyStore, TokenStore, AdminTokenStore, HaltStore, NonceStore):
         """Forget the data key (best-effort wipe: see keybroker.secret), the opened
         credentials, and the signers' cached key states (as secret as the keys)."""
         with self._lock:
+            self._key_generation += 1
             if self._data_key is not None:
                 self._data_key.wipe()
             self._data_key = None
@@ -233,6 +235,20 @@ class Vault(PolicyStore, TokenStore, AdminTokenStore, HaltStore, NonceStore):
     @property
     def is_unlocked(self) -> bool:
         return self._data_key is not None
+
+    def change_marker(self) -> tuple[int, int, int]:
+        """A value that differs after any change to the file or to this vault's unlock state.
+
+        Equal markers mean nothing was committed in between, by this object or
+        by any other connection or process, and the vault was neither locked
+        nor unlocked: a reader may keep what it decrypted (the gateway's
+        VaultAccess does, per request). One ``PRAGMA data_version`` (other
+        connections' commits) plus this connection's change count; no table
+        is read. Works locked.
+        """
+        with self._lock, _file.sqlite_errors():
+            (version,) = self._conn.execute("PRAGMA data_version").fetchone()
+            return self._key_generation, int(version), self._conn.total_changes
 
     def close(self) -> None:
         with self._lock:
