@@ -62,6 +62,9 @@ from urllib.parse import urlsplit
 
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from keybroker.clock import Clock
 from keybroker.errors import CoordinationUnavailable, InvalidInput
@@ -199,6 +202,11 @@ def connect(url: Secret) -> Redis:
             socket_timeout=_TIMEOUT_S,
             socket_connect_timeout=_TIMEOUT_S,
             retry_on_timeout=False,
+            # A pooled connection the server has already closed fails its next command;
+            # one immediate retry on a fresh connection tells that apart from an outage
+            # (which fails the retry too), so orders do not fail closed for nothing.
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
             health_check_interval=0,
         )
     except ValueError as exc:

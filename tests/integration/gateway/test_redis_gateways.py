@@ -468,6 +468,13 @@ def test_nonces_are_strictly_increasing_across_gateways_and_a_redis_restart(
             ),
             timeout=10,
         )
+
+        def available(gateway: Served) -> bool:
+            status = httpx.get(f"{gateway.url}/_/status", headers=headers, timeout=10).json()
+            return bool(status["coordination"]["available"])
+
+        # Each gateway notices the store is back on its own probe; wait for all three.
+        assert wait_until(lambda: all(available(g) for g in gateways), timeout=10)
         balances(4)  # the restarted store's budgets are empty again
     finally:
         stderr = "".join(g.stop() for g in gateways)
