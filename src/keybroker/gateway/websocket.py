@@ -80,7 +80,12 @@ MAX_FRAME_BYTES = 1 << 20
 async def websocket_entry(websocket: WebSocket) -> None:
     """Every WebSocket upgrade outside ``/_/``: resolve, then serve by the path's kind."""
     gateway: Gateway = websocket.scope["state"]["gateway"]
-    bot: BotToken = websocket.scope[BOT_SCOPE_KEY]
+    bot: BotToken | None = websocket.scope.get(BOT_SCOPE_KEY)
+    if bot is None or websocket.url.path.startswith("/_/"):
+        # The gateway's own endpoints (and the dashboard) speak no WebSocket; the
+        # token middleware lets some of them through without a bot token.
+        await websocket.close(code=1008, reason="keybroker: no WebSocket here")
+        return
     raw_path: bytes = websocket.scope.get("raw_path") or websocket.url.path.encode()
     segment, _, rest = raw_path.lstrip(b"/").partition(b"/")
     name = unquote(segment.decode("ascii", "replace"))

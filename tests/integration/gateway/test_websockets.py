@@ -316,3 +316,20 @@ def test_a_paper_credential_cannot_send_orders_over_a_websocket(world: World) ->
     refused = run(bot())
     assert refused["status"] == 400 and "trades on paper" in refused["error"]["msg"]
     assert ws_orders(world) == []
+
+
+def test_the_gateways_own_endpoints_and_the_dashboard_take_no_websocket(world: World) -> None:
+    async def attempt(path: str, token: str | None) -> int | None:
+        url = world.gateway.url.replace("http://", "ws://") + path
+        headers = {TOKEN_HEADER: token} if token else {}
+        try:
+            async with websockets.connect(url, additional_headers=headers, open_timeout=10) as ws:
+                with pytest.raises(websockets.ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 5)
+                return ws.close_code
+        except websockets.InvalidStatus as refused:
+            return refused.response.status_code
+
+    for path, token in (("/_/dashboard/", None), ("/_/health", None), ("/_/status", "bot")):
+        code = run(attempt(path, world.gateway.token if token else None))
+        assert code in (403, 1008), (path, code)
