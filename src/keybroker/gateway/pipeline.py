@@ -91,6 +91,25 @@ class Job:
 async def handle(gateway: Gateway, incoming: Incoming) -> Response:
     """Steps 2-9 for one request; every refusal is audited, nothing refused leaves the machine."""
     started = time.perf_counter()
+    judged = await judge(gateway, incoming, started)
+    if isinstance(judged, Response):
+        return judged
+    job = judged
+    if job.classified.kind == "public" and job.request.method == "GET":
+        outcome = await gateway.dedup.run(dedup_key(job), lambda: send(gateway, job))
+    else:
+        outcome = await send(gateway, job)  # 5.-9. limit, audit, sign, forward, audit
+    response = answer(gateway, job, outcome)
+    observe_added(gateway, job.classified.kind, started, outcome)
+    return response
+
+
+async def judge(gateway: Gateway, incoming: Incoming, started: float) -> Job | Response:
+    """Steps 2-4: the allowed request as a counted Job, or the audited refusal to answer.
+
+    WebSocket frames (``websocket.py``) come through here too, as their REST
+    twins, so every rule, shared halt and count applies to them alike.
+    """
     try:
         credential = gateway.access.credential(incoming.credential)  # 2. resolve credential
         profile = get_profile(credential.exchange)
@@ -115,14 +134,7 @@ async def handle(gateway: Gateway, incoming: Incoming) -> Response:
         observe_added(gateway, classified.kind, started, None)
         return denied
     settle(gateway.facts, credential, classified.kind, known)  # open orders, positions
-    job = count_orders(gateway, job, prices)
-    if classified.kind == "public" and request.method == "GET":
-        outcome = await gateway.dedup.run(dedup_key(job), lambda: send(gateway, job))
-    else:
-        outcome = await send(gateway, job)  # 5.-9. limit, audit, sign, forward, audit
-    response = answer(gateway, job, outcome)
-    observe_added(gateway, classified.kind, started, outcome)
-    return response
+    return count_orders(gateway, job, prices)
 
 
 async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:

@@ -34,37 +34,33 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from keybroker.audit import AuditRow
-from keybroker.errors import InvalidInput, KeybrokerError, PaperRefused, RateLimited
+from keybroker.errors import InvalidInput, KeybrokerError, RateLimited
 from keybroker.exchanges import get_profile
 from keybroker.exchanges.base import ExchangeProfile, WebSocketSupport, WsCall
 from keybroker.gateway.auth import BOT_SCOPE_KEY
 from keybroker.gateway.pipeline import (
     Incoming,
     Job,
-    count_orders,
     deny,
-    facts,
     handle,
-    last_prices,
-    needs_prices,
-    outgoing_request,
-    read_orders,
+    judge,
     row,
     take_budget,
 )
 from keybroker.gateway.state import Gateway
 from keybroker.model import Credential
 from keybroker.paper.keyless import is_keyless
-from keybroker.policy import evaluate
 from keybroker.vault import BotToken
 
 log = logging.getLogger("keybroker.gateway")
@@ -505,44 +501,43 @@ class ApiSession:
                 method=call.method,
             )
             return None
+        request = call.rest
+        incoming = Incoming(
+            request.method,
+            name,
+            request.url.raw_path.split(b"?", 1)[0],
+            request.url.query,
+            [(k, v) for k, v in request.headers.items() if k.lower() == "content-type"],
+            request.content,
+            self.bot,
+        )
         try:
-            request = call.rest
-            incoming = Incoming(
-                request.method,
-                name,
-                request.url.raw_path.split(b"?", 1)[0],
-                request.url.query,
-                [(k, v) for k, v in request.headers.items() if k.lower() == "content-type"],
-                request.content,
-                self.bot,
-            )
-            request = outgoing_request(self.profile, self.credential, incoming)
-            classified = self.profile.classify(request)
-            request, intents = read_orders(self.profile, request, classified)
             policy = gateway.access.policy(name)
-            if policy.is_paper or is_keyless(self.credential):
-                # The paper venue answers over REST; over a WebSocket a paper order would
-                # reach the exchange, so a paper credential's frames are refused here.
-                raise PaperRefused(
-                    f"{name} trades on paper: use REST for its orders and account "
-                    "(WebSocket market data works: /ws/... public streams)"
-                )
         except KeybrokerError as error:
             await self._refuse(
-                call.request_id, 400, "invalid_frame", str(error), method=call.method
+                call.request_id, 503, "vault_unavailable", str(error), method=call.method
             )
             return None
-        job = Job(incoming, self.credential, self.profile, request, classified, intents)
-        prices = await last_prices(gateway, job) if needs_prices(policy, job) else {}
-        decision = evaluate(policy, classified, intents, facts(gateway, job, prices))
-        if not decision.allowed:
-            await deny(gateway, job, decision.rule, decision.detail)
-            message = f"keybroker policy_denied ({decision.rule}): {decision.detail}"
+        if policy.is_paper or is_keyless(self.credential):
+            # The paper venue answers over REST; over a WebSocket a paper order would
+            # reach the exchange, so a paper credential's frames are refused here.
+            detail = (
+                f"{name} trades on paper: use REST for its orders and account "
+                "(WebSocket market data works: /ws/... public streams)"
+            )
+            await self._refuse(call.request_id, 400, "paper_refused", detail, method=call.method)
+            return None
+        # Steps 2-4 exactly as for REST: classification, shared halts and counts, exchange
+        # facts, the policy, the order counted. A refusal comes back audited.
+        judged = await judge(gateway, incoming, time.perf_counter())
+        if isinstance(judged, Response):
+            status, code, message = _refusal_of(judged)
             await self.websocket.send_text(
-                self.support.error_frame(call.request_id, 403, "policy_denied", message)
+                self.support.error_frame(call.request_id, status, code, message)
             )
             return None
-        count_orders(gateway, job, prices)
+        job = judged
+        request = job.request
         try:
             await take_budget(gateway, job, request)
         except RateLimited as limited:
@@ -625,6 +620,19 @@ class ApiSession:
             )
         )
         await self.websocket.send_text(self.support.error_frame(request_id, status, code, detail))
+
+
+def _refusal_of(response: Response) -> tuple[int, str, str]:
+    """(status, error code, message) of the pipeline's own refusal, for an error frame."""
+    code = response.headers.get("x-keybroker-error", "refused")
+    try:
+        body = json.loads(bytes(response.body))
+    except ValueError:
+        body = {}
+    rule = body.get("rule") if isinstance(body, dict) else None
+    detail = body.get("detail", "") if isinstance(body, dict) else ""
+    label = f"{code} ({rule})" if rule else code
+    return response.status_code, code, f"keybroker {label}: {detail}"
 
 
 def _status_of(text: str) -> tuple[int | None, str | None]:
