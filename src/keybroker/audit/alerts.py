@@ -6,7 +6,14 @@
 
 ``notify`` never blocks and never raises: the caller is a request on its way
 to an exchange, and an alert must not slow or fail it. It writes the log line
-at once and queues the rest. One background thread per sink delivers: the
+at once and queues the rest.
+
+The same alert again (same name, credential, bot, rule...) within
+``repeat_window_s`` is counted, not sent: 45 bots running into a rate limit
+would otherwise send hundreds of identical lines a second, flooding the log,
+the webhook's channel and the sink's queue (which then drops the alert that
+matters). The next one after the window carries ``repeated=N``, the number
+held back since the last one sent. One background thread per sink delivers: the
 webhook gets the event as a JSON POST, retried with exponential backoff on
 network errors, 408, 429 and 5xx; the command gets the same JSON on stdin.
 
@@ -61,6 +68,9 @@ _SECRET_NAME_ENDINGS = (
 )
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _QUEUE_SIZE = 1000
+_VARYING = frozenset({"time", "text", "source", "detail", "error", "repeated"})
+"""Fields that differ between two events of one alert; the others say which alert it is."""
+_REMEMBERED = 4096
 
 
 def alert_name(error: BaseException) -> str | None:
@@ -177,8 +187,12 @@ class Alerter:
         max_backoff: float = 30.0,
         timeout: float = 5.0,
         command_timeout: float = 30.0,
+        repeat_window_s: float = 60.0,
     ) -> None:
         """``environ`` is what the command inherits (filtered); without it, only PATH.
+
+        ``repeat_window_s``: how long the same alert is held back after it was
+        sent (0 sends every one).
 
         InvalidInput for a webhook that is not https (or http to loopback), or
         a command that does not parse as shell words.
@@ -194,6 +208,10 @@ class Alerter:
         self._max_backoff = max_backoff
         self._timeout = timeout
         self._command_timeout = command_timeout
+        self._repeat_ms = max(0, round(repeat_window_s * 1000))
+        self._last_sent: dict[tuple[tuple[str, str], ...], tuple[int, int]] = {}
+        """alert identity -> (when it was last sent, ms; how many were held back since)"""
+        self._repeat_lock = threading.Lock()
         self._sinks: list[_Sink] = []
         if self._webhook is not None:
             self._sinks.append(_Sink("webhook", self._post))
@@ -205,17 +223,46 @@ class Alerter:
         command = self._argv[0] if self._argv else None
         return f"Alerter(webhook={webhook!r}, command={command!r})"
 
-    def notify(self, event: Mapping[str, str]) -> None:
-        """Log the alert now; queue it for the webhook and the command. Never raises."""
+    def notify(self, event: Mapping[str, str]) -> bool:
+        """Log the alert now; queue it for the webhook and the command. Never raises.
+
+        False when it was held back as a repeat (see the module's docstring).
+        """
         try:
+            repeated = self._held_back(event)
+            if repeated is None:
+                return False
+            if repeated:
+                event = {**event, "repeated": str(repeated)}
             payload = self._payload(event)
             logger.warning("alert %s", payload["text"])
             body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         except Exception as exc:
             logger.error("alert could not be prepared: %s", type(exc).__name__)
-            return
+            return True
         for sink in self._sinks:
             sink.put(body)
+        return True
+
+    def _held_back(self, event: Mapping[str, str]) -> int | None:
+        """None to hold this one back; else how many were held back before it."""
+        if self._repeat_ms == 0:
+            return 0
+        identity = tuple(sorted((str(k), str(v)) for k, v in event.items() if k not in _VARYING))
+        now = self._clock.now_ms()
+        with self._repeat_lock:
+            last = self._last_sent.get(identity)
+            if last is not None and now - last[0] < self._repeat_ms:
+                self._last_sent[identity] = (last[0], last[1] + 1)
+                return None
+            if len(self._last_sent) >= _REMEMBERED:  # forget those whose window has passed
+                self._last_sent = {
+                    key: value
+                    for key, value in self._last_sent.items()
+                    if now - value[0] < self._repeat_ms
+                }
+            self._last_sent[identity] = (now, 0)
+            return last[1] if last is not None else 0
 
     def _payload(self, event: Mapping[str, str]) -> dict[str, str]:
         clean = {str(key): mask_secrets(str(value)) for key, value in event.items()}

@@ -112,5 +112,5 @@ class Gateway:
     def alert(self, name: str, **fields: str | None) -> None:
         """One alert of seed 000 §8 (a log line, plus webhook and command); never blocks."""
         event = {"alert": name, **{key: value for key, value in fields.items() if value}}
-        self.alerter.notify(event)
-        self.recent_alerts.append((next(self._alert_numbers), self.clock.now_ms(), event))
+        if self.alerter.notify(event):  # a repeat held back is not news on the dashboard either
+            self.recent_alerts.append((next(self._alert_numbers), self.clock.now_ms(), event))

@@ -13,12 +13,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -245,6 +246,42 @@ def serve_process(
     )
 
 
+class Drained:
+    """Reads a child's stdout and stderr to their end in the background.
+
+    A gateway logs a line per alert to stderr; a test that never reads the
+    pipe leaves it to fill (64 KiB), and the gateway then blocks on its next
+    log line with every request in flight (a 45-bot run once hung that way).
+    """
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self._process = process
+        self._texts: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._threads = [
+            threading.Thread(target=self._read, args=(name, stream), daemon=True)
+            for name, stream in (("stdout", process.stdout), ("stderr", process.stderr))
+            if stream is not None
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _read(self, name: str, stream: IO[str]) -> None:
+        with stream:
+            for line in iter(stream.readline, ""):
+                self._texts[name].append(line)
+
+    def stderr(self) -> str:
+        """What the child printed to stderr so far (all of it, once ``wait`` returned)."""
+        return "".join(self._texts["stderr"])
+
+    def wait(self, timeout: float) -> str:
+        """Wait for the child to end and its pipes to close; what it printed to stderr."""
+        self._process.wait(timeout=timeout)
+        for thread in self._threads:
+            thread.join(timeout)
+        return self.stderr()
+
+
 class Serve:
     """A running ``keybroker serve`` process, stopped with SIGTERM or killed with SIGKILL."""
 
@@ -256,13 +293,14 @@ class Serve:
         if not self.url.startswith("http"):
             _, err = self.process.communicate(timeout=15)
             raise AssertionError(f"serve did not start: {err}")
+        self.output = Drained(self.process)
 
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.communicate(timeout=15)
+        self.output.wait(15)
 
     def kill(self) -> None:
         os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.communicate(timeout=15)
+        self.output.wait(15)
         assert self.process.returncode == -signal.SIGKILL

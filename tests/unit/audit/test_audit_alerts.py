@@ -112,7 +112,7 @@ def test_a_refusal_is_not_retried_and_giving_up_is_logged(
     assert alerter.flush(10)
     assert len(webhook.received) == 1
     webhook.statuses = [500] * 10
-    alerter.notify(EVENT)
+    alerter.notify({**EVENT, "rule": "size"})  # another alert (the same one would be held back)
     assert alerter.flush(10)
     alerter.close()
     assert len(webhook.received) == 1 + 6
@@ -171,6 +171,42 @@ def test_a_failing_or_missing_command_is_logged(caplog: pytest.LogCaptureFixture
     messages = [record.getMessage() for record in caplog.records]
     assert any("alert command false exited with code 1" in m for m in messages)
     assert any("alert-command could not start: FileNotFoundError" in m for m in messages)
+
+
+def test_the_same_alert_again_is_held_back_for_a_minute_then_sent_with_its_count(
+    webhook: Webhook, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="keybroker.alerts")
+    clock = FixedClock(1_700_000_000_000)
+    alerter = Alerter(webhook.url, backoff=0.01, clock=clock)
+    assert alerter.notify({**EVENT, "detail": "first"})
+    for second in range(300):  # a bot hammering a limit for 30 s: one alert, not 300
+        clock.advance(100)
+        assert not alerter.notify({**EVENT, "detail": f"again {second}"})
+    assert alerter.notify({**EVENT, "rule": "size"})  # another rule is another alert
+    assert alerter.notify({**EVENT, "bot": "bot2"})  # and so is another bot
+    clock.advance(30_000)  # the first one's minute is over
+    assert alerter.notify(EVENT)
+    assert not alerter.notify(EVENT)
+    assert alerter.flush(10)
+    alerter.close()
+    received = [json.loads(body) for _, body in webhook.received]
+    assert [(e["rule"], e["bot"], e.get("repeated")) for e in received] == [
+        ("symbols", "bot1", None),
+        ("size", "bot1", None),
+        ("symbols", "bot2", None),
+        ("symbols", "bot1", "300"),
+    ]
+    lines = [r.getMessage() for r in caplog.records if r.name == "keybroker.alerts"]
+    assert len(lines) == 4 and "repeated=300" in lines[-1]
+
+
+def test_a_zero_repeat_window_sends_every_alert(webhook: Webhook) -> None:
+    alerter = Alerter(webhook.url, clock=FixedClock(1_700_000_000_000), repeat_window_s=0)
+    assert all(alerter.notify(EVENT) for _ in range(3))
+    assert alerter.flush(10)
+    alerter.close()
+    assert len(webhook.received) == 3
 
 
 def test_every_alert_is_a_log_line_even_without_sinks(caplog: pytest.LogCaptureFixture) -> None:
