@@ -186,12 +186,16 @@ def build_request(
     headers: list[HeaderTriple],
     body: bytes,
     extensions: Mapping[str, Any] | None = None,
+    *,
+    like: httpx.Request | None = None,
 ) -> httpx.Request:
     """The request ``httpx.Request(method, url, headers=..., stream=ByteStream(body))`` and
     ``read()`` give, built directly.
 
     ``headers`` are sent exactly as given (Host and Content-Length included:
     nothing is added), and the list is owned by the new request afterwards.
+    ``like``: a request read into memory whose body is ``body``; its stream
+    (immutable bytes) is shared rather than built again.
     """
     if not HTTPX_INTERNALS_MATCH:  # pragma: no cover - only on an httpx that changed
         public = httpx.Request(
@@ -210,8 +214,9 @@ def build_request(
     request.method = method
     request.url = url
     request.headers = built_headers
-    request.extensions = dict(extensions or {})
-    request.stream = httpx.ByteStream(body)
+    request.extensions = dict(extensions) if extensions else {}
+    shared = like.stream if like is not None and getattr(like, "_content", None) is body else None
+    request.stream = shared if type(shared) is httpx.ByteStream else httpx.ByteStream(body)
     request._content = body
     return request
 

@@ -108,7 +108,10 @@ def timestamp(now_ms: int) -> str:
     Integer arithmetic, so no float rounding can move the millisecond.
     """
     seconds, millis = divmod(now_ms, 1000)
-    return f"{_whole_second(seconds)}.{millis:03d}Z"
+    return _whole_second(seconds) + _MILLIS[millis]
+
+
+_MILLIS = tuple(f".{millis:03d}Z" for millis in range(1000))
 
 
 @lru_cache(maxsize=4)
@@ -188,7 +191,9 @@ def sign(
         headers.append((b"Content-Type", _CONTENT_TYPE, content_type))
     if credential.environment == "testnet":
         headers.append((b"x-simulated-trading", b"x-simulated-trading", b"1"))
-    return build_request(request.method, request.url, headers, body, request.extensions)
+    return build_request(
+        request.method, request.url, headers, body, request.extensions, like=request
+    )
 
 
 # -- 4. Endpoint catalogue -----------------------------------------------------------------
