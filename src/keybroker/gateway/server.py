@@ -112,6 +112,9 @@ def make_config(
         app,
         lifespan="on",
         ws="websockets-sansio",
+        # Frames go to bots on this machine or a LAN: deflating each one for each of
+        # 45 readers of a shared stream would cost CPU and latency to save nothing.
+        ws_per_message_deflate=False,
         proxy_headers=False,
         server_header=False,
         date_header=False,
