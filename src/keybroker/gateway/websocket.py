@@ -117,6 +117,8 @@ def upstream_url(credential: Credential, support: WebSocketSupport, path_and_que
     (http -> ws, https -> wss: the override points at one host for everything)."""
     if credential.base_url:
         base = credential.base_url.rstrip("/")
+        if support.override_url is not None:
+            return support.override_url(base, path_and_query)
         if base.startswith("https://"):
             base = "wss://" + base[len("https://") :]
         elif base.startswith("http://"):
@@ -225,6 +227,10 @@ class StreamHub:
                 joined.append(await self.join(me, support, base, name))
             while me.reason is None:
                 text = await websocket.receive_text()
+                local = support.local_answer(text)
+                if local is not None:  # e.g. an application-level ping
+                    await websocket.send_text(local)
+                    continue
                 request = support.subscription(text)
                 if request is None:
                     await websocket.send_text(
@@ -232,7 +238,7 @@ class StreamHub:
                     )
                     continue
                 request_id, action, streams = request
-                for name in streams:
+                for name in (support.stream_in(path, s) for s in streams):
                     if action.lower() == "subscribe":
                         joined.append(await self.join(me, support, base, name))
                     else:
@@ -489,11 +495,14 @@ class ApiSession:
             call = self.support.read_call(text, self.rest_base)
         except InvalidInput as error:
             request_id = self.support.request_id(text)
-            await self._refuse(request_id, 400, "invalid_frame", str(error), method="WEBSOCKET")
+            await self._refuse(
+                text, request_id, 400, "invalid_frame", str(error), method="WEBSOCKET"
+            )
             return None
         key = json.dumps(call.request_id, sort_keys=True, default=str)
         if call.request_id is not None and key in self.pending:
             await self._refuse(
+                text,
                 call.request_id,
                 400,
                 "duplicate_id",
@@ -515,7 +524,7 @@ class ApiSession:
             policy = gateway.access.policy(name)
         except KeybrokerError as error:
             await self._refuse(
-                call.request_id, 503, "vault_unavailable", str(error), method=call.method
+                text, call.request_id, 503, "vault_unavailable", str(error), method=call.method
             )
             return None
         if policy.is_paper or is_keyless(self.credential):
@@ -525,7 +534,9 @@ class ApiSession:
                 f"{name} trades on paper: use REST for its orders and account "
                 "(WebSocket market data works: /ws/... public streams)"
             )
-            await self._refuse(call.request_id, 400, "paper_refused", detail, method=call.method)
+            await self._refuse(
+                text, call.request_id, 400, "paper_refused", detail, method=call.method
+            )
             return None
         # Steps 2-4 exactly as for REST: classification, shared halts and counts, exchange
         # facts, the policy, the order counted. A refusal comes back audited.
@@ -533,7 +544,7 @@ class ApiSession:
         if isinstance(judged, Response):
             status, code, message = _refusal_of(judged)
             await self.websocket.send_text(
-                self.support.error_frame(call.request_id, status, code, message)
+                self._error(text, call.request_id, status, code, message)
             )
             return None
         job = judged
@@ -543,7 +554,7 @@ class ApiSession:
         except RateLimited as limited:
             await deny(gateway, job, "rate_limited", str(limited), error=limited)
             await self.websocket.send_text(
-                self.support.error_frame(call.request_id, 429, "rate_limited", str(limited))
+                self._error(text, call.request_id, 429, "rate_limited", str(limited))
             )
             return None
         intent_id = await gateway.audit.append(
@@ -574,7 +585,8 @@ class ApiSession:
             await self.websocket.send_text(text)
 
     async def _result(self, pending: Pending, text: str) -> None:
-        status, code = _status_of(text)
+        read = self.support.answer_status or _status_of
+        status, code = read(text)
         latency = self.gateway.clock.now_ms() - pending.sent_ms
         await self.gateway.audit.append(
             row(
@@ -602,8 +614,21 @@ class ApiSession:
             )
         return len(lost)
 
+    def _error(self, text: str, request_id: object, status: int, code: str, message: str) -> str:
+        """The exchange-shaped refusal of the bot's frame ``text``."""
+        if self.support.refusal is not None:
+            return self.support.refusal(text, request_id, status, code, message)
+        return self.support.error_frame(request_id, status, code, message)
+
     async def _refuse(
-        self, request_id: object, status: int, code: str, detail: str, *, method: str
+        self,
+        text: str,
+        request_id: object,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        method: str,
     ) -> None:
         await self.gateway.audit.append(
             AuditRow(
@@ -619,7 +644,7 @@ class ApiSession:
                 detail=detail,
             )
         )
-        await self.websocket.send_text(self.support.error_frame(request_id, status, code, detail))
+        await self.websocket.send_text(self._error(text, request_id, status, code, detail))
 
 
 def _refusal_of(response: Response) -> tuple[int, str, str]:
