@@ -26,6 +26,9 @@ from gateway_testkit import (
     new_token,
 )
 
+from keybroker.secret import Secret
+from keybroker.vault import KeyMaterial
+
 PLACEHOLDER_AUTH = {"op": "auth", "args": ["placeholder", 1, "placeholder"]}
 ORDER = {
     "category": "spot",
@@ -239,3 +242,31 @@ def test_an_upstream_drop_closes_the_trade_stream_and_nothing_is_resent(
     assert code == 1012
     assert second["retCode"] == 0
     assert len(ws_orders(world)) == 2  # one per frame sent: nothing replayed
+
+
+def test_an_auth_the_exchange_refuses_closes_the_bot_with_a_reason(
+    tmp_path: Path, emulator: StartEmulator, gateway: StartGateway
+) -> None:
+    exchange = emulator("bybit")
+    vault = make_vault(tmp_path / "home", {})
+    wrong = KeyMaterial(BYBIT_API_KEY, Secret("test-bybit-wrong-secret-not-real"))
+    vault.add("bad", "bybit", wrong, base_url=exchange.url, scopes=("read", "trade"))
+    running = gateway(vault, new_token(vault, "bot1", ["bad"]))
+
+    async def bot() -> tuple[int | None, str]:
+        url = running.url.replace("http://", "ws://") + "/bad/v5/trade"
+        headers = {"X-Keybroker-Token": running.token}
+        async with websockets.connect(url, additional_headers=headers) as trade:
+            await trade.send(trade_frame("o1", "order.create", ORDER))
+            try:
+                await asyncio.wait_for(trade.recv(), 15)
+            except websockets.ConnectionClosed as closed:
+                return (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else (None, "")
+        return None, "not closed"
+
+    code, reason = asyncio.run(bot())
+    assert code == 1011 and "refused the WebSocket login" in reason
+    assert [e for e in exchange.journal() if e["method"] == "AUTH"] == []
+    assert ws_orders(World(exchange, running)) == []
+    events = [r.row.detail for r in running.rows("event")]
+    assert "the exchange refused the gateway's WebSocket login" in events
