@@ -8,8 +8,10 @@
 
 Auth is checked as Bybit documents it (v5/ws/connect): ``expires`` in the future and
 signature = hex HMAC-SHA256(secret, "GET/realtime" + expires), with this module's own
-code. A trade op's header timestamp must satisfy ``server - recv_window <= timestamp <
-server + 1000`` (v5/websocket/trade/guideline); the op is then carried out by the REST
+code. Pings (``{"op": "ping"}``) are answered with each stream's pong and journaled
+(method ``PING``), so a test can see a client's heartbeat. A trade op's header timestamp
+must satisfy ``server - recv_window <= timestamp < server + 1000``
+(v5/websocket/trade/guideline); the op is then carried out by the REST
 handler of its twin as the authenticated key, so a WebSocket order is the same order as
 a REST one (journal ``transport="ws"``).
 """
@@ -60,6 +62,7 @@ async def public(websocket: WebSocket, state: EmulatorState, category: str) -> N
             await websocket.send_text(_failure(frame, "error:invalid op"))
             continue
         if op == "ping":
+            _journal(state, "PING", f"/v5/public/{category}", {}, kind="heartbeat")
             await websocket.send_text(_answer(frame, "pong", "ping"))
             continue
         topics = frame.get("args") or []
@@ -105,6 +108,7 @@ async def private(websocket: WebSocket, state: EmulatorState) -> None:
             _journal(state, "AUTH", "/v5/private", {}, kind="login", api_key=key.api_key)
             await websocket.send_text(_answer(frame, "", "auth"))
         elif op == "ping" and frame is not None:
+            _journal(state, "PING", "/v5/private", {}, kind="heartbeat")
             pong = {"req_id": frame.get("req_id"), "op": "pong", "conn_id": CONN_ID}
             await websocket.send_text(json.dumps({**pong, "args": [str(state.clock.now_ms())]}))
         elif key is None:
@@ -142,6 +146,7 @@ async def trade(websocket: WebSocket, state: EmulatorState) -> None:
                 _journal(state, "AUTH", "/v5/trade", {}, kind="login", api_key=key.api_key)
                 reply.update(retCode=0, retMsg="OK", op="auth", connId=CONN_ID)
         elif op == "ping":
+            _journal(state, "PING", "/v5/trade", {}, kind="heartbeat")
             reply.update(retCode=0, retMsg="OK", op="pong", connId=CONN_ID)
         elif key is None:
             reply.update(retCode=10003, retMsg="Request not authorized", op=op, connId=CONN_ID)

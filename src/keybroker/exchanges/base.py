@@ -560,6 +560,10 @@ class WebSocketSupport:
       ``error_frame``.
     - ``answer_status(text)``: (HTTP-like status, venue code) of an upstream answer for
       the result row; None: Binance's ``status`` and ``error.code``.
+    - ``heartbeat()``: (seconds, frame) the gateway sends on every upstream connection it
+      holds, for exchanges that close a connection quiet at the application level (Bybit:
+      no ping for 10 minutes); ``is_heartbeat_answer(text)`` spots the upstream's answers,
+      which no bot asked for and none is sent. None: the WebSocket protocol's own pings.
     - ``override_url(base_url, path_and_query)``: the WebSocket URL when the credential
       has a ``base_url`` override, for exchanges whose WebSocket host is not the REST
       host (Bybit: api-demo.bybit.com -> stream-demo.bybit.com); None: the override's
@@ -587,6 +591,8 @@ class WebSocketSupport:
     refusal: Callable[[str, object, int, str, str], str] | None = None
     answer_status: Callable[[str], tuple[int | None, str | None]] | None = None
     override_url: Callable[[str, str], str] | None = None
+    heartbeat: Callable[[], tuple[float, str]] | None = None
+    is_heartbeat_answer: Callable[[str], bool] = lambda text: False
 
 
 def uuid_client_id(seed: str) -> str:

@@ -908,6 +908,10 @@ WS_PRIVATE = "/v5/private"
 WS_TRADE = "/v5/trade"
 AUTH_PATH = "GET/realtime"
 AUTH_EXPIRES_MS = 10_000
+# Bybit cuts a connection with no ping-pong and no data for 10 minutes (v5/ws/connect) and
+# recommends {"op":"ping"} every 20 s; ccxt 4.5.90 pings every 18 s (keepAlive 18000).
+WS_HEARTBEAT_S = 20.0
+WS_PING = '{"op":"ping"}'
 # Trade ops -> their REST twins (classification, intents, policy, client order id).
 WS_OPS: dict[str, str] = {
     "order.create": "/v5/order/create",
@@ -1030,6 +1034,22 @@ def ws_local_answer(text: str) -> str | None:
         }
         return json.dumps(_echo_id(frame, pong), separators=(",", ":"))
     return None
+
+
+def ws_heartbeat() -> tuple[float, str]:
+    return WS_HEARTBEAT_S, WS_PING
+
+
+def ws_is_pong(text: str) -> bool:
+    """Bybit's pongs: ``{"op":"pong",...}`` (private, trade) or ``{"op":"ping",
+    "ret_msg":"pong",...}`` (public). Bots' own pings never go upstream (answered
+    locally), so every pong from upstream answers the gateway's heartbeat."""
+    frame = _ws_frame(text)
+    if frame is None or "topic" in frame:
+        return False
+    return frame.get("op") == "pong" or (
+        frame.get("op") == "ping" and frame.get("ret_msg") == "pong"
+    )
 
 
 def _id_text(value: object) -> str | None:
@@ -1246,6 +1266,8 @@ WEBSOCKET = WebSocketSupport(
     refusal=ws_refusal,
     answer_status=ws_answer_status,
     override_url=ws_override_url,
+    heartbeat=ws_heartbeat,
+    is_heartbeat_answer=ws_is_pong,
 )
 
 

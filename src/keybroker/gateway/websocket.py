@@ -205,6 +205,7 @@ class Channel:
     is_data: Callable[[str], bool]
     subscribers: set[Subscriber] = field(default_factory=set)
     reader: asyncio.Task[None] | None = None
+    beat: asyncio.Task[None] | None = None
 
 
 class StreamHub:
@@ -273,6 +274,7 @@ class StreamHub:
                     await upstream.send(first)
                 channel = Channel(key, stream, upstream, support.is_data)
                 channel.reader = asyncio.create_task(self._read(channel))
+                channel.beat = asyncio.create_task(_heartbeat(upstream, support))
                 self.channels[key] = channel
             channel.subscribers.add(me)
             return channel
@@ -283,6 +285,8 @@ class StreamHub:
             del self.channels[channel.url]
             if channel.reader is not None:
                 channel.reader.cancel()
+            if channel.beat is not None:
+                channel.beat.cancel()
             await channel.upstream.close()
 
     async def _read(self, channel: Channel) -> None:
@@ -296,10 +300,23 @@ class StreamHub:
         except ConnectionClosed:
             pass
         # The exchange closed the stream: every reader is told, none is left waiting on it.
+        if channel.beat is not None:
+            channel.beat.cancel()
         if self.channels.get(channel.url) is channel:
             del self.channels[channel.url]
         for subscriber in list(channel.subscribers):
             subscriber.end(1012, "keybroker: the exchange closed the stream; reconnect")
+
+
+async def _heartbeat(upstream: ClientConnection, support: WebSocketSupport) -> None:
+    """The profile's application-level ping, every interval, while the connection lives."""
+    if support.heartbeat is None:
+        return
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            seconds, frame = support.heartbeat()
+            await asyncio.sleep(seconds)
+            await upstream.send(frame)
 
 
 def _raw(stream: str, message: str) -> str:
@@ -426,6 +443,7 @@ class ApiSession:
                 await _close(self.websocket, 1011, refused)
                 return
         reader = asyncio.create_task(self._answers(upstream))
+        beat = asyncio.create_task(_heartbeat(upstream, self.support))
         try:
             while not reader.done():
                 receiving = asyncio.ensure_future(self.websocket.receive_text())
@@ -447,6 +465,7 @@ class ApiSession:
             pass
         finally:
             reader.cancel()
+            beat.cancel()
             await upstream.close()
             lost = await self._lost()
             if lost:
@@ -575,6 +594,8 @@ class ApiSession:
         """Relay every upstream frame; an answer to a pending request writes its result row."""
         async for message in upstream:
             text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+            if self.support.is_heartbeat_answer(text):
+                continue  # the answer to the gateway's own ping
             request_id = self.support.response_id(text)
             if request_id is not None:
                 pending = self.pending.pop(

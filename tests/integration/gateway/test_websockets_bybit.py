@@ -8,6 +8,7 @@ auth per connection, made with the vault's key and checked by the emulator's own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from gateway_testkit import (
     new_token,
 )
 
+from keybroker.exchanges import bybit as bybit_profile
 from keybroker.secret import Secret
 from keybroker.vault import KeyMaterial
 
@@ -270,3 +272,33 @@ def test_an_auth_the_exchange_refuses_closes_the_bot_with_a_reason(
     assert ws_orders(World(exchange, running)) == []
     events = [r.row.detail for r in running.rows("event")]
     assert "the exchange refused the gateway's WebSocket login" in events
+
+
+def test_the_gateway_pings_its_upstream_connections_and_keeps_the_pongs_to_itself(
+    tmp_path: Path, emulator: StartEmulator, gateway: StartGateway, monkeypatch: Any
+) -> None:
+    """Bybit cuts a connection quiet for 10 minutes; the gateway sends the profile's ping
+    (every 20 s, here every 0.1 s) on the connections it holds, and no bot sees a pong."""
+    monkeypatch.setattr(bybit_profile, "WS_HEARTBEAT_S", 0.1)
+    world = bybit_world(tmp_path, emulator, gateway)
+
+    async def bot() -> list[dict[str, Any]]:
+        frames: list[dict[str, Any]] = []
+        async with (
+            connect(world, "/v5/private") as private,
+            connect(world, "/v5/public/spot") as pub,
+        ):
+            await private.send(json.dumps({"req_id": "s", "op": "subscribe", "args": ["order"]}))
+            await pub.send(json.dumps({"op": "subscribe", "args": ["tickers.ETHUSDT"]}))
+            deadline = asyncio.get_running_loop().time() + 1.0
+            while asyncio.get_running_loop().time() < deadline:
+                for ws in (private, pub):
+                    with contextlib.suppress(TimeoutError):
+                        frames.append(json.loads(await asyncio.wait_for(ws.recv(), 0.1)))
+        return frames
+
+    frames = asyncio.run(bot())
+    assert any(f.get("req_id") == "s" for f in frames)  # the subscription was answered
+    assert not [f for f in frames if f.get("op") == "pong" or f.get("ret_msg") == "pong"]
+    pings = [e["path"] for e in world.exchange.journal() if e["method"] == "PING"]
+    assert pings.count("/v5/private") >= 3 and pings.count("/v5/public/spot") >= 3
