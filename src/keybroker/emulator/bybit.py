@@ -4,7 +4,9 @@
     >>> venue.handle(call).body
     {'retCode': 0, 'retMsg': 'OK', 'result': {...}, 'retExtInfo': {}, 'time': ...}
 
-Endpoints: ``GET /v5/market/time``, ``GET /v5/market/tickers``, ``POST
+Endpoints: ``GET /v5/market/time``, ``GET /v5/market/instruments-info``
+(what ccxt's ``load_markets`` reads; other categories list nothing), ``GET
+/v5/market/tickers``, ``POST
 /v5/order/create``, ``POST /v5/order/cancel``, ``GET /v5/order/realtime`` and
 ``GET /v5/user/query-api``. Only the ``spot`` category trades (BTCUSDT,
 ETHUSDT); another category is refused with retCode 10001. ``/v5/order/amend``
@@ -212,6 +214,21 @@ class Bybit:
         now = request.call.now_ms
         return {"timeSecond": str(now // 1000), "timeNano": str(now * 1_000_000)}
 
+    def instruments(self, request: Request) -> object:
+        category = request.required("category")
+        if category != "spot":
+            return {"category": category, "list": [], "nextPageCursor": ""}
+        wanted = request.arg("symbol")
+        return {
+            "category": "spot",
+            "list": [
+                instrument(m)
+                for m in self.engine.markets["spot"].values()
+                if not wanted or m.instrument.symbol == wanted
+            ],
+            "nextPageCursor": "",
+        }
+
     def tickers(self, request: Request) -> object:
         return {"category": "spot", "list": [ticker(self.market(request))]}
 
@@ -301,6 +318,7 @@ class Bybit:
 
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "/v5/market/time"): Endpoint(Bybit.time),
+    ("GET", "/v5/market/instruments-info"): Endpoint(Bybit.instruments),
     ("GET", "/v5/market/tickers"): Endpoint(Bybit.tickers),
     ("GET", "/v5/user/query-api"): Endpoint(Bybit.query_api, private=True, kind="private"),
     ("GET", "/v5/order/realtime"): Endpoint(Bybit.realtime, private=True, kind="private"),
@@ -326,6 +344,28 @@ def _amount(text: str) -> Decimal:
 
 def _s(value: Decimal | None) -> str:
     return "" if value is None else format(value.normalize(), "f")
+
+
+def instrument(market: Market) -> dict[str, object]:
+    """A spot instrument as /v5/market/instruments-info lists it."""
+    spec = market.instrument
+    return {
+        "symbol": spec.symbol,
+        "baseCoin": spec.base,
+        "quoteCoin": spec.quote,
+        "innovation": "0",
+        "status": "Trading",
+        "marginTrading": "none",
+        "lotSizeFilter": {
+            "basePrecision": _s(spec.step_size),
+            "quotePrecision": "0.00000001",
+            "minOrderQty": _s(spec.min_qty),
+            "maxOrderQty": "1000",
+            "minOrderAmt": _s(spec.min_notional),
+            "maxOrderAmt": "10000000",
+        },
+        "priceFilter": {"tickSize": _s(spec.tick_size)},
+    }
 
 
 def ticker(market: Market) -> dict[str, object]:
