@@ -1097,7 +1097,7 @@ def ws_read_call(text: str, rest_base: str) -> WsCall:
         if not isinstance(header, dict):
             raise InvalidInput("a Bybit trade op's header is an object")
         _ws_recv_window(header)
-        body = json.dumps(args[0], separators=(",", ":")).encode()
+        body = _wire.frame_args_body(args[0])
         rest = httpx.Request(
             "POST", base + WS_OPS[op], content=body, headers={"Content-Type": "application/json"}
         )
@@ -1151,8 +1151,9 @@ def ws_sign_call(call: WsCall, credential: Credential, now_ms: int) -> str:
         trade["reqId"] = call.request_id
     trade["header"] = header
     trade["op"] = call.method
-    trade["args"] = [json.loads(call.rest.content)]
-    return json.dumps(trade, separators=(",", ":"))
+    # The judged body, byte for byte: what the policy read is what Bybit is sent.
+    head = json.dumps(trade, separators=(",", ":"))[:-1]
+    return head + ',"args":[' + call.rest.content.decode("utf-8") + "]}"
 
 
 def _ret_code(status: int) -> int:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from keybroker.errors import InvalidInput
-from keybroker.exchanges import bybit
+from keybroker.exchanges import bybit, okx
 from keybroker.exchanges.base import WsCall
 from keybroker.model import Credential
 from keybroker.secret import Secret
@@ -174,3 +174,24 @@ def test_upstream_url_of_a_credential_with_a_rest_override_goes_to_its_stream_ho
     assert upstream_url(demo, SUPPORT, "/v5/private") == "wss://stream-demo.bybit.com/v5/private"
     request = httpx.Request("GET", "https://api-demo.bybit.com/v5/order/realtime")
     assert bybit.classify(request).kind == "order_read"
+
+
+def test_numbers_in_a_frame_reach_the_policy_and_the_exchange_as_the_same_text() -> None:
+    """A bot may write amounts as JSON numbers; the twin (judged) and the frame (sent)
+    carry the same digits, as the strings both exchanges document; an exponent that
+    does not reduce to plain digits is refused as an amount."""
+    order = {**ORDER, "qty": 0.001, "price": 50000.5, "positionIdx": 0}
+    text = json.dumps({"reqId": "n", "op": "order.create", "args": [order]})
+    call = bybit.ws_read_call(text, "https://rest.invalid")
+    (intent,) = bybit.parse_order(call.rest)
+    assert (str(intent.quantity), str(intent.price)) == ("0.001", "50000.5")
+    sent = bybit.ws_sign_call(call, CREDENTIAL, NOW)
+    assert sent.endswith(',"args":[' + call.rest.content.decode() + "]}")
+    assert json.loads(sent)["args"][0]["positionIdx"] == 0
+    huge = bybit.ws_read_call(text.replace("0.001", "1e3"), "https://rest.invalid")
+    with pytest.raises(InvalidInput):
+        bybit.parse_order(huge.rest)
+    okx_text = '{"id":"1","op":"order","args":[{"instId":"BTC-USDT","sz":0.5}]}'
+    assert okx.ws_read_call(okx_text, "https://rest.invalid").rest.content == (
+        b'{"instId":"BTC-USDT","sz":"0.5"}'
+    )
