@@ -948,7 +948,17 @@ def ws_url(path: str, environment: str) -> str:
     base = WS_URLS.get(environment)
     if base is None:
         raise InvalidInput(f"bybit has no WebSocket host in {environment}")
+    if environment == "demo":
+        _no_demo_trade_stream(path)
     return base + path
+
+
+def _no_demo_trade_stream(path: str) -> None:
+    if path.split("?", 1)[0].rstrip("/") == WS_TRADE:
+        raise InvalidInput(
+            "bybit offers no WebSocket order entry (/v5/trade) for demo trading; "
+            "send demo orders over REST"
+        )
 
 
 def ws_override_url(base_url: str, path_and_query: str) -> str:
@@ -962,6 +972,8 @@ def ws_override_url(base_url: str, path_and_query: str) -> str:
     host, slash, tail = rest.partition("/")
     if host.lower().startswith("api") and ".bybit" in host.lower():
         host = "stream" + host[3:]
+    if host.lower().startswith("stream-demo."):
+        _no_demo_trade_stream(path_and_query)
     return f"{scheme}://{host}{slash}{tail}" + path_and_query
 
 

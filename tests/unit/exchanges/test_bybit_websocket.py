@@ -195,3 +195,11 @@ def test_numbers_in_a_frame_reach_the_policy_and_the_exchange_as_the_same_text()
     assert okx.ws_read_call(okx_text, "https://rest.invalid").rest.content == (
         b'{"instId":"BTC-USDT","sz":"0.5"}'
     )
+
+
+def test_demo_keys_stream_but_get_no_trade_stream_which_bybit_does_not_offer() -> None:
+    assert bybit.ws_url("/v5/private", "demo") == "wss://stream-demo.bybit.com/v5/private"
+    with pytest.raises(InvalidInput, match="demo"):
+        bybit.ws_url("/v5/trade", "demo")
+    with pytest.raises(InvalidInput, match="demo"):
+        bybit.ws_override_url("https://api-demo.bybit.com", "/v5/trade")
