@@ -3,8 +3,8 @@
     >>> app = create_app("binance", [ApiKey("k", Secret("not-a-real-secret"))])
     >>> base_url, stop = serve_in_thread(app)       # keybroker.emulator.server
 
-Every path outside ``/__emulator__/`` goes to the venue (``binance.Binance`` or
-``okx.Okx``), after the fault plan has had its say. Control endpoints, for
+Every path outside ``/__emulator__/`` goes to the venue (``binance.Binance``,
+``okx.Okx`` or ``bybit.Bybit``), after the fault plan has had its say. Control endpoints, for
 tests and bot CI (never faulted, limited or journaled):
 
 - ``GET /__emulator__/journal[?since=SEQ]``: every request received, as JSON entries.
@@ -36,8 +36,9 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from keybroker.clock import Clock, SystemClock
-from keybroker.emulator import binance_ws, okx_ws
+from keybroker.emulator import binance_ws, bybit_ws, okx_ws
 from keybroker.emulator.binance import Binance
+from keybroker.emulator.bybit import Bybit
 from keybroker.emulator.config import EmulatorConfig
 from keybroker.emulator.faults import Fault, FaultPlan
 from keybroker.emulator.journal import Entry, Journal
@@ -47,7 +48,7 @@ from keybroker.emulator.signatures import check_public_key
 from keybroker.emulator.wire import DROP_EXTENSION, Answer, Call, Venue
 from keybroker.errors import InvalidInput
 
-EMULATED = ("binance", "okx")
+EMULATED = ("binance", "okx", "bybit")
 
 
 class EmulatorClock:
@@ -88,6 +89,8 @@ class EmulatorState:
 def _venue(exchange: str, keys: list[ApiKey], config: EmulatorConfig, clock: Clock) -> Venue:
     if exchange == "binance":
         return Binance(keys, config, clock.now_ms)
+    if exchange == "bybit":
+        return Bybit(keys, config, clock.now_ms)
     return Okx(keys, config, clock.now_ms)
 
 
@@ -98,15 +101,18 @@ def create_app(
     *,
     clock: Clock | None = None,
 ) -> Starlette:
-    """An emulator of ``exchange`` (binance or okx) accepting ``keys``; InvalidInput if unusable."""
+    """An emulator of ``exchange`` (binance, okx or bybit) accepting ``keys``; InvalidInput
+    if unusable."""
     if exchange not in EMULATED:
-        raise InvalidInput(f"the emulator speaks {' and '.join(EMULATED)}, not {exchange!r}")
+        raise InvalidInput(f"the emulator speaks {', '.join(EMULATED)}, not {exchange!r}")
     if not keys:
         raise InvalidInput("the emulator needs at least one api key")
     for key in keys:
         check_public_key(key)
         if exchange == "okx" and (key.passphrase is None or key.key_type != "hmac"):
             raise InvalidInput(f"key {key.api_key}: OKX keys are hmac keys with a passphrase")
+        if exchange == "bybit" and key.key_type != "hmac":
+            raise InvalidInput(f"key {key.api_key}: the emulated Bybit takes hmac keys only")
     config = config or EmulatorConfig()
     emulator_clock = EmulatorClock(clock or SystemClock())
     state = EmulatorState(
@@ -148,6 +154,12 @@ def _websocket_routes(exchange: str) -> list[WebSocketRoute]:
             WebSocketRoute("/ws/v5/public", _okx_public),
             WebSocketRoute("/ws/v5/private", _okx_private),
         ]
+    if exchange == "bybit":
+        return [
+            WebSocketRoute("/v5/public/{category}", _bybit_public),
+            WebSocketRoute("/v5/private", _bybit_private),
+            WebSocketRoute("/v5/trade", _bybit_trade),
+        ]
     return [
         WebSocketRoute("/ws-api/v3", _ws_api),
         WebSocketRoute("/ws/{name}", _ws_stream),
@@ -186,6 +198,24 @@ async def _okx_public(websocket: WebSocket) -> None:
 async def _okx_private(websocket: WebSocket) -> None:
     state = _state(websocket)
     await binance_ws.serve_socket(websocket, state, lambda: okx_ws.private(websocket, state))
+
+
+async def _bybit_public(websocket: WebSocket) -> None:
+    state = _state(websocket)
+    category = websocket.path_params["category"]
+    await binance_ws.serve_socket(
+        websocket, state, lambda: bybit_ws.public(websocket, state, category)
+    )
+
+
+async def _bybit_private(websocket: WebSocket) -> None:
+    state = _state(websocket)
+    await binance_ws.serve_socket(websocket, state, lambda: bybit_ws.private(websocket, state))
+
+
+async def _bybit_trade(websocket: WebSocket) -> None:
+    state = _state(websocket)
+    await binance_ws.serve_socket(websocket, state, lambda: bybit_ws.trade(websocket, state))
 
 
 async def _drop_websockets(request: Request) -> Response:
@@ -247,7 +277,10 @@ def _record(
     transport: str = "rest",
 ) -> None:
     api_key = (
-        answer.api_key or call.headers.get("x-mbx-apikey") or call.headers.get("ok-access-key")
+        answer.api_key
+        or call.headers.get("x-mbx-apikey")
+        or call.headers.get("ok-access-key")
+        or call.headers.get("x-bapi-api-key")
     )
     state.journal.record(
         Entry(

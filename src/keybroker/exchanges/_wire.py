@@ -327,3 +327,21 @@ def with_body(request: httpx.Request, body: bytes) -> httpx.Request:
         if name.lower() not in ("content-length", "transfer-encoding")
     ]
     return httpx.Request(request.method, request.url, headers=headers, content=body)
+
+
+def frame_args_body(value: Any) -> bytes:
+    """A WebSocket frame's arguments (read with ``parse_float=Decimal``) as a REST twin's
+    JSON body; fractional numbers are written as strings of their own digits.
+
+    ``json.dumps`` cannot write a Decimal, and writing it as a float could change the
+    digits; the exchanges that take WebSocket orders (OKX, Bybit) document their amounts
+    as strings, so the twin carries the bot's digits as one, and the policy reads the same
+    text the exchange is sent (an exponent such as ``1E+3`` is then refused as an amount).
+    """
+    return json.dumps(value, separators=(",", ":"), default=_decimal_text).encode()
+
+
+def _decimal_text(value: object) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")

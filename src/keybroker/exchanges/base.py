@@ -549,6 +549,25 @@ class WebSocketSupport:
       stream, and the frame that subscribes it there (None: the path alone does).
     - ``is_data(text)``: whether an upstream frame on a stream is data for the bots (not
       the upstream's own acknowledgement of our subscription).
+    - ``stream_in(path, name)``: the hub's name for a stream a bot subscribed to on the
+      connection's ``path`` (default: the name itself). Bybit's topics live per category
+      and the category is in the path (``/v5/public/linear``), so its names carry the path.
+
+    Optional, where one shape per exchange is not enough:
+    - ``refusal(text, request_id, status, code, message)``: the refusal of the bot's frame
+      ``text`` when its shape depends on the frame (Bybit answers its trade stream with
+      reqId/retCode/op and its private stream with req_id/success/ret_msg); None:
+      ``error_frame``.
+    - ``answer_status(text)``: (HTTP-like status, venue code) of an upstream answer for
+      the result row; None: Binance's ``status`` and ``error.code``.
+    - ``heartbeat()``: (seconds, frame) the gateway sends on every upstream connection it
+      holds, for exchanges that close a connection quiet at the application level (Bybit:
+      no ping for 10 minutes); ``is_heartbeat_answer(text)`` spots the upstream's answers,
+      which no bot asked for and none is sent. None: the WebSocket protocol's own pings.
+    - ``override_url(base_url, path_and_query)``: the WebSocket URL when the credential
+      has a ``base_url`` override, for exchanges whose WebSocket host is not the REST
+      host (Bybit: api-demo.bybit.com -> stream-demo.bybit.com); None: the override's
+      host with http -> ws.
     """
 
     url: Callable[[str, str], str]
@@ -568,6 +587,12 @@ class WebSocketSupport:
     login_answer: Callable[[str], bool | None] = lambda text: None
     local_answer: Callable[[str], str | None] = _never
     keepalive: Callable[[str], tuple[str, bytes, bytes] | None] = _never
+    stream_in: Callable[[str, str], str] = lambda path, name: name
+    refusal: Callable[[str, object, int, str, str], str] | None = None
+    answer_status: Callable[[str], tuple[int | None, str | None]] | None = None
+    override_url: Callable[[str, str], str] | None = None
+    heartbeat: Callable[[], tuple[float, str]] | None = None
+    is_heartbeat_answer: Callable[[str], bool] = lambda text: False
 
 
 def uuid_client_id(seed: str) -> str:

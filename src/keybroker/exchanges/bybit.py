@@ -6,7 +6,9 @@
 
 Sections, in the order of ``_template.py``: base URLs, credential rules,
 signer, endpoint catalogue, order-intent parser, error map, key-permission
-query, PROFILE. Source of truth: ../shared/design/exchange-auth.md §5.
+query, order tools, WebSockets, PROFILE. Source of truth:
+../shared/design/exchange-auth.md §5; section 9 from Bybit's v5 WebSocket docs
+(v5/ws/connect, v5/websocket/trade/guideline) and ccxt 4.5.90's pro/bybit.py.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -49,6 +51,8 @@ from keybroker.exchanges.base import (
     OrderIntent,
     OrderTools,
     RateLimit,
+    WebSocketSupport,
+    WsCall,
     classify_with,
     parse_amount,
     read_usage_headers,
@@ -884,6 +888,402 @@ ORDER_TOOLS = OrderTools(
 )
 
 
+# -- 9. WebSockets (the gateway) ---------------------------------------------------------------
+# Bybit v5 (docs v5/ws/connect, v5/websocket/trade/guideline; ccxt 4.5.90 pro/bybit.py):
+#   /v5/public/{spot,linear,inverse,option}  market data: {"op":"subscribe","args":[topic]}
+#   /v5/private   account topics (order, execution, position, wallet) after an auth frame
+#   /v5/trade     order entry: ops order.create / order.amend / order.cancel after auth, each
+#                 {"reqId","header":{"X-BAPI-TIMESTAMP","X-BAPI-RECV-WINDOW"},"op","args":[order]}
+# The auth frame is {"op":"auth","args":[api_key, expires, signature]}, signature = hex
+# HMAC-SHA256(secret, "GET/realtime" + expires), expires a future time in ms (ccxt: now +
+# 10 s). The streams live on stream.* hosts, not the REST api.* hosts; demo keys stream on
+# stream-demo.bybit.com (whose trade stream Bybit does not offer: "Not support: demo").
+WS_URLS: dict[str, str] = {
+    "production": "wss://stream.bybit.com",
+    "testnet": "wss://stream-testnet.bybit.com",
+    "demo": "wss://stream-demo.bybit.com",
+}
+WS_PUBLIC_CATEGORIES = ("spot", "linear", "inverse", "option")
+WS_PRIVATE = "/v5/private"
+WS_TRADE = "/v5/trade"
+AUTH_PATH = "GET/realtime"
+AUTH_EXPIRES_MS = 10_000
+# Bybit cuts a connection with no ping-pong and no data for 10 minutes (v5/ws/connect) and
+# recommends {"op":"ping"} every 20 s; ccxt 4.5.90 pings every 18 s (keepAlive 18000).
+WS_HEARTBEAT_S = 20.0
+WS_PING = '{"op":"ping"}'
+# Trade ops -> their REST twins (classification, intents, policy, client order id).
+WS_OPS: dict[str, str] = {
+    "order.create": "/v5/order/create",
+    "order.amend": "/v5/order/amend",
+    "order.cancel": "/v5/order/cancel",
+}
+# Private topics -> the REST read of the same data: subscribing reads the account.
+# A topic may name a category after a dot (order.spot, execution.fast, position.linear).
+WS_TOPICS: dict[str, str] = {
+    "order": "/v5/order/realtime",
+    "execution": "/v5/execution/list",
+    "position": "/v5/position/list",
+    "wallet": "/v5/account/wallet-balance",
+}
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_REFERER = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Keybroker refusals as Bybit retCodes: param error, key invalid, permission denied,
+# too many visits, server error (v5 error codes; the same table as section 6).
+_REFUSAL_CODES: dict[int, int] = {400: 10001, 401: 10003, 403: 10005, 404: 10001, 429: 10006}
+_CONN_ID = "keybroker"
+
+
+def ws_kind(path: str) -> Literal["public", "api"] | None:
+    """Public categories share upstreams; the private and trade streams are judged frames."""
+    route = path.split("?", 1)[0].rstrip("/")
+    if route in tuple(f"/v5/public/{c}" for c in WS_PUBLIC_CATEGORIES):
+        return "public"
+    if route in (WS_PRIVATE, WS_TRADE):
+        return "api"
+    return None
+
+
+def ws_url(path: str, environment: str) -> str:
+    base = WS_URLS.get(environment)
+    if base is None:
+        raise InvalidInput(f"bybit has no WebSocket host in {environment}")
+    if environment == "demo":
+        _no_demo_trade_stream(path)
+    return base + path
+
+
+def _no_demo_trade_stream(path: str) -> None:
+    if path.split("?", 1)[0].rstrip("/") == WS_TRADE:
+        raise InvalidInput(
+            "bybit offers no WebSocket order entry (/v5/trade) for demo trading; "
+            "send demo orders over REST"
+        )
+
+
+def ws_override_url(base_url: str, path_and_query: str) -> str:
+    """A credential's REST base_url turned into its stream host: ``https://api-demo.bybit.com``
+    -> ``wss://stream-demo.bybit.com`` (Bybit names them in pairs: api.bybit-tr.com and
+    stream.bybit-tr.com too); any other host (the emulator) is kept, http -> ws."""
+    scheme, sep, rest = base_url.partition("://")
+    if not sep:
+        raise InvalidInput("the credential's base_url has no scheme")
+    scheme = {"https": "wss", "http": "ws"}.get(scheme.lower(), scheme)
+    host, slash, tail = rest.partition("/")
+    if host.lower().startswith("api") and ".bybit" in host.lower():
+        host = "stream" + host[3:]
+    if host.lower().startswith("stream-demo."):
+        _no_demo_trade_stream(path_and_query)
+    return f"{scheme}://{host}{slash}{tail}" + path_and_query
+
+
+def ws_auth(credential: Credential, now_ms: int) -> str:
+    """The auth frame the gateway sends first on /v5/private and /v5/trade.
+
+    HMAC keys sign hex HMAC-SHA256 of ``GET/realtime{expires}`` (Bybit v5/ws/connect; ccxt
+    4.5.90 pro/bybit.py ``authenticate``). RSA keys sign the same text with
+    RSASSA-PKCS1-v1_5/SHA-256, base64, as their REST requests do (section 3).
+    """
+    expires = str(now_ms + AUTH_EXPIRES_MS)
+    message = (AUTH_PATH + expires).encode("ascii")
+    if credential.key_type == "hmac":
+        signature = hmac_sha256_hex(credential.secret, message)
+    elif credential.key_type == "rsa":
+        signature = rsa_sha256_b64(credential.secret.reveal(), message)
+    else:
+        raise SigningError("bybit keys are HMAC or RSA keys; this credential is neither")
+    frame = {"op": "auth", "args": [credential.api_key, int(expires), signature]}
+    return json.dumps(frame, separators=(",", ":"))
+
+
+def ws_auth_answer(text: str) -> bool | None:
+    """The private stream answers ``success``, the trade stream ``retCode`` (0: accepted)."""
+    frame = _ws_frame(text)
+    if frame is None or frame.get("op") != "auth":
+        return None
+    if "retCode" in frame:
+        return frame.get("retCode") == 0
+    return frame.get("success") is True
+
+
+def _echo_id(frame: dict[str, Any], answer: dict[str, object]) -> dict[str, object]:
+    for name in ("reqId", "req_id"):
+        if frame.get(name) is not None:
+            answer[name] = frame[name]
+    return answer
+
+
+def ws_local_answer(text: str) -> str | None:
+    """A bot's own auth frame (ccxt sends one with its placeholder keys) and pings.
+
+    The gateway authenticated the upstream connection itself, so a bot's auth is answered
+    here and never leaves; the answer carries both the private stream's fields
+    (success/ret_msg) and the trade stream's (retCode/retMsg), which a client of either
+    accepts (ccxt's ``handle_authenticate`` takes either). Pings get the public stream's
+    pong (``ret_msg":"pong"``), which ccxt's ``handle_message`` recognises.
+    """
+    frame = _ws_frame(text)
+    if frame is None:
+        return None
+    op = frame.get("op")
+    if op == "auth":
+        answer: dict[str, object] = {
+            "success": True,
+            "ret_msg": "",
+            "retCode": 0,
+            "retMsg": "OK",
+            "op": "auth",
+            "conn_id": _CONN_ID,
+            "connId": _CONN_ID,
+        }
+        return json.dumps(_echo_id(frame, answer), separators=(",", ":"))
+    if op == "ping":
+        pong: dict[str, object] = {
+            "success": True,
+            "ret_msg": "pong",
+            "conn_id": _CONN_ID,
+            "op": "ping",
+        }
+        return json.dumps(_echo_id(frame, pong), separators=(",", ":"))
+    return None
+
+
+def ws_heartbeat() -> tuple[float, str]:
+    return WS_HEARTBEAT_S, WS_PING
+
+
+def ws_is_pong(text: str) -> bool:
+    """Bybit's pongs: ``{"op":"pong",...}`` (private, trade) or ``{"op":"ping",
+    "ret_msg":"pong",...}`` (public). Bots' own pings never go upstream (answered
+    locally), so every pong from upstream answers the gateway's heartbeat."""
+    frame = _ws_frame(text)
+    if frame is None or "topic" in frame:
+        return False
+    return frame.get("op") == "pong" or (
+        frame.get("op") == "ping" and frame.get("ret_msg") == "pong"
+    )
+
+
+def _id_text(value: object) -> str | None:
+    # Bybit documents reqId/req_id as strings; ccxt sends numbers for subscriptions. One
+    # text form lets an answer find its request whichever the upstream echoes.
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    return str(value)
+
+
+def ws_request_id(text: str) -> object:
+    frame = _ws_frame(text)
+    if frame is None:
+        return None
+    return _id_text(frame.get("reqId", frame.get("req_id")))
+
+
+def ws_response_id(text: str) -> object:
+    """The id of an answer to an op; None for topic data (whose ``id`` is the event's own)."""
+    frame = _ws_frame(text)
+    if frame is None or "op" not in frame or "topic" in frame:
+        return None
+    return _id_text(frame.get("reqId", frame.get("req_id")))
+
+
+def ws_read_call(text: str, rest_base: str) -> WsCall:
+    """A private-stream subscription or a trade op, read as its REST twin.
+
+    A trade op carries exactly one order (Bybit: "only supports one order"); its
+    ``header`` may set X-BAPI-RECV-WINDOW (kept, checked as the REST signer checks it)
+    and Referer (a broker code); the gateway sets X-BAPI-TIMESTAMP itself. Any other op
+    is refused: nothing unread goes upstream on a connection the gateway authenticated.
+    """
+    frame = _ws_frame(text)
+    if frame is None or not isinstance(frame.get("op"), str):
+        raise InvalidInput("a Bybit WebSocket frame is a JSON object with an op")
+    op = str(frame["op"])
+    args = frame.get("args")
+    request_id = _id_text(frame.get("reqId", frame.get("req_id")))
+    base = rest_base.rstrip("/")
+    if op in WS_OPS:
+        if not isinstance(args, list) or len(args) != 1 or not isinstance(args[0], dict):
+            raise InvalidInput("a Bybit trade op carries args: a list of exactly one object")
+        header = frame.get("header", {})
+        if not isinstance(header, dict):
+            raise InvalidInput("a Bybit trade op's header is an object")
+        _ws_recv_window(header)
+        body = _wire.frame_args_body(args[0])
+        rest = httpx.Request(
+            "POST", base + WS_OPS[op], content=body, headers={"Content-Type": "application/json"}
+        )
+        return WsCall(request_id, op, {}, rest, frame)
+    if op in ("subscribe", "unsubscribe"):
+        if not isinstance(args, list) or not args:
+            raise InvalidInput("args must be a non-empty list of topics")
+        roots = []
+        for topic in args:
+            if not isinstance(topic, str) or not _TOPIC.fullmatch(topic):
+                raise InvalidInput("a Bybit topic is a short name such as 'order'")
+            root = topic.split(".", 1)[0]
+            if root not in WS_TOPICS:
+                raise InvalidInput(f"the private topic {topic!r} is not catalogued")
+            roots.append(root)
+        rest = httpx.Request("GET", base + WS_TOPICS[sorted(roots)[0]])
+        return WsCall(request_id, op, {}, rest, frame)
+    raise InvalidInput(f"the WebSocket op {op!r} is not catalogued")
+
+
+def _ws_recv_window(header: Mapping[str, Any]) -> str:
+    value = header.get(HEADER_RECV_WINDOW)
+    if value is None:
+        return DEFAULT_RECV_WINDOW
+    text = str(value).strip()
+    if isinstance(value, bool) or not _RECV_WINDOW.fullmatch(text):
+        raise InvalidInput("X-BAPI-RECV-WINDOW must be a whole number of milliseconds")
+    return text
+
+
+def ws_sign_call(call: WsCall, credential: Credential, now_ms: int) -> str:
+    """The frame to send on the authenticated connection, rebuilt from the judged REST body
+    (which carries the orderLinkId the gateway may have added), stamped with the gateway's
+    own clock as the REST signer stamps X-BAPI-TIMESTAMP."""
+    if call.method not in WS_OPS:
+        frame: dict[str, object] = {"op": call.method, "args": call.frame.get("args", [])}
+        if call.request_id is not None:
+            frame["req_id"] = call.request_id
+        return json.dumps(frame, separators=(",", ":"))
+    bot_header = call.frame.get("header")
+    given = bot_header if isinstance(bot_header, dict) else {}
+    header = {
+        HEADER_TIMESTAMP: str(now_ms),
+        HEADER_RECV_WINDOW: _ws_recv_window(given),
+    }
+    referer = given.get("Referer")
+    if isinstance(referer, str) and _REFERER.fullmatch(referer):
+        header["Referer"] = referer
+    trade: dict[str, object] = {}
+    if call.request_id is not None:
+        trade["reqId"] = call.request_id
+    trade["header"] = header
+    trade["op"] = call.method
+    # The judged body, byte for byte: what the policy read is what Bybit is sent.
+    head = json.dumps(trade, separators=(",", ":"))[:-1]
+    return head + ',"args":[' + call.rest.content.decode("utf-8") + "]}"
+
+
+def _ret_code(status: int) -> int:
+    return 10016 if status >= 500 else _REFUSAL_CODES.get(status, 10001)
+
+
+def ws_refusal(text: str, request_id: object, status: int, code: str, message: str) -> str:
+    """Bybit's own answer shapes with our message: a trade op (or a frame with ``reqId``)
+    gets ``{"reqId","retCode","retMsg","op"}``, anything else the private stream's
+    ``{"success":false,"ret_msg","conn_id","req_id","op"}``."""
+    frame = _ws_frame(text) or {}
+    op = frame.get("op") if isinstance(frame.get("op"), str) else ""
+    if op in WS_OPS or "reqId" in frame:
+        answer: dict[str, object] = {}
+        if request_id is not None:
+            answer["reqId"] = request_id
+        answer.update({"retCode": _ret_code(status), "retMsg": message, "op": op})
+        return json.dumps(answer, separators=(",", ":"))
+    return ws_error_frame(request_id, status, code, message, op=op)
+
+
+def ws_error_frame(
+    request_id: object, status: int, code: str, message: str, *, op: object = ""
+) -> str:
+    """The private (and public) stream's failure shape."""
+    answer: dict[str, object] = {"success": False, "ret_msg": message, "conn_id": _CONN_ID}
+    if request_id is not None:
+        answer["req_id"] = request_id
+    answer["op"] = op
+    return json.dumps(answer, separators=(",", ":"))
+
+
+def ws_answer_status(text: str) -> tuple[int | None, str | None]:
+    """The venue code of an answer for the result row: retCode, or "0"/"error" (success)."""
+    frame = _ws_frame(text)
+    if frame is None:
+        return None, None
+    if "retCode" in frame:
+        return None, str(frame["retCode"])
+    if "success" in frame:
+        return None, "0" if frame["success"] is True else "error"
+    return None, None
+
+
+def ws_subscription(text: str) -> tuple[object, str, tuple[str, ...]] | None:
+    frame = _ws_frame(text)
+    if frame is None or frame.get("op") not in ("subscribe", "unsubscribe"):
+        return None
+    args = frame.get("args")
+    if not isinstance(args, list) or not args:
+        return None
+    if not all(isinstance(a, str) and _TOPIC.fullmatch(a) for a in args):
+        return None
+    return frame.get("req_id"), str(frame["op"]), tuple(args)
+
+
+def ws_subscription_replies(request_id: object, action: str, names: tuple[str, ...]) -> list[str]:
+    """Bybit acknowledges a (un)subscribe frame once, whatever it names."""
+    answer: dict[str, object] = {"success": True, "ret_msg": "", "conn_id": _CONN_ID}
+    if request_id is not None:
+        answer["req_id"] = request_id
+    answer["op"] = action
+    return [json.dumps(answer, separators=(",", ":"))]
+
+
+def ws_stream_in(path: str, name: str) -> str:
+    """``/v5/public/spot|tickers.BTCUSDT``: a topic is one stream per category."""
+    return path.split("?", 1)[0].rstrip("/") + "|" + name
+
+
+def ws_stream_path(name: str) -> str:
+    return name.split("|", 1)[0]
+
+
+def ws_stream_subscribe(name: str) -> str:
+    topic = name.split("|", 1)[1]
+    return json.dumps({"op": "subscribe", "args": [topic]}, separators=(",", ":"))
+
+
+def ws_is_data(text: str) -> bool:
+    frame = _ws_frame(text)
+    return frame is not None and "topic" in frame and "op" not in frame
+
+
+def _ws_frame(text: str) -> dict[str, Any] | None:
+    try:
+        frame = json.loads(text, parse_float=Decimal)
+    except ValueError:
+        return None
+    return frame if isinstance(frame, dict) else None
+
+
+WEBSOCKET = WebSocketSupport(
+    url=ws_url,
+    kind=ws_kind,
+    read_call=ws_read_call,
+    sign_call=ws_sign_call,
+    error_frame=ws_error_frame,
+    request_id=ws_request_id,
+    response_id=ws_response_id,
+    subscription=ws_subscription,
+    subscription_replies=ws_subscription_replies,
+    stream_path=ws_stream_path,
+    streams_of=lambda path, query: ((), False),
+    stream_subscribe=ws_stream_subscribe,
+    is_data=ws_is_data,
+    login_frame=ws_auth,
+    login_answer=ws_auth_answer,
+    local_answer=ws_local_answer,
+    stream_in=ws_stream_in,
+    refusal=ws_refusal,
+    answer_status=ws_answer_status,
+    override_url=ws_override_url,
+    heartbeat=ws_heartbeat,
+    is_heartbeat_answer=ws_is_pong,
+)
+
+
 PROFILE = ExchangeProfile(
     name=NAME,
     env_prefix="BYBIT",
@@ -900,4 +1300,5 @@ PROFILE = ExchangeProfile(
     orders=ORDER_TOOLS,
     rate_limits=RATE_LIMITS,
     read_usage=read_usage,
+    websocket=WEBSOCKET,
 )

@@ -34,6 +34,7 @@ from keybroker.errors import (
     TimestampOutsideWindow,
     UpstreamError,
 )
+from keybroker.exchanges import _wire
 from keybroker.exchanges._wire import HeaderTriple, build_request, header_triples, load_json
 from keybroker.exchanges.base import (
     DANGEROUS_KINDS,
@@ -1178,7 +1179,7 @@ def ws_read_call(text: str, rest_base: str) -> WsCall:
         raise InvalidInput("args must be a non-empty list of objects")
     if op in WS_OPS:
         batch = op.startswith("batch-")
-        body = json.dumps(args if batch else args[0], separators=(",", ":")).encode()
+        body = _wire.frame_args_body(args if batch else args[0])
         rest = httpx.Request(
             "POST",
             rest_base.rstrip("/") + WS_OPS[op],

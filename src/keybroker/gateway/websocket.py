@@ -117,6 +117,8 @@ def upstream_url(credential: Credential, support: WebSocketSupport, path_and_que
     (http -> ws, https -> wss: the override points at one host for everything)."""
     if credential.base_url:
         base = credential.base_url.rstrip("/")
+        if support.override_url is not None:
+            return support.override_url(base, path_and_query)
         if base.startswith("https://"):
             base = "wss://" + base[len("https://") :]
         elif base.startswith("http://"):
@@ -211,6 +213,7 @@ class Channel:
     is_data: Callable[[str], bool]
     subscribers: set[Subscriber] = field(default_factory=set)
     reader: asyncio.Task[None] | None = None
+    beat: asyncio.Task[None] | None = None
 
 
 class StreamHub:
@@ -233,6 +236,10 @@ class StreamHub:
                 joined.append(await self.join(me, support, base, name))
             while me.reason is None:
                 text = await websocket.receive_text()
+                local = support.local_answer(text)
+                if local is not None:  # e.g. an application-level ping
+                    await websocket.send_text(local)
+                    continue
                 request = support.subscription(text)
                 if request is None:
                     await websocket.send_text(
@@ -240,7 +247,7 @@ class StreamHub:
                     )
                     continue
                 request_id, action, streams = request
-                for name in streams:
+                for name in (support.stream_in(path, s) for s in streams):
                     if action.lower() == "subscribe":
                         joined.append(await self.join(me, support, base, name))
                     else:
@@ -275,6 +282,7 @@ class StreamHub:
                     await upstream.send(first)
                 channel = Channel(key, stream, upstream, support.is_data)
                 channel.reader = asyncio.create_task(self._read(channel))
+                channel.beat = asyncio.create_task(_heartbeat(upstream, support))
                 self.channels[key] = channel
             channel.subscribers.add(me)
             return channel
@@ -285,6 +293,8 @@ class StreamHub:
             del self.channels[channel.url]
             if channel.reader is not None:
                 channel.reader.cancel()
+            if channel.beat is not None:
+                channel.beat.cancel()
             await channel.upstream.close()
 
     async def _read(self, channel: Channel) -> None:
@@ -298,10 +308,23 @@ class StreamHub:
         except ConnectionClosed:
             pass
         # The exchange closed the stream: every reader is told, none is left waiting on it.
+        if channel.beat is not None:
+            channel.beat.cancel()
         if self.channels.get(channel.url) is channel:
             del self.channels[channel.url]
         for subscriber in list(channel.subscribers):
             subscriber.end(1012, "keybroker: the exchange closed the stream; reconnect")
+
+
+async def _heartbeat(upstream: ClientConnection, support: WebSocketSupport) -> None:
+    """The profile's application-level ping, every interval, while the connection lives."""
+    if support.heartbeat is None:
+        return
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            seconds, frame = support.heartbeat()
+            await asyncio.sleep(seconds)
+            await upstream.send(frame)
 
 
 def _raw(stream: str, message: str) -> str:
@@ -428,6 +451,7 @@ class ApiSession:
                 await _close(self.websocket, 1011, refused)
                 return
         reader = asyncio.create_task(self._answers(upstream))
+        beat = asyncio.create_task(_heartbeat(upstream, self.support))
         try:
             while not reader.done():
                 receiving = asyncio.ensure_future(self.websocket.receive_text())
@@ -449,6 +473,7 @@ class ApiSession:
             pass
         finally:
             reader.cancel()
+            beat.cancel()
             await upstream.close()
             lost = await self._lost()
             if lost:
@@ -497,11 +522,14 @@ class ApiSession:
             call = self.support.read_call(text, self.rest_base)
         except InvalidInput as error:
             request_id = self.support.request_id(text)
-            await self._refuse(request_id, 400, "invalid_frame", str(error), method="WEBSOCKET")
+            await self._refuse(
+                text, request_id, 400, "invalid_frame", str(error), method="WEBSOCKET"
+            )
             return None
         key = json.dumps(call.request_id, sort_keys=True, default=str)
         if call.request_id is not None and key in self.pending:
             await self._refuse(
+                text,
                 call.request_id,
                 400,
                 "duplicate_id",
@@ -523,7 +551,7 @@ class ApiSession:
             policy = gateway.access.policy(name)
         except KeybrokerError as error:
             await self._refuse(
-                call.request_id, 503, "vault_unavailable", str(error), method=call.method
+                text, call.request_id, 503, "vault_unavailable", str(error), method=call.method
             )
             return None
         if policy.is_paper or is_keyless(self.credential):
@@ -533,7 +561,9 @@ class ApiSession:
                 f"{name} trades on paper: use REST for its orders and account "
                 "(WebSocket market data works: /ws/... public streams)"
             )
-            await self._refuse(call.request_id, 400, "paper_refused", detail, method=call.method)
+            await self._refuse(
+                text, call.request_id, 400, "paper_refused", detail, method=call.method
+            )
             return None
         # Steps 2-4 exactly as for REST: classification, shared halts and counts, exchange
         # facts, the policy, the order counted. A refusal comes back audited.
@@ -541,7 +571,7 @@ class ApiSession:
         if isinstance(judged, Response):
             status, code, message = _refusal_of(judged)
             await self.websocket.send_text(
-                self.support.error_frame(call.request_id, status, code, message)
+                self._error(text, call.request_id, status, code, message)
             )
             return None
         job = judged
@@ -551,7 +581,7 @@ class ApiSession:
         except RateLimited as limited:
             await deny(gateway, job, "rate_limited", str(limited), error=limited)
             await self.websocket.send_text(
-                self.support.error_frame(call.request_id, 429, "rate_limited", str(limited))
+                self._error(text, call.request_id, 429, "rate_limited", str(limited))
             )
             return None
         intent_id = await gateway.audit.append(
@@ -572,6 +602,8 @@ class ApiSession:
         """Relay every upstream frame; an answer to a pending request writes its result row."""
         async for message in upstream:
             text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+            if self.support.is_heartbeat_answer(text):
+                continue  # the answer to the gateway's own ping
             request_id = self.support.response_id(text)
             if request_id is not None:
                 pending = self.pending.pop(
@@ -582,7 +614,8 @@ class ApiSession:
             await self.websocket.send_text(text)
 
     async def _result(self, pending: Pending, text: str) -> None:
-        status, code = _status_of(text)
+        read = self.support.answer_status or _status_of
+        status, code = read(text)
         latency = self.gateway.clock.now_ms() - pending.sent_ms
         await self.gateway.audit.append(
             row(
@@ -610,8 +643,21 @@ class ApiSession:
             )
         return len(lost)
 
+    def _error(self, text: str, request_id: object, status: int, code: str, message: str) -> str:
+        """The exchange-shaped refusal of the bot's frame ``text``."""
+        if self.support.refusal is not None:
+            return self.support.refusal(text, request_id, status, code, message)
+        return self.support.error_frame(request_id, status, code, message)
+
     async def _refuse(
-        self, request_id: object, status: int, code: str, detail: str, *, method: str
+        self,
+        text: str,
+        request_id: object,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        method: str,
     ) -> None:
         await self.gateway.audit.append(
             AuditRow(
@@ -627,7 +673,7 @@ class ApiSession:
                 detail=detail,
             )
         )
-        await self.websocket.send_text(self.support.error_frame(request_id, status, code, detail))
+        await self.websocket.send_text(self._error(text, request_id, status, code, detail))
 
 
 def _refusal_of(response: Response) -> tuple[int, str, str]:

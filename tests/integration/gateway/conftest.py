@@ -65,7 +65,7 @@ def _fast_vaults(_template: None, monkeypatch: pytest.MonkeyPatch) -> None:
 def _plain_emulators() -> Iterator[dict[str, Emulator]]:
     running: dict[str, Emulator] = {}
     stops: list[Callable[[], None]] = []
-    for exchange in ("binance", "okx"):
+    for exchange in ("binance", "okx", "bybit"):
         url, stop = serve_in_thread(create_app(exchange, [EMULATOR_KEYS[exchange]]))
         running[exchange] = Emulator(exchange, url)
         stops.append(stop)

@@ -39,12 +39,15 @@ BINANCE_SECRET = "test-binance-secret-not-real-CANARY"
 OKX_API_KEY = "test-okx-key-not-real"
 OKX_SECRET = "test-okx-secret-not-real-CANARY"
 OKX_PASSPHRASE = "test-okx-passphrase-not-real-CANARY"
+BYBIT_API_KEY = "test-bybit-key-not-real"
+BYBIT_SECRET = "test-bybit-secret-not-real-CANARY"
 
 EMULATOR_KEYS = {
     "binance": ApiKey(BINANCE_API_KEY, Secret(BINANCE_SECRET)),
     "okx": ApiKey(OKX_API_KEY, Secret(OKX_SECRET), Secret(OKX_PASSPHRASE)),
+    "bybit": ApiKey(BYBIT_API_KEY, Secret(BYBIT_SECRET)),
 }
-SECRETS = (BINANCE_SECRET, OKX_SECRET, OKX_PASSPHRASE)
+SECRETS = (BINANCE_SECRET, OKX_SECRET, OKX_PASSPHRASE, BYBIT_SECRET)
 
 TRADER = Policy(
     scopes=("read", "trade"),
@@ -169,6 +172,8 @@ def make_vault(
     for name, (exchange, base_url) in credentials.items():
         if exchange == "binance":
             material = KeyMaterial(BINANCE_API_KEY, Secret(BINANCE_SECRET))
+        elif exchange == "bybit":
+            material = KeyMaterial(BYBIT_API_KEY, Secret(BYBIT_SECRET))
         else:
             material = KeyMaterial(OKX_API_KEY, Secret(OKX_SECRET), Secret(OKX_PASSPHRASE))
         vault.add(name, exchange, material, base_url=base_url, scopes=("read", "trade"))
