@@ -1,32 +1,41 @@
-"""Step 7 for credentials whose key lives in OpenBao: sign off the event loop, batched, or 503.
+"""Step 7 for credentials whose key lives in OpenBao: sign on the event loop, batched, or 503.
 
     >>> remote = await RemoteKeys.start(connection, home, alert=gateway.alert, timeout_s=5)
     >>> signed = await remote.sign(profile, request, credential, now_ms=now, nonce=nonce)
 
-The exchange signer is the same synchronous function as for a local key; it
-runs in a worker thread with the credential's ``RemoteKey`` bound to a
-``ThreadSigner``, whose HMACs and signatures the ``Batcher`` sends on the
-event loop (one transit call for every request of a burst that waits on the
-same key). When OpenBao cannot sign, the request fails with
-``KeyStoreUnavailable`` (503) and an ``openbao_unavailable`` alert goes out
-once per outage; there is no local copy to fall back on, by design.
+The exchange signer is the same synchronous function as for a local key. It
+runs on the event loop in two passes (``openbao.two_pass``): once to learn
+what it asks OpenBao to sign, once more with the answers, which the
+``Batcher`` fetched in between (one transit call for every request of a
+burst that waits on the same key, and none of waiting when nothing else is
+in flight). ``now_ms`` and ``nonce`` are pinned for both passes; a profile
+without nonces of its own gets a random 256-bit one, the only randomness a
+signer may use (Coinbase's JWT nonce; others ignore it), so that its second
+pass asks the very same thing. A signer that still asks something else is
+run once more in a worker thread with a ``ThreadSigner``, as before.
+
+When OpenBao cannot sign, the request fails with ``KeyStoreUnavailable``
+(503) and an ``openbao_unavailable`` alert goes out once per outage; there
+is no local copy to fall back on, by design.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from keybroker.crypto.keys import RemoteKey
+from keybroker.crypto.keys import RemoteKey, RemoteSigner
 from keybroker.errors import KeyStoreError, KeyStoreUnavailable
 from keybroker.exchanges import ExchangeProfile
 from keybroker.model import Credential
 from keybroker.openbao import AsyncOpenBao, Batcher, Connection, Session, ThreadSigner
 from keybroker.openbao import connection as connection_file
+from keybroker.openbao.two_pass import sign_in_two_passes
 
 log = logging.getLogger("keybroker.gateway")
 
@@ -42,13 +51,18 @@ class RemoteKeys:
         batcher: Batcher | None,
         signer: ThreadSigner | None,
         alert: Alert,
+        *,
+        timeout_s: float = 5.0,
     ) -> None:
         self.session = session
         self.batcher = batcher
         self._signer = signer
         self._alert = alert
+        self._timeout_s = timeout_s
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self.threaded = 0
+        """Requests whose signer did not replay and were signed in a worker thread."""
 
     @classmethod
     def absent(cls, alert: Alert) -> RemoteKeys:
@@ -63,12 +77,9 @@ class RemoteKeys:
         *,
         alert: Alert,
         timeout_s: float,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> RemoteKeys:
         """Log in (or keep trying in the background) and start renewing the token."""
-        client = AsyncOpenBao(
-            connection.addr, ca_cert=connection.ca_path, timeout_s=timeout_s, transport=transport
-        )
+        client = AsyncOpenBao(connection.addr, ca_cert=connection.ca_path, timeout_s=timeout_s)
 
         def spent() -> None:
             if home is not None:
@@ -77,7 +88,7 @@ class RemoteKeys:
         session = Session(connection, client, on_spent=spent, alert=alert)
         batcher = Batcher(session, connection.mount)
         signer = ThreadSigner(batcher, asyncio.get_running_loop(), timeout_s=timeout_s)
-        remote = cls(session, batcher, signer, alert)
+        remote = cls(session, batcher, signer, alert, timeout_s=timeout_s)
         try:
             await session.start()
         except KeyStoreError as error:
@@ -106,11 +117,14 @@ class RemoteKeys:
     def status(self) -> dict[str, object]:
         """For /_/status: the state, and how many signatures took how many transit calls."""
         batcher = self.batcher
+        wire = None if self.session is None else self.session.client.wire
         return {
             "state": self.state,
             "addr": None if self.session is None else self.session.connection.addr,
             "transit_calls": 0 if batcher is None else batcher.calls,
             "signatures": 0 if batcher is None else batcher.signatures,
+            "connections": 0 if wire is None else wire.connections_opened,
+            "threaded": self.threaded,
         }
 
     async def sign(
@@ -130,11 +144,25 @@ class RemoteKeys:
                 f"the key of {credential.name} is in OpenBao, and this gateway is not connected "
                 "to it: run `keybroker openbao setup` and restart the gateway"
             )
-        bound = credential.replace(secret=key.bind(self._signer))
+        if nonce is None and not profile.uses_nonce:
+            nonce = secrets.randbits(256)  # pinned for both passes; see the module docstring
+
+        def run(signer: RemoteSigner) -> httpx.Request:
+            bound = credential.replace(secret=key.bind(signer))
+            return profile.sign(request, bound, now_ms=now_ms, nonce=nonce)
+
         try:
-            signed = await asyncio.to_thread(
-                profile.sign, request, bound, now_ms=now_ms, nonce=nonce
-            )
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    assert self.batcher is not None
+                    signed = await sign_in_two_passes(run, self.batcher)
+                    if signed is None:  # the signer asked something else the second time
+                        self.threaded += 1
+                        signed = await asyncio.to_thread(run, self._signer)
+            except TimeoutError:
+                raise KeyStoreUnavailable(
+                    f"OpenBao did not sign within {self._timeout_s:g} s"
+                ) from None
         except KeyStoreError as error:
             if not self._failing:
                 self._failing = True
