@@ -17,6 +17,14 @@ run once more in a worker thread with a ``ThreadSigner``, as before.
 When OpenBao cannot sign, the request fails with ``KeyStoreUnavailable``
 (503) and an ``openbao_unavailable`` alert goes out once per outage; there
 is no local copy to fall back on, by design.
+
+``SignAhead`` starts step 7 for such a key while step 6 (the durable intent
+row: an fsync) is still under way, so that OpenBao's round trip overlaps it
+instead of adding to it. The signed request is only used, and so only
+leaves, after the intent row is durable, as ARCHITECTURE's "audit before
+action" requires; if the row fails it is dropped unsent. A signature made
+more than ``FRESH_S`` before it would be sent is dropped too and made anew,
+so a slow disk cannot make the exchange see a stale timestamp.
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -40,6 +49,10 @@ from keybroker.openbao.two_pass import sign_in_two_passes
 log = logging.getLogger("keybroker.gateway")
 
 Alert = Callable[..., None]
+Build = Callable[[], Awaitable[httpx.Request]]
+
+FRESH_S = 1.0
+"""A request signed ahead is sent only if signed at most this long before (else signed anew)."""
 
 
 class RemoteKeys:
@@ -185,3 +198,41 @@ def _forget_wrapping_token(home: Path, used: Connection) -> None:
             connection_file.spend_secret_id(home, current)
     except Exception as exc:  # the login matters more than tidying the file
         log.warning("could not remove the used secret id from openbao.json: %s", type(exc).__name__)
+
+
+class SignAhead:
+    """The ``upstream.Build`` of a request whose first signature was started early.
+
+    >>> ahead = SignAhead(lambda: sign(gateway, job, job.request))   # before the intent row
+    >>> intent_id = await gateway.audit.append(...)                  # OpenBao answers meanwhile
+    >>> outcome = await gateway.upstream.send(ahead, retry=...)      # attempt 1: that signature
+
+    Later attempts (retried reads) sign anew, as without it. ``discard`` drops
+    a signature that must not be sent (the intent row failed).
+    """
+
+    def __init__(self, build: Build) -> None:
+        self._build = build
+        self._started = time.monotonic()
+        self._early: asyncio.Future[httpx.Request] | None = asyncio.ensure_future(build())
+
+    async def __call__(self) -> httpx.Request:
+        early, self._early = self._early, None
+        if early is None:
+            return await self._build()
+        if time.monotonic() - self._started <= FRESH_S:
+            return await early
+        _drop(early)
+        return await self._build()
+
+    def discard(self) -> None:
+        early, self._early = self._early, None
+        if early is not None:
+            _drop(early)
+
+
+def _drop(early: asyncio.Future[httpx.Request]) -> None:
+    if not early.done():
+        early.cancel()
+    elif not early.cancelled():
+        early.exception()  # seen: its error (if any) was alerted where it happened
