@@ -76,6 +76,7 @@ class RemoteKeys:
         self._failing = False
         self.threaded = 0
         """Requests whose signer did not replay and were signed in a worker thread."""
+        self._unreplayable: set[str] = set()
 
     @classmethod
     def absent(cls, alert: Alert) -> RemoteKeys:
@@ -140,6 +141,16 @@ class RemoteKeys:
             "threaded": self.threaded,
         }
 
+    def _note_unreplayable(self, exchange: str) -> None:
+        self.threaded += 1
+        if exchange not in self._unreplayable:  # once per exchange: a signer to look at
+            self._unreplayable.add(exchange)
+            log.warning(
+                "the %s signer asked OpenBao for something else on its second pass; its "
+                "requests are signed in a worker thread (slower, still correct)",
+                exchange,
+            )
+
     async def sign(
         self,
         profile: ExchangeProfile,
@@ -170,7 +181,7 @@ class RemoteKeys:
                     assert self.batcher is not None
                     signed = await sign_in_two_passes(run, self.batcher)
                     if signed is None:  # the signer asked something else the second time
-                        self.threaded += 1
+                        self._note_unreplayable(profile.name)
                         signed = await asyncio.to_thread(run, self._signer)
             except TimeoutError:
                 raise KeyStoreUnavailable(

@@ -202,7 +202,7 @@ def test_a_lone_request_goes_at_once_and_a_burst_shares_one_call(keys: Keys) -> 
 
 
 def test_a_signer_that_asks_something_else_the_second_time_is_signed_in_a_thread(
-    keys: Keys,
+    keys: Keys, caplog: pytest.LogCaptureFixture
 ) -> None:
     binance = get_profile("binance")
 
@@ -218,13 +218,16 @@ def test_a_signer_that_asks_something_else_the_second_time_is_signed_in_a_thread
         remote = await started(keys, "gw-drift")
         try:
             signed = await remote.sign(profile, ORDER, credential, now_ms=1, nonce=None)
-            assert remote.status()["threaded"] == 1
+            await remote.sign(profile, ORDER, credential, now_ms=2, nonce=None)
+            assert remote.status()["threaded"] == 2
         finally:
             await remote.aclose()
         payload, _, signature = signed.read().rpartition(b"&signature=")
         assert signature.decode() == hmac.new(BURST_SECRET, payload, hashlib.sha256).hexdigest()
 
     run(main())
+    said = [line.getMessage() for line in caplog.records if "second pass" in line.getMessage()]
+    assert len(said) == 1 and "worker thread" in said[0]  # once per exchange, not per request
 
 
 def test_coinbase_jwts_replay_with_the_pinned_nonce_and_verify(keys: Keys) -> None:
