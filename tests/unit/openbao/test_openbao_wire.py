@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from keybroker.errors import KeyStoreUnavailable
 from keybroker.openbao.client import AsyncOpenBao
 from keybroker.openbao.wire import Wire
 from keybroker.secret import Secret
+from redis_server import make_tls_files
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
 
@@ -271,5 +274,42 @@ def test_the_client_maps_failures_to_key_store_errors_without_the_token() -> Non
             await closed.aclose()
         for error in (garbled.value, refused.value):
             assert "fake-token" not in str(error) and "eA==" not in str(error)
+
+    run(main())
+
+
+def test_https_verifies_the_server_against_the_given_ca(tmp_path: Path) -> None:
+    files = make_tls_files(tmp_path / "tls")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(files.cert, files.key)
+
+    async def main() -> None:
+        state = Server()
+        handler = answering(ok({"tls": True}), ok({"tls": True}))
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            state.connections += 1
+            try:
+                await handler(reader, writer, state)
+            except (ssl.SSLError, ConnectionError):
+                pass  # the client that does not trust us hangs up mid-handshake
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0, ssl=context)
+        addr = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        trusting = Wire(addr, ca_cert=files.ca, timeout_s=5)
+        stranger = Wire(addr, ca_cert=None, timeout_s=5)  # the system's CAs only
+        try:
+            for _ in range(2):
+                status, body = await trusting.post("/v1/x", b"{}", {})
+                assert status == 200 and json.loads(body) == {"tls": True}
+            assert trusting.connections_opened == 1
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await stranger.post("/v1/x", b"{}", {})
+        finally:
+            await trusting.aclose()
+            await stranger.aclose()
+            server.close()
 
     run(main())
