@@ -43,10 +43,10 @@ from keybroker.exchanges.base import ClassifiedRequest, OrderIntent
 from keybroker.gateway import paper_route
 from keybroker.gateway.facts import NOTHING_KNOWN, Known, gather, settle
 from keybroker.gateway.nonces import key_id
-from keybroker.gateway.remote_keys import RemoteKeys
+from keybroker.gateway.remote_keys import RemoteKeys, SignAhead
 from keybroker.gateway.responses import denial, error_response, refusal
 from keybroker.gateway.state import Gateway
-from keybroker.gateway.upstream import Failure, Received, forwardable_request_headers
+from keybroker.gateway.upstream import Build, Failure, Received, forwardable_request_headers
 from keybroker.model import Credential
 from keybroker.policy import Policy, PolicyContext, evaluate, order_notional
 from keybroker.ratelimit import Charge, charges_for, host_prefix, request_prefix
@@ -143,13 +143,22 @@ async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
         await take_budget(gateway, job, job.request)  # 5. rate limit (or 429 here)
     except RateLimited as limited:
         return await deny(gateway, job, "rate_limited", str(limited), error=limited)
-    intent_id = await gateway.audit.append(row(job, "intent", decision="allow"))  # 6. audit
+    build: Build = functools.partial(sign, gateway, job, job.request)
+    ahead = None
+    if not job.paper and isinstance(job.credential.secret, RemoteKey):
+        build = ahead = SignAhead(build)  # 7. starts now: OpenBao's round trip overlaps 6.'s fsync
+    try:
+        intent_id = await gateway.audit.append(row(job, "intent", decision="allow"))  # 6. audit
+    except BaseException:
+        if ahead is not None:
+            ahead.discard()  # signed, never sent: nothing leaves without its intent row
+        raise
     try:
         if job.paper:  # 8. the paper venue answers in the exchange's format; nothing is sent
             outcome = await paper_route.answer(gateway, job)
         else:
             outcome = await gateway.upstream.send(  # 7.-8. sign (per attempt) and forward
-                lambda: sign(gateway, job, job.request), retry=job.classified.kind in READ_KINDS
+                build, retry=job.classified.kind in READ_KINDS
             )
     except KeybrokerError as refused:  # the signer or the nonce lease refused: nothing left
         await gateway.audit.append(row(job, "result", intent_id=intent_id, detail=str(refused)))

@@ -1,36 +1,58 @@
-"""Step 7 for credentials whose key lives in OpenBao: sign off the event loop, batched, or 503.
+"""Step 7 for credentials whose key lives in OpenBao: sign on the event loop, batched, or 503.
 
     >>> remote = await RemoteKeys.start(connection, home, alert=gateway.alert, timeout_s=5)
     >>> signed = await remote.sign(profile, request, credential, now_ms=now, nonce=nonce)
 
-The exchange signer is the same synchronous function as for a local key; it
-runs in a worker thread with the credential's ``RemoteKey`` bound to a
-``ThreadSigner``, whose HMACs and signatures the ``Batcher`` sends on the
-event loop (one transit call for every request of a burst that waits on the
-same key). When OpenBao cannot sign, the request fails with
-``KeyStoreUnavailable`` (503) and an ``openbao_unavailable`` alert goes out
-once per outage; there is no local copy to fall back on, by design.
+The exchange signer is the same synchronous function as for a local key. It
+runs on the event loop in two passes (``openbao.two_pass``): once to learn
+what it asks OpenBao to sign, once more with the answers, which the
+``Batcher`` fetched in between (one transit call for every request of a
+burst that waits on the same key, and none of waiting when nothing else is
+in flight). ``now_ms`` and ``nonce`` are pinned for both passes; a profile
+without nonces of its own gets a random 256-bit one, the only randomness a
+signer may use (Coinbase's JWT nonce; others ignore it), so that its second
+pass asks the very same thing. A signer that still asks something else is
+run once more in a worker thread with a ``ThreadSigner``, as before.
+
+When OpenBao cannot sign, the request fails with ``KeyStoreUnavailable``
+(503) and an ``openbao_unavailable`` alert goes out once per outage; there
+is no local copy to fall back on, by design.
+
+``SignAhead`` starts step 7 for such a key while step 6 (the durable intent
+row: an fsync) is still under way, so that OpenBao's round trip overlaps it
+instead of adding to it. The signed request is only used, and so only
+leaves, after the intent row is durable, as ARCHITECTURE's "audit before
+action" requires; if the row fails it is dropped unsent. A signature made
+more than ``FRESH_S`` before it would be sent is dropped too and made anew,
+so a slow disk cannot make the exchange see a stale timestamp.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import secrets
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 
-from keybroker.crypto.keys import RemoteKey
+from keybroker.crypto.keys import RemoteKey, RemoteSigner
 from keybroker.errors import KeyStoreError, KeyStoreUnavailable
 from keybroker.exchanges import ExchangeProfile
 from keybroker.model import Credential
 from keybroker.openbao import AsyncOpenBao, Batcher, Connection, Session, ThreadSigner
 from keybroker.openbao import connection as connection_file
+from keybroker.openbao.two_pass import sign_in_two_passes
 
 log = logging.getLogger("keybroker.gateway")
 
 Alert = Callable[..., None]
+Build = Callable[[], Awaitable[httpx.Request]]
+
+FRESH_S = 1.0
+"""A request signed ahead is sent only if signed at most this long before (else signed anew)."""
 
 
 class RemoteKeys:
@@ -42,13 +64,19 @@ class RemoteKeys:
         batcher: Batcher | None,
         signer: ThreadSigner | None,
         alert: Alert,
+        *,
+        timeout_s: float = 5.0,
     ) -> None:
         self.session = session
         self.batcher = batcher
         self._signer = signer
         self._alert = alert
+        self._timeout_s = timeout_s
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self.threaded = 0
+        """Requests whose signer did not replay and were signed in a worker thread."""
+        self._unreplayable: set[str] = set()
 
     @classmethod
     def absent(cls, alert: Alert) -> RemoteKeys:
@@ -63,12 +91,9 @@ class RemoteKeys:
         *,
         alert: Alert,
         timeout_s: float,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> RemoteKeys:
         """Log in (or keep trying in the background) and start renewing the token."""
-        client = AsyncOpenBao(
-            connection.addr, ca_cert=connection.ca_path, timeout_s=timeout_s, transport=transport
-        )
+        client = AsyncOpenBao(connection.addr, ca_cert=connection.ca_path, timeout_s=timeout_s)
 
         def spent() -> None:
             if home is not None:
@@ -77,7 +102,7 @@ class RemoteKeys:
         session = Session(connection, client, on_spent=spent, alert=alert)
         batcher = Batcher(session, connection.mount)
         signer = ThreadSigner(batcher, asyncio.get_running_loop(), timeout_s=timeout_s)
-        remote = cls(session, batcher, signer, alert)
+        remote = cls(session, batcher, signer, alert, timeout_s=timeout_s)
         try:
             await session.start()
         except KeyStoreError as error:
@@ -106,12 +131,25 @@ class RemoteKeys:
     def status(self) -> dict[str, object]:
         """For /_/status: the state, and how many signatures took how many transit calls."""
         batcher = self.batcher
+        wire = None if self.session is None else self.session.client.wire
         return {
             "state": self.state,
             "addr": None if self.session is None else self.session.connection.addr,
             "transit_calls": 0 if batcher is None else batcher.calls,
             "signatures": 0 if batcher is None else batcher.signatures,
+            "connections": 0 if wire is None else wire.connections_opened,
+            "threaded": self.threaded,
         }
+
+    def _note_unreplayable(self, exchange: str) -> None:
+        self.threaded += 1
+        if exchange not in self._unreplayable:  # once per exchange: a signer to look at
+            self._unreplayable.add(exchange)
+            log.warning(
+                "the %s signer asked OpenBao for something else on its second pass; its "
+                "requests are signed in a worker thread (slower, still correct)",
+                exchange,
+            )
 
     async def sign(
         self,
@@ -130,11 +168,25 @@ class RemoteKeys:
                 f"the key of {credential.name} is in OpenBao, and this gateway is not connected "
                 "to it: run `keybroker openbao setup` and restart the gateway"
             )
-        bound = credential.replace(secret=key.bind(self._signer))
+        if nonce is None and not profile.uses_nonce:
+            nonce = secrets.randbits(256)  # pinned for both passes; see the module docstring
+
+        def run(signer: RemoteSigner) -> httpx.Request:
+            bound = credential.replace(secret=key.bind(signer))
+            return profile.sign(request, bound, now_ms=now_ms, nonce=nonce)
+
         try:
-            signed = await asyncio.to_thread(
-                profile.sign, request, bound, now_ms=now_ms, nonce=nonce
-            )
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    assert self.batcher is not None
+                    signed = await sign_in_two_passes(run, self.batcher)
+                    if signed is None:  # the signer asked something else the second time
+                        self._note_unreplayable(profile.name)
+                        signed = await asyncio.to_thread(run, self._signer)
+            except TimeoutError:
+                raise KeyStoreUnavailable(
+                    f"OpenBao did not sign within {self._timeout_s:g} s"
+                ) from None
         except KeyStoreError as error:
             if not self._failing:
                 self._failing = True
@@ -157,3 +209,41 @@ def _forget_wrapping_token(home: Path, used: Connection) -> None:
             connection_file.spend_secret_id(home, current)
     except Exception as exc:  # the login matters more than tidying the file
         log.warning("could not remove the used secret id from openbao.json: %s", type(exc).__name__)
+
+
+class SignAhead:
+    """The ``upstream.Build`` of a request whose first signature was started early.
+
+    >>> ahead = SignAhead(lambda: sign(gateway, job, job.request))   # before the intent row
+    >>> intent_id = await gateway.audit.append(...)                  # OpenBao answers meanwhile
+    >>> outcome = await gateway.upstream.send(ahead, retry=...)      # attempt 1: that signature
+
+    Later attempts (retried reads) sign anew, as without it. ``discard`` drops
+    a signature that must not be sent (the intent row failed).
+    """
+
+    def __init__(self, build: Build) -> None:
+        self._build = build
+        self._started = time.monotonic()
+        self._early: asyncio.Future[httpx.Request] | None = asyncio.ensure_future(build())
+
+    async def __call__(self) -> httpx.Request:
+        early, self._early = self._early, None
+        if early is None:
+            return await self._build()
+        if time.monotonic() - self._started <= FRESH_S:
+            return await early
+        _drop(early)
+        return await self._build()
+
+    def discard(self) -> None:
+        early, self._early = self._early, None
+        if early is not None:
+            _drop(early)
+
+
+def _drop(early: asyncio.Future[httpx.Request]) -> None:
+    if not early.done():
+        early.cancel()
+    elif not early.cancelled():
+        early.exception()  # seen: its error (if any) was alerted where it happened

@@ -2,11 +2,13 @@
 
     >>> with OpenBao("http://127.0.0.1:8200", Secret(admin_token)) as bao:
     ...     bao.write("sys/policies/acl/keybroker-gw", {"policy": hcl})
-    >>> data = await AsyncOpenBao(addr, client).write("transit/hmac/k/sha2-256", body, token)
+    >>> data = await AsyncOpenBao(addr).write("transit/hmac/k/sha2-256", body, token)
 
-``OpenBao`` (blocking) serves the CLI: setup, key import and generation, with
-an operator's token. ``AsyncOpenBao`` serves the gateway: unwrap, log in,
-renew, sign. Both send the token in ``X-Vault-Token`` and never put it, a
+``OpenBao`` (blocking, httpx) serves the CLI: setup, key import and
+generation, with an operator's token. ``AsyncOpenBao`` serves the gateway:
+unwrap, log in, renew, sign, on ``wire.Wire``'s kept-alive connections (a
+signature's round trip is on every order's path, see wire.py for why not
+httpx). Both send the token in ``X-Vault-Token`` and never put it, a
 request body or an answer's data into an error message: errors carry the
 path, the status and OpenBao's own one-line reason.
 
@@ -26,6 +28,7 @@ from typing import Any
 import httpx
 
 from keybroker.errors import InvalidInput, KeyStoreError, KeyStoreUnavailable
+from keybroker.openbao.wire import Wire
 from keybroker.secret import Secret
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -61,14 +64,13 @@ def _headers(token: Secret | None, wrap_ttl: str | None = None) -> dict[str, str
     return headers
 
 
-def _answer(path: str, response: httpx.Response) -> dict[str, Any]:
+def _answer(path: str, status: int, content: bytes) -> dict[str, Any]:
     """The JSON body of a success ({} for 204); KeyStoreError/Unavailable for anything else."""
-    status = response.status_code
     if status == 204:
         return {}
     if 200 <= status < 300:
         try:
-            body = response.json()
+            body = json.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise KeyStoreError(
                 f"OpenBao answered {path} with something that is not JSON"
@@ -76,16 +78,16 @@ def _answer(path: str, response: httpx.Response) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise KeyStoreError(f"OpenBao answered {path} with something that is not an object")
         return body
-    reason = _reason(response)
+    reason = _reason(content)
     if status >= 500 or status == 429:
         # 503: sealed or standby; 5xx: its own trouble. Either way nothing was signed.
         raise KeyStoreUnavailable(f"OpenBao answered {status} to {path}: {reason}")
     raise KeyStoreError(f"OpenBao refused {path} ({status}): {reason}")
 
 
-def _reason(response: httpx.Response) -> str:
+def _reason(content: bytes) -> str:
     try:
-        errors = response.json().get("errors")
+        errors = json.loads(content).get("errors")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         errors = None
     if isinstance(errors, list) and errors:
@@ -95,8 +97,8 @@ def _reason(response: httpx.Response) -> str:
     return "no reason given"
 
 
-def _unreachable(addr: str, path: str, exc: httpx.TransportError) -> KeyStoreUnavailable:
-    if isinstance(exc, httpx.TimeoutException):
+def _unreachable(addr: str, path: str, exc: BaseException) -> KeyStoreUnavailable:
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return KeyStoreUnavailable(f"OpenBao at {addr} did not answer {path} in time")
     return KeyStoreUnavailable(f"OpenBao at {addr} could not be reached")
 
@@ -159,7 +161,7 @@ class OpenBao:
             )
         except httpx.TransportError as exc:
             raise _unreachable(self.addr, path, exc) from None
-        return _answer(path, response)
+        return _answer(path, response.status_code, response.content)
 
     def read(self, path: str) -> dict[str, Any]:
         return self.request("GET", path)
@@ -171,7 +173,7 @@ class OpenBao:
 
 
 class AsyncOpenBao:
-    """The gateway's client: one keep-alive pool, a token given per call."""
+    """The gateway's client: kept-alive connections (``wire.Wire``), a token given per call."""
 
     def __init__(
         self,
@@ -179,20 +181,12 @@ class AsyncOpenBao:
         *,
         ca_cert: Path | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.addr = check_addr(addr)
-        self._client = httpx.AsyncClient(
-            base_url=self.addr + "/v1/",
-            verify=_verify(ca_cert),
-            timeout=timeout_s,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
-            transport=transport,
-        )
+        self.wire = Wire(self.addr, ca_cert=ca_cert, timeout_s=timeout_s)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self.wire.aclose()
 
     def __repr__(self) -> str:
         return f"AsyncOpenBao({self.addr!r})"
@@ -201,8 +195,13 @@ class AsyncOpenBao:
         self, path: str, body: Mapping[str, object], token: Secret | None
     ) -> dict[str, Any]:
         """POST ``body`` to ``path``; KeyStoreUnavailable when OpenBao does not answer."""
+        content = json.dumps(body, separators=(",", ":")).encode("ascii")
         try:
-            response = await self._client.post(path, json=body, headers=_headers(token))
-        except httpx.TransportError as exc:
+            status, answer = await self.wire.post("/v1/" + path, content, _headers(token))
+        except OSError as exc:  # refused, reset, closed, or the deadline (TimeoutError)
             raise _unreachable(self.addr, path, exc) from None
-        return _answer(path, response)
+        except ValueError:  # an answer that is not HTTP/1.x: nothing was signed for us
+            raise KeyStoreUnavailable(
+                f"OpenBao at {self.addr} gave no usable answer to {path}"
+            ) from None
+        return _answer(path, status, answer)

@@ -162,6 +162,9 @@ def test_orders_signed_in_openbao_reach_the_exchange(
     assert {BINANCE_API_KEY, ED_API_KEY} <= keys
     status = client.get("/_/status").json()["openbao"]
     assert status["signatures"] >= 3 and status["transit_calls"] >= 2
+    # Signed on the event loop in two passes (no worker thread), over a kept connection.
+    assert status["threaded"] == 0
+    assert 1 <= status["connections"] <= 3, status
     # The spent wrapping token is gone from openbao.json: the file cannot log anyone in again.
     connection = load(setup.home)
     assert connection is not None and connection.wrapped_secret_id is None
@@ -185,6 +188,7 @@ def test_a_burst_goes_to_openbao_in_batches(
     calls = after["transit_calls"] - before["transit_calls"]
     assert signatures == 48
     assert calls < signatures, f"{calls} transit calls for {signatures} signatures: no batching"
+    assert after["threaded"] == 0
 
 
 def test_the_gateways_token_can_do_nothing_but_sign_with_its_keys(setup: Setup) -> None:
