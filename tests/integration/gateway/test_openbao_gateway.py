@@ -313,12 +313,14 @@ def test_the_gateway_process_never_holds_an_openbao_backed_secret(setup: Setup) 
                 assert answer.status_code == 200, answer.text
             assert client.get("/bned/api/v3/account").status_code == 200
         _readable_or_skip(process.pid)
-        needles = (BINANCE_SECRET.encode(), PASSPHRASE.encode(), token.encode())
+        needles = (BINANCE_SECRET.encode(), PASSPHRASE.encode())
         found, read = scan_memory(process.pid, needles)
         assert read > 1_000_000
-        # The scan finds what the process does hold: the vault passphrase it was
-        # started with, and the bot token it checked.
-        assert PASSPHRASE.encode() in found and token.encode() in found
+        # The scan finds what the process does hold: the vault passphrase it was started
+        # with (its environment keeps it for the process's life). The bot token it checked
+        # is no control: its request's buffers may be reused by the time the scan runs
+        # (seen once under load).
+        assert PASSPHRASE.encode() in found
         assert BINANCE_SECRET.encode() not in found, "the gateway's memory holds the secret"
     finally:
         process.terminate()
