@@ -536,6 +536,28 @@ class Ledger:
         ).fetchall()
         return [_order(row) for row in reversed(rows)]
 
+    def open_count(self, credential: str) -> int:
+        """How many orders of ``credential`` are open (all symbols), for ``max_open_orders``."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM orders WHERE credential = ? "
+            "AND status IN ('NEW', 'PARTIALLY_FILLED')",
+            (credential,),
+        ).fetchone()
+        return int(row[0])
+
+    def position(self, credential: str, symbol: str) -> Position | None:
+        """The credential's position in ``symbol`` (None when it never traded it)."""
+        row = self._db.execute(
+            "SELECT credential, symbol, base, quote, qty, cost, realized, closes, wins "
+            "FROM positions WHERE credential = ? AND symbol = ?",
+            (credential, symbol),
+        ).fetchone()
+        if row is None:
+            return None
+        return Position(
+            row[0], row[1], row[2], row[3], _d(row[4]), _d(row[5]), _d(row[6]), row[7], row[8]
+        )
+
     def resting(self) -> list[Resting]:
         """Every open limit order of every account, for the trade poller."""
         rows = self._db.execute(
