@@ -28,19 +28,32 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 
-from keybroker.errors import PaperRefused, RateLimited
+from keybroker.errors import KeybrokerError, PaperRefused, RateLimited
 from keybroker.exchanges import get_profile
 from keybroker.exchanges.base import ClassifiedRequest, OrderIntent
+from keybroker.gateway.config import GatewayConfig
+from keybroker.gateway.dashboard import PaperView
 from keybroker.gateway.facts import Known, new_orders
 from keybroker.gateway.upstream import Failure, Received, Upstream
 from keybroker.model import Credential
-from keybroker.paper import Desk, MarketDataUnavailable, PaperCall, get_venue, is_keyless
+from keybroker.paper import (
+    Desk,
+    Ledger,
+    MarketDataUnavailable,
+    PaperCall,
+    PaperSummary,
+    get_venue,
+    is_keyless,
+    summarize,
+)
 from keybroker.policy import Policy
 from keybroker.ratelimit import charges_for
+from keybroker.vault import Vault
 
 if TYPE_CHECKING:
     from keybroker.gateway.pipeline import Job
@@ -195,10 +208,40 @@ def not_on_the_way(gateway: Gateway, job: Job) -> None:
         gateway.paper.arrived(job.credential.name, on_the_way_key(job))
 
 
+def ledger_path(config: GatewayConfig) -> Path:
+    """The paper ledger: ``config.paper_path``, else ``paper.db`` beside the audit log."""
+    return config.paper_path or config.audit_path.with_name("paper.db")
+
+
+def dashboard_view(vault: Vault, config: GatewayConfig) -> PaperView:
+    """The dashboard's paper page over this gateway's ledger and the vault's policies."""
+    path = ledger_path(config)
+
+    def mode(name: str) -> str:
+        try:
+            document = vault.policy_document(name)
+            return "paper" if document and Policy.from_json(document).is_paper else "live"
+        except KeybrokerError:
+            return "live"  # an unreadable policy refuses every request; it trades nothing
+
+    def summary(name: str) -> PaperSummary | None:
+        if not path.exists():
+            return None  # no paper credential has traded or been reset yet
+        ledger = Ledger.open(path)
+        try:
+            if ledger.account(name) is None:
+                return None
+        finally:
+            ledger.close()
+        return summarize(path, name)
+
+    return PaperView(mode=mode, summary=summary)
+
+
 def desk(gateway: Gateway) -> Desk:
     """The gateway's paper desk, made on first use (its ledger file too)."""
     if gateway.paper is None:
-        path = gateway.config.paper_path or gateway.config.audit_path.with_name("paper.db")
+        path = ledger_path(gateway.config)
         gateway.paper = Desk(
             path,
             gateway.clock,
