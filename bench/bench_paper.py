@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -95,7 +96,9 @@ def bench_decision(orders: int = 6000) -> None:
         )
         floor = _floor_db(Path(home) / "floor.db")
         for n in range(orders):
-            order = shapes[n % len(shapes)]
+            # Each with a client order id, as the gateway gives every order (its duplicate
+            # check is one of the ledger's statements).
+            order = dataclasses.replace(shapes[n % len(shapes)], client_order_id=f"kb{n:030d}")
             started = time.perf_counter()
             plan, rests = decide(order, book, instrument.step_size)
             decided = time.perf_counter()
