@@ -76,7 +76,8 @@ def create_app(
     ``limiter`` defaults to an in-memory one; ``hardening`` is what
     ``hardening.harden()`` reported at start (shown in ``/_/status``);
     ``transport`` sends upstream through httpx with that transport (tests only);
-    ``paper`` is where the dashboard reads modes and paper figures (default: none).
+    ``paper`` is where the dashboard reads modes and paper figures (default: the
+    vault's policies and this gateway's paper ledger).
     ``openbao`` is how to reach OpenBao for credentials whose key is there
     (``<home>/openbao.json``; its spent secret id is removed from that file).
     ``coordination`` is what several gateways share; by default
@@ -148,7 +149,7 @@ def create_app(
             Route("/_/status", status.status, methods=["GET"]),
             Route("/_/metrics", status.metrics, methods=["GET"]),
             Route("/_/credentials", listing.credentials, methods=["GET"]),
-            *dashboard_routes(paper or PaperView(), clock),
+            *dashboard_routes(paper or paper_route.dashboard_view(vault, config), clock),
             Route("/_/{rest:path}", _unknown_own_endpoint, methods=METHODS),
             Route("/{path:path}", proxy, methods=METHODS),
             WebSocketRoute("/{path:path}", websocket_entry),

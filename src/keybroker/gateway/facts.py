@@ -31,6 +31,9 @@ Where a profile has no such query (an exchange without ``OrderTools``, or
 spot orders under ``max_position_notional``) or the exchange does not
 answer, the fact stays unknown and the rule refuses, with the reason in the
 denial's detail.
+
+A paper credential's facts are the paper desk's, not the exchange's
+(``paper_route.known``, a ``Known`` whose ``commit`` counts on the desk).
 """
 
 from __future__ import annotations

@@ -12,24 +12,48 @@ market data, and other signed reads when the credential has a key, are
 forwarded as usual. The desk's own market data (books, trades, instruments)
 is fetched here through the gateway's limiter and in-flight deduplication,
 unsigned, on the credential's budget.
+
+Step 4 for a paper credential reads the policy's facts (open orders for
+``max_open_orders``, positions for ``max_position_notional``) from the paper
+desk (``known``): the real account behind a key is not what the bot trades,
+and nothing asks the exchange for them. Paper orders spend the same rate
+budgets as live ones (step 5): the exchange's order budgets are what the bot
+must live within once it goes live, so it meets them while on paper.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 
-from keybroker.errors import PaperRefused, RateLimited
+from keybroker.errors import KeybrokerError, PaperRefused, RateLimited
 from keybroker.exchanges import get_profile
-from keybroker.exchanges.base import ClassifiedRequest
+from keybroker.exchanges.base import ClassifiedRequest, OrderIntent
+from keybroker.gateway.config import GatewayConfig
+from keybroker.gateway.dashboard import PaperView
+from keybroker.gateway.facts import Known, new_orders
 from keybroker.gateway.upstream import Failure, Received, Upstream
 from keybroker.model import Credential
-from keybroker.paper import Desk, MarketDataUnavailable, PaperCall, get_venue, is_keyless
+from keybroker.paper import (
+    Desk,
+    Ledger,
+    MarketDataUnavailable,
+    PaperCall,
+    PaperSummary,
+    get_venue,
+    is_keyless,
+    summarize,
+)
 from keybroker.policy import Policy
 from keybroker.ratelimit import charges_for
+from keybroker.vault import Vault
 
 if TYPE_CHECKING:
     from keybroker.gateway.pipeline import Job
@@ -91,6 +115,8 @@ async def answer(gateway: Gateway, job: Job) -> Received | Failure:
         result = await desk(gateway).answer(call)
     except MarketDataUnavailable as exc:
         return Failure(str(exc), False, (time.perf_counter() - started) * 1000)
+    finally:
+        not_on_the_way(gateway, job)
     gateway.metrics.count(
         "keybroker_paper_answers_total", exchange=job.credential.exchange, status=str(result.status)
     )
@@ -98,10 +124,124 @@ async def answer(gateway: Gateway, job: Job) -> Received | Failure:
     return Received(result.status, headers, result.body, (time.perf_counter() - started) * 1000)
 
 
+# -- step 4 for paper credentials: the policy's facts from the paper ledger -----------------
+
+
+@dataclass
+class PaperKnown(Known):
+    """Open orders and positions of a paper account, from the desk; nothing asks the exchange.
+
+    ``commit`` (the policy allowed the order) counts the request's orders as
+    on their way to the desk until it answers them (``Desk.expect``).
+    """
+
+    desk: Desk | None = None
+    credential: str = ""
+    client_order_ids: tuple[str, ...] = ()
+    grows: dict[str, Decimal] = field(default_factory=dict)
+
+    @property
+    def asked(self) -> bool:
+        return True
+
+    def commit(self) -> None:
+        if self.desk is not None:
+            self.desk.expect(
+                self.credential,
+                self.client_order_ids,
+                orders=self._new_orders,
+                grows=self.grows,
+            )
+
+
+def known(
+    gateway: Gateway,
+    job: Job,
+    policy: Policy,
+    *,
+    notional: Callable[[OrderIntent], Decimal | None],
+) -> Known:
+    """What ``max_open_orders`` and ``max_position_notional`` need, from the paper ledger.
+
+    A paper credential's real account (if it has a key at all) is not what
+    its bot trades: its open orders and positions are the paper desk's.
+    """
+    paper = desk(gateway)
+    credential = job.credential
+    grows: dict[str, Decimal] = {}
+    for intent in job.intents:
+        if intent.reduce_only is True:
+            continue
+        if intent.side is None and intent.quantity is None and intent.quote_quantity is None:
+            continue
+        grows[intent.symbol] = grows.get(intent.symbol, Decimal(0)) + (
+            notional(intent) or Decimal(0)
+        )
+    facts = PaperKnown(
+        gateway.facts,
+        desk=paper,
+        credential=credential.name,
+        client_order_ids=on_the_way_key(job),
+        grows=grows,
+    )
+    facts._new_orders = new_orders(job.intents)
+    if policy.max_open_orders is not None:
+        facts.open_orders = paper.open_orders(credential.name)
+    if policy.max_position_notional is not None:
+        facts.positions = {
+            symbol: paper.position_notional(
+                credential.name, credential.exchange, credential.environment, symbol
+            )
+            for symbol in grows
+        }
+    return facts
+
+
+def on_the_way_key(job: Job) -> tuple[str, ...]:
+    """The request's client order ids: how the desk knows an allowed order has arrived."""
+    return tuple(intent.client_order_id or "" for intent in job.intents)
+
+
+def not_on_the_way(gateway: Gateway, job: Job) -> None:
+    """The paper order was answered or refused after step 4: it no longer counts as coming."""
+    if job.paper and job.classified.kind == "order_place" and gateway.paper is not None:
+        gateway.paper.arrived(job.credential.name, on_the_way_key(job))
+
+
+def ledger_path(config: GatewayConfig) -> Path:
+    """The paper ledger: ``config.paper_path``, else ``paper.db`` beside the audit log."""
+    return config.paper_path or config.audit_path.with_name("paper.db")
+
+
+def dashboard_view(vault: Vault, config: GatewayConfig) -> PaperView:
+    """The dashboard's paper page over this gateway's ledger and the vault's policies."""
+    path = ledger_path(config)
+
+    def mode(name: str) -> str:
+        try:
+            document = vault.policy_document(name)
+            return "paper" if document and Policy.from_json(document).is_paper else "live"
+        except KeybrokerError:
+            return "live"  # an unreadable policy refuses every request; it trades nothing
+
+    def summary(name: str) -> PaperSummary | None:
+        if not path.exists():
+            return None  # no paper credential has traded or been reset yet
+        ledger = Ledger.open(path)
+        try:
+            if ledger.account(name) is None:
+                return None
+        finally:
+            ledger.close()
+        return summarize(path, name)
+
+    return PaperView(mode=mode, summary=summary)
+
+
 def desk(gateway: Gateway) -> Desk:
     """The gateway's paper desk, made on first use (its ledger file too)."""
     if gateway.paper is None:
-        path = gateway.config.paper_path or gateway.config.audit_path.with_name("paper.db")
+        path = ledger_path(gateway.config)
         gateway.paper = Desk(
             path,
             gateway.clock,

@@ -142,6 +142,7 @@ async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
     try:
         await take_budget(gateway, job, job.request)  # 5. rate limit (or 429 here)
     except RateLimited as limited:
+        paper_route.not_on_the_way(gateway, job)  # an allowed paper order that never arrives
         return await deny(gateway, job, "rate_limited", str(limited), error=limited)
     build: Build = functools.partial(sign, gateway, job, job.request)
     ahead = None
@@ -251,6 +252,9 @@ async def exchange_facts(
         policy.max_open_orders is None and policy.max_position_notional is None
     ):
         return NOTHING_KNOWN
+    notional = functools.partial(order_notional, last_price=prices.get)
+    if job.paper:  # the paper desk's open orders and positions, never the exchange's
+        return paper_route.known(gateway, job, policy, notional=notional)
     return await gather(
         gateway.facts,
         job.profile,
@@ -259,7 +263,7 @@ async def exchange_facts(
         job.intents,
         policy,
         read=functools.partial(read_fact, gateway, job),
-        notional=lambda intent: order_notional(intent, prices.get),
+        notional=notional,
     )
 
 

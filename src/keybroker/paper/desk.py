@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +30,16 @@ from keybroker.errors import PaperError, PaperRefused
 from keybroker.exchanges.base import ClassifiedRequest, OrderIntent
 from keybroker.paper.fills import Plan, allocate, take
 from keybroker.paper.ledger import Account, Ledger, Resting
-from keybroker.paper.model import Book, Fill, Instrument, NewOrder, Order, Refusal, Refused
+from keybroker.paper.model import (
+    ZERO,
+    Book,
+    Fill,
+    Instrument,
+    NewOrder,
+    Order,
+    Refusal,
+    Refused,
+)
 from keybroker.paper.venues import Answer, Venue, get_venue
 from keybroker.paper.venues.base import (
     Balances,
@@ -92,6 +101,7 @@ class Desk:
         poll_interval_s: float = 1.0,
         mark_interval_ms: int = 1000,
         book_max_age_ms: int = 0,
+        on_the_way_ttl_ms: int = 60_000,
     ) -> None:
         self.path = path
         self._clock = clock
@@ -108,6 +118,8 @@ class Desk:
         self._marked: dict[tuple[str, str, str], int] = {}
         self._poller: asyncio.Task[None] | None = None
         self.polls = 0
+        self._on_the_way: dict[tuple[str, tuple[str, ...]], list[_OnTheWay]] = {}
+        self._on_the_way_ttl_ms = on_the_way_ttl_ms
 
     @property
     def ledger(self) -> Ledger:
@@ -129,6 +141,73 @@ class Desk:
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
+
+    # -- the policy's facts ------------------------------------------------------------
+    # A paper credential's ``max_open_orders`` and ``max_position_notional`` count what
+    # this desk holds, never the real account. Orders the policy allowed are "on the
+    # way" from the policy (step 4) to the desk (step 8) across the limiter's wait and
+    # the audit write; they count at once, so orders arriving together cannot squeeze
+    # past a limit together (as ``gateway/facts.py`` does for live orders). An order
+    # that never arrives (refused by the limiter after it was allowed) stops counting
+    # after ``on_the_way_ttl_ms``: until then the count is too high, never too low.
+
+    def open_orders(self, credential: str) -> int:
+        """Open orders in the ledger (all symbols) plus allowed orders on their way."""
+        return self.ledger.open_count(credential) + sum(
+            way.orders for way in self._ways(credential)
+        )
+
+    def position_notional(
+        self, credential: str, exchange: str, environment: str, symbol: str
+    ) -> Decimal:
+        """What the paper position in ``symbol`` is worth, plus allowed orders on their way.
+
+        The position (what was bought here and is still held) is valued at the
+        mid of the last book the desk walked for it, within a minute; without
+        one, at what it cost.
+        """
+        position = self.ledger.position(credential, symbol)
+        value = ZERO
+        if position is not None and position.qty:
+            seen = self._mids.get((exchange, environment, symbol))
+            fresh = seen is not None and self._clock.now_ms() - seen[0] <= 60_000
+            value = abs(position.qty) * seen[1] if seen is not None and fresh else position.cost
+        return value + sum(
+            (way.grows.get(symbol, ZERO) for way in self._ways(credential)), start=ZERO
+        )
+
+    def expect(
+        self,
+        credential: str,
+        client_order_ids: tuple[str, ...],
+        *,
+        orders: int,
+        grows: Mapping[str, Decimal],
+    ) -> None:
+        """The policy allowed these orders: count them until ``arrived`` (or the TTL)."""
+        way = _OnTheWay(self._clock.now_ms(), orders, dict(grows))
+        self._on_the_way.setdefault((credential, client_order_ids), []).append(way)
+
+    def arrived(self, credential: str, client_order_ids: tuple[str, ...]) -> None:
+        """The desk answered the request that carried these orders (recorded or refused)."""
+        key = (credential, client_order_ids)
+        ways = self._on_the_way.get(key)
+        if ways:
+            ways.pop(0)
+            if not ways:
+                del self._on_the_way[key]
+
+    def _ways(self, credential: str) -> list[_OnTheWay]:
+        cutoff = self._clock.now_ms() - self._on_the_way_ttl_ms
+        found: list[_OnTheWay] = []
+        for key in [key for key in self._on_the_way if key[0] == credential]:
+            ways = [way for way in self._on_the_way[key] if way.since_ms >= cutoff]
+            if ways:
+                self._on_the_way[key] = ways
+                found.extend(ways)
+            else:
+                del self._on_the_way[key]
+        return found
 
     # -- answering a request -------------------------------------------------------------
 
@@ -388,6 +467,14 @@ class Desk:
                         now_ms=now,
                     )
         return len(resting)
+
+
+@dataclass(slots=True)
+class _OnTheWay:
+    since_ms: int
+    orders: int
+    grows: dict[str, Decimal]
+    """Symbol -> notional the orders add to its position."""
 
 
 class _Tested(Refused):

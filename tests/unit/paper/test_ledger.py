@@ -51,6 +51,23 @@ def test_the_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
     assert (ledger.path.stat().st_mode & 0o777) == 0o600
     with sqlite3.connect(ledger.path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # The documented trade-off: a commit survives a killed process, not a power cut.
+    assert ledger.durability() == {"journal_mode": "wal", "synchronous": "NORMAL"}
+
+
+def test_what_place_returns_is_what_the_ledger_reads_back(tmp_path: Path) -> None:
+    # A market buy through 200 levels: more fills than one insert statement takes.
+    levels = tuple(Level(D(101) + i, D("0.01")) for i in range(200))
+    book = Book(bids=(Level(D(99), D(1)),), asks=levels)
+    ledger = Ledger.open(tmp_path / "paper.db")
+    ledger.reset("bot", "binance", "testnet", {"USDT": D(10**6)}, now_ms=1, fees=FEES)
+    first, _ = _place(ledger, NewOrder("BTCUSDT", "buy", "market", D("0.5")), book)  # type: ignore[misc]
+    order, fills = _place(ledger, NewOrder("BTCUSDT", "buy", "market", D(2)), book)  # type: ignore[misc]
+    assert len(fills) == 200
+    assert ledger.order("bot", order_id=order.order_id) == order
+    assert ledger.fills_of([order.order_id]) == fills
+    assert fills[0].fill_id == len(ledger.fills_of([first.order_id])) + 1
+    assert ledger.check("bot") == []
 
 
 def test_a_market_buy_moves_balances_and_charges_the_taker_fee_in_base(tmp_path: Path) -> None:
@@ -163,9 +180,11 @@ def test_any_sequence_of_orders_fills_and_cancels_keeps_the_books_consistent(
     for now, (side, kind, qty, price, later, cancel) in enumerate(orders, start=2):
         order = NewOrder("BTCUSDT", side, kind, qty, price=price if kind == "limit" else None)  # type: ignore[arg-type]
         try:
-            placed, _ = _place(ledger, order, now=now)  # type: ignore[misc]
+            placed, fills = _place(ledger, order, now=now)  # type: ignore[misc]
         except Refused:
             continue
+        assert ledger.order("bot", order_id=placed.order_id) == placed
+        assert ledger.fills_of([placed.order_id]) == fills
         if placed.is_open:
             ledger.fill_resting(
                 placed.order_id, later, last_trade_id=now, rate=FEES.maker, mid=None, now_ms=now
