@@ -35,6 +35,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -45,6 +46,8 @@ from keybroker.model import Credential
 from keybroker.openbao import AsyncOpenBao, Batcher, Connection, Session, ThreadSigner
 from keybroker.openbao import connection as connection_file
 from keybroker.openbao.two_pass import sign_in_two_passes
+
+T = TypeVar("T")
 
 log = logging.getLogger("keybroker.gateway")
 
@@ -161,6 +164,23 @@ class RemoteKeys:
         nonce: int | None,
     ) -> httpx.Request:
         """``profile.sign`` with the key in OpenBao; KeyStoreError/Unavailable (503) otherwise."""
+        if nonce is None and not profile.uses_nonce:
+            nonce = secrets.randbits(256)  # pinned for both passes; see the module docstring
+
+        def sign(bound: Credential) -> httpx.Request:
+            return profile.sign(request, bound, now_ms=now_ms, nonce=nonce)
+
+        return await self.run(profile.name, credential, sign)
+
+    async def run(
+        self, exchange: str, credential: Credential, work: Callable[[Credential], T]
+    ) -> T:
+        """``work(credential)`` with the credential's key in OpenBao, for any signer of
+        ``exchange`` (REST requests, WebSocket logins and frames).
+
+        ``work`` must be deterministic: it runs twice (see ``sign_in_two_passes``).
+        KeyStoreError/Unavailable (503) when OpenBao cannot sign.
+        """
         key = credential.secret
         assert isinstance(key, RemoteKey)
         if self._signer is None:
@@ -168,12 +188,9 @@ class RemoteKeys:
                 f"the key of {credential.name} is in OpenBao, and this gateway is not connected "
                 "to it: run `keybroker openbao setup` and restart the gateway"
             )
-        if nonce is None and not profile.uses_nonce:
-            nonce = secrets.randbits(256)  # pinned for both passes; see the module docstring
 
-        def run(signer: RemoteSigner) -> httpx.Request:
-            bound = credential.replace(secret=key.bind(signer))
-            return profile.sign(request, bound, now_ms=now_ms, nonce=nonce)
+        def run(signer: RemoteSigner) -> T:
+            return work(credential.replace(secret=key.bind(signer)))
 
         try:
             try:
@@ -181,7 +198,7 @@ class RemoteKeys:
                     assert self.batcher is not None
                     signed = await sign_in_two_passes(run, self.batcher)
                     if signed is None:  # the signer asked something else the second time
-                        self._note_unreplayable(profile.name)
+                        self._note_unreplayable(exchange)
                         signed = await asyncio.to_thread(run, self._signer)
             except TimeoutError:
                 raise KeyStoreUnavailable(

@@ -45,7 +45,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from keybroker.audit import AuditRow
-from keybroker.errors import InvalidInput, KeybrokerError, RateLimited
+from keybroker.crypto.keys import RemoteKey
+from keybroker.errors import InvalidInput, KeybrokerError, KeyStoreError, RateLimited
 from keybroker.exchanges import get_profile
 from keybroker.exchanges.base import ExchangeProfile, WebSocketSupport, WsCall
 from keybroker.gateway.auth import BOT_SCOPE_KEY
@@ -58,6 +59,7 @@ from keybroker.gateway.pipeline import (
     row,
     take_budget,
 )
+from keybroker.gateway.remote_keys import RemoteKeys
 from keybroker.gateway.state import Gateway
 from keybroker.model import Credential
 from keybroker.paper.keyless import is_keyless
@@ -490,7 +492,11 @@ class ApiSession:
         self, upstream: ClientConnection, login: Callable[[Credential, int], str]
     ) -> str | None:
         """Authenticate the upstream connection; None when it held, else why not."""
-        await upstream.send(login(self.credential, self.gateway.clock.now_ms()))
+        now = self.gateway.clock.now_ms()
+        try:
+            await upstream.send(await self._signed(lambda held: login(held, now)))
+        except KeyStoreError as error:
+            return f"keybroker: the WebSocket login could not be signed: {error}"
         try:
             async with asyncio.timeout(10):
                 async for message in upstream:
@@ -590,13 +596,31 @@ class ApiSession:
         # The client order id the gateway may have added is in the REST request's query.
         params = {k: v for k, v in request.url.params.multi_items()}
         signed = WsCall(call.request_id, call.method, params, request, call.frame)
+        now = gateway.clock.now_ms()
+        try:
+            frame = await self._signed(lambda held: self.support.sign_call(signed, held, now))
+        except KeyStoreError as error:
+            await gateway.audit.append(
+                row(job, "result", intent_id=intent_id, detail=f"not sent: {error}")
+            )
+            await self.websocket.send_text(
+                self._error(text, call.request_id, 503, "key_store_unavailable", str(error))
+            )
+            return None
         if call.request_id is None:  # nothing to match an answer by (OKX subscriptions)
             await gateway.audit.append(
                 row(job, "result", intent_id=intent_id, detail="websocket frame sent")
             )
         else:
-            self.pending[key] = Pending(job, intent_id, gateway.clock.now_ms())
-        return self.support.sign_call(signed, self.credential, gateway.clock.now_ms())
+            self.pending[key] = Pending(job, intent_id, now)
+        return frame
+
+    async def _signed(self, work: Callable[[Credential], str]) -> str:
+        """``work`` run with the credential, its key wherever it lives (OpenBao: two passes)."""
+        if not isinstance(self.credential.secret, RemoteKey):
+            return work(self.credential)
+        remote = self.gateway.remote_keys or RemoteKeys.absent(self.gateway.alert)
+        return await remote.run(self.profile.name, self.credential, work)
 
     async def _answers(self, upstream: ClientConnection) -> None:
         """Relay every upstream frame; an answer to a pending request writes its result row."""

@@ -9,6 +9,7 @@ checks every signature with its own code.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 from cli_harness import Kb
 from gateway_testkit import (
     BINANCE_API_KEY,
@@ -326,3 +328,36 @@ def test_the_gateway_process_never_holds_an_openbao_backed_secret(setup: Setup) 
         process.terminate()
         out, err = process.communicate(timeout=15)
     assert BINANCE_SECRET not in out + err
+
+
+def test_websocket_orders_are_signed_in_openbao_too(
+    setup: Setup, start_gateway: Callable[..., Gateway]
+) -> None:
+    # Binance's WebSocket API signs every request with the key: for a key in OpenBao the
+    # gateway signs the frame there (HMAC and Ed25519), as it does a REST request.
+    setup.kb("openbao", "setup", env=setup.bao_env())  # a fresh single-use secret id
+    gateway = start_gateway(setup.home)
+    client = gateway.client()
+    assert wait_until(lambda: client.get("/_/status").json()["openbao"]["state"] == "ready")
+    before = client.get("/_/status").json()["openbao"]["signatures"]
+
+    async def place(credential: str, price: int) -> dict[str, object]:
+        url = gateway.url.replace("http://", "ws://") + f"/{credential}/ws-api/v3"
+        headers = {"X-Keybroker-Token": gateway.token}
+        async with websockets.connect(url, additional_headers=headers, open_timeout=10) as bot:
+            params = {**LIMIT_BUY, "price": str(price)}
+            await bot.send(json.dumps({"id": price, "method": "order.place", "params": params}))
+            while True:
+                answer = json.loads(await asyncio.wait_for(bot.recv(), 10))
+                if answer.get("id") == price:
+                    return dict(answer)
+
+    hmac_answer = asyncio.run(place("bn", 39_001))
+    ed_answer = asyncio.run(place("bned", 39_002))
+    assert hmac_answer.get("status") == 200, hmac_answer
+    assert ed_answer.get("status") == 200, ed_answer
+    journal = httpx.get(f"{setup.exchange_url}/__emulator__/journal").json()["entries"]
+    over_ws = {e.get("api_key") for e in journal if e.get("transport") == "ws" and e.get("orders")}
+    assert {BINANCE_API_KEY, ED_API_KEY} <= over_ws
+    after = client.get("/_/status").json()["openbao"]
+    assert after["signatures"] - before >= 2 and after["threaded"] == 0
