@@ -92,7 +92,12 @@ def serve(
     ] = None,
     alert_webhook: Annotated[
         str | None,
-        typer.Option("--alert-webhook", help="POST alerts as JSON here (https).", metavar="URL"),
+        typer.Option(
+            "--alert-webhook",
+            help="POST alerts as JSON here (https). The same alert goes out at most once a "
+            "minute; the next one says how many were held back (repeated=N).",
+            metavar="URL",
+        ),
     ] = None,
     alert_command: Annotated[
         str | None,
