@@ -48,13 +48,15 @@ from keybroker.clock import Clock, SystemClock
 from keybroker.errors import CoordinationUnavailable, RateLimited
 from keybroker.exchanges.base import RateLimit
 from keybroker.ratelimit.bucket import default_margin_ms
-from keybroker.ratelimit.charges import Charge, apply_overrides
+from keybroker.ratelimit.charges import Charge, Prepaid, apply_overrides
 from keybroker.ratelimit.memory import MemoryLimiter
-from keybroker.ratelimit.redis_scripts import ACQUIRE, CORRECT, PEEK, RAISE_UNTIL
+from keybroker.ratelimit.redis_link import Link
+from keybroker.ratelimit.redis_scripts import ACQUIRE, CORRECT, PEEK, RAISE_UNTIL, REFUND
 
 log = logging.getLogger("keybroker.ratelimit")
 
 NAMESPACE = "keybroker"
+_REMEMBERED = 4096  # sets of charges whose budgets and script arguments are kept ready
 STORE_FAILURES = (RedisError, OSError)
 """What a Redis call raises when the store cannot answer (connection, timeout, loading)."""
 
@@ -126,6 +128,18 @@ class _Verdict:
     banned_until: int
 
 
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What ``try_all`` (redis_scripts.TRY_ALL) needs to take some charges, from any script."""
+
+    spends: tuple[_Spend, ...]
+    hosts: tuple[str, ...]
+    keys: list[str]
+    args: list[str | int | float]
+    now: int
+    charges: Sequence[Charge] = ()
+
+
 @dataclass(slots=True)
 class _Waiter:
     spends: list[_Spend]
@@ -171,7 +185,9 @@ class RedisLimiter:
 
     ``limit_overrides`` and ``margin_ms`` as in ``MemoryLimiter``;
     ``gateways`` is N of the local 1/N share used while Redis is down;
-    ``health`` is shared with the gateway's other users of the same store.
+    ``health`` is shared with the gateway's other users of the same store;
+    ``link`` (``redis_link.Link.of(client)``, closed by its owner) carries the
+    scripts at a fraction of redis-py's cost per call.
     """
 
     def __init__(
@@ -184,6 +200,7 @@ class RedisLimiter:
         gateways: int = 1,
         health: StoreHealth | None = None,
         namespace: str = NAMESPACE,
+        link: Link | None = None,
     ) -> None:
         if gateways < 1:
             raise ValueError("gateways must be at least 1")
@@ -194,12 +211,19 @@ class RedisLimiter:
         self._share = 1.0 / gateways
         self.health = health or StoreHealth(self._clock)
         self._ns = namespace
-        self._acquire = client.register_script(ACQUIRE)
-        self._correct = client.register_script(CORRECT)
-        self._peek = client.register_script(PEEK)
-        self._raise_until = client.register_script(RAISE_UNTIL)
+        self.link = link
+        script = link.script if link is not None else client.register_script
+        self._acquire = script(ACQUIRE)
+        self._correct = script(CORRECT)
+        self._peek = script(PEEK)
+        self._raise_until = script(RAISE_UNTIL)
+        self._refund = script(REFUND)
         self._fallback = MemoryLimiter(clock=self._clock, margin_ms=margin_ms)
         self._known: dict[str, _Spend] = {}  # budget key -> how it was last charged
+        self._spent: dict[tuple[Charge, ...], tuple[_Spend, ...]] = {}
+        self._offers: dict[
+            tuple[_Spend, ...], tuple[tuple[str, ...], list[str], list[str | int | float]]
+        ] = {}
         self._used: dict[str, float] = {}  # budget key -> use at the last refresh
         self._pauses: dict[str, int] = {}
         self._breakers: dict[str, int] = {}
@@ -209,6 +233,11 @@ class RedisLimiter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._counters = _Counters()
         self.health.listen(self._on_health)
+
+    @property
+    def client(self) -> Redis:
+        """The store this limiter's budgets live in."""
+        return self._client
 
     # -- the Limiter protocol ----------------------------------------------------------------
     async def acquire(
@@ -298,6 +327,38 @@ class RedisLimiter:
             return None
         return until
 
+    # -- taking an order's budget with its admission ------------------------------------------
+    def offer(self, charges: Sequence[Charge]) -> Offer | None:
+        """``try_all``'s keys and arguments for ``charges``, to run inside another script.
+
+        None when they must take their turn through ``acquire`` instead:
+        nothing to spend, someone already waits in line here (fair turns),
+        or the store is down.
+        """
+        if self._queues or not self.health.up:
+            return None
+        spends = self._spends(charges)
+        if not spends:
+            return None
+        return dataclasses.replace(self._offer(spends, self._now()), charges=tuple(charges))
+
+    def accepted(self, offer: Offer, answer: Any) -> Prepaid | None:
+        """Read ``try_all``'s answer to ``offer``: Prepaid when the budget was taken."""
+        if not answer:  # not tried (the script found the credential halted)
+            return None
+        verdict = self._verdict(offer, answer)
+        if not verdict.granted:
+            return None  # the request waits its turn in ``acquire`` as any other
+        self._counters.granted += 1
+        return Prepaid(tuple(offer.charges), offer.now)
+
+    def refund(self, prepaid: Prepaid) -> None:
+        """Give back what ``prepaid`` took (its order was refused before it left), from a task."""
+        spends = self._spends(prepaid.charges)
+        if spends and not prepaid.claimed:
+            prepaid.claimed = True
+            self._spawn(self._send_refund(spends, prepaid.taken_ms))
+
     def snapshot(self) -> list[dict[str, object]]:
         """Budgets as of the last ``refresh`` (the gateway's poller), pauses, breakers, totals."""
         now = self._clock.now_ms()
@@ -374,12 +435,36 @@ class RedisLimiter:
 
     async def _try(self, spends: Sequence[_Spend], now: int) -> _Verdict:
         """One script call: take every charge now, or learn how long until they fit."""
+        offer = self._offer(spends, now)
+        try:
+            answer = await self._acquire(keys=offer.keys, args=offer.args)
+        except STORE_FAILURES as error:
+            self.health.failed(error)
+            raise _GoLocal from error
+        self.health.succeeded()
+        return self._verdict(offer, answer)
+
+    def _offer(self, spends: Sequence[_Spend], now: int) -> Offer:
+        """try_all's keys and arguments; all but ``now`` are remembered per set of spends
+        (a bot repeats the same few requests)."""
+        known = self._offers.get(tuple(spends))
+        if known is None:
+            known = self._new_offer(spends)
+            if len(self._offers) >= _REMEMBERED:
+                self._offers.clear()
+            self._offers[tuple(spends)] = known
+        hosts, keys, tail = known
+        return Offer(tuple(spends), hosts, keys, [now, *tail], now)
+
+    def _new_offer(
+        self, spends: Sequence[_Spend]
+    ) -> tuple[tuple[str, ...], list[str], list[str | int | float]]:
         prefixes = sorted({p for spend in spends for p in pause_keys(spend.key)})
         hosts = sorted({spend.host for spend in spends if spend.host})
         keys = [self._key("b", spend.key) for spend in spends]
         keys += [self._key("p", prefix) for prefix in prefixes]
         keys += [self._key("x", host) for host in hosts]
-        args: list[str | int | float] = [now, len(spends), len(prefixes)]
+        args: list[str | int | float] = [len(spends), len(prefixes)]
         for spend in spends:
             args += [
                 repr(spend.amount),
@@ -388,16 +473,16 @@ class RedisLimiter:
                 spend.window_ms,
                 spend.margin_ms,
             ]
-        try:
-            granted, wait, reason, index, banned = await self._acquire(keys=keys, args=args)
-        except STORE_FAILURES as error:
-            self.health.failed(error)
-            raise _GoLocal from error
-        self.health.succeeded()
-        for spend in spends:
+        return tuple(hosts), keys, args
+
+    def _verdict(self, offer: Offer, answer: Any) -> _Verdict:
+        """``try_all``'s answer, learned from (budgets charged, a ban seen)."""
+        granted, wait, reason, index, banned = answer
+        now = offer.now
+        for spend in offer.spends:
             self._known[spend.key] = spend
         if int(banned) > now:
-            for host in hosts:
+            for host in offer.hosts:
                 self._breakers[host] = max(self._breakers.get(host, 0), int(banned))
         reason_text = reason.decode() if isinstance(reason, bytes) else str(reason)
         if int(granted) == -1:
@@ -426,6 +511,22 @@ class RedisLimiter:
         except STORE_FAILURES as error:
             self.health.failed(error)
 
+    async def _send_refund(self, spends: Sequence[_Spend], taken_ms: int) -> None:
+        args: list[str | int | float] = [self._now()]
+        for spend in spends:
+            args += [
+                repr(spend.amount),
+                spend.shape,
+                repr(spend.limit.capacity),
+                spend.window_ms,
+                spend.margin_ms,
+                taken_ms,
+            ]
+        try:
+            await self._refund(keys=[self._key("b", spend.key) for spend in spends], args=args)
+        except STORE_FAILURES as error:
+            self.health.failed(error)
+
     def _spawn(self, work: Any) -> None:
         try:
             task = asyncio.get_running_loop().create_task(work)
@@ -437,6 +538,15 @@ class RedisLimiter:
 
     # -- budgets -----------------------------------------------------------------------------
     def _spends(self, charges: Sequence[Charge]) -> list[_Spend]:
+        known = self._spent.get(tuple(charges))
+        if known is None:
+            known = self._new_spends(charges)
+            if len(self._spent) >= _REMEMBERED:
+                self._spent.clear()
+            self._spent[tuple(charges)] = known
+        return list(known)
+
+    def _new_spends(self, charges: Sequence[Charge]) -> tuple[_Spend, ...]:
         spends: list[_Spend] = []
         for charge in charges:
             if charge.amount <= 0:
@@ -450,7 +560,7 @@ class RedisLimiter:
             spends.append(
                 _Spend(charge.key, charge.amount, limit, charge.host, _shape(limit), window, margin)
             )
-        return spends
+        return tuple(spends)
 
     def _paused_until(self, key: str, now: int) -> int | None:
         latest = [
