@@ -22,8 +22,9 @@ Printed, not asserted (targets beside the numbers):
    /api/v3/account: its budget, and the usage reading after) is measured
    the same way.
 2. Limiter decisions per second against one Redis (``RedisLimiter.acquire``
-   with one charge, all granted), one caller and 32 concurrent callers in
-   one process, beside ``MemoryLimiter`` and a bare Redis PING round trip.
+   with one charge, all granted, over the gateway's pipelined link), one
+   caller and 32 concurrent callers in one process, beside ``MemoryLimiter``,
+   and bare PING round trips over the link and over redis-py.
 
 Every key, passphrase and token here is fake or throwaway.
 """
@@ -57,6 +58,7 @@ from bench_gateway import (
 from keybroker.exchanges.base import RateLimit
 from keybroker.ratelimit import Charge, MemoryLimiter
 from keybroker.ratelimit.redis import RedisLimiter
+from keybroker.ratelimit.redis_link import Link
 
 NO_LIMITS = {"REQUEST_WEIGHT": HIGH, "RAW_REQUESTS": HIGH, "ORDERS_10S": HIGH, "ORDERS_1D": HIGH}
 
@@ -76,6 +78,7 @@ if settings["redis"]:
     from keybroker.clock import SystemClock
     from keybroker.gateway.coordination_redis import RedisCoordination
     from keybroker.ratelimit.redis import RedisLimiter
+from keybroker.ratelimit.redis_link import Link
     coordination = RedisCoordination.from_url(
         Secret(settings["redis"]), vault=vault, clock=SystemClock(), gateways=2
     )
@@ -239,18 +242,28 @@ async def decisions(make: object, seconds: float, callers: int) -> float:
 async def redis_decisions(url: str, seconds: float, callers: int) -> float:
     async with Redis.from_url(url, max_connections=64) as client:
         await client.flushall()
-        return await decisions(lambda: RedisLimiter(client), seconds, callers)
+        link = Link.of(client)  # as the gateway does
+        try:
+            return await decisions(lambda: RedisLimiter(client, link=link), seconds, callers)
+        finally:
+            if link is not None:
+                await link.close()
 
 
-async def pings(url: str, seconds: float) -> float:
+async def pings(url: str, seconds: float, *, link: bool) -> float:
     async with Redis.from_url(url) as client:
+        over = Link.of(client) if link else None
+        ping = over.call if over is not None else client.ping
         count = 0
         stop_at = time.perf_counter() + seconds
         began = time.perf_counter()
         while time.perf_counter() < stop_at:
-            await client.ping()
+            await (ping("PING") if over is not None else ping())
             count += 1
-        return count / (time.perf_counter() - began)
+        rate = count / (time.perf_counter() - began)
+        if over is not None:
+            await over.close()
+        return rate
 
 
 def main() -> None:
@@ -331,8 +344,9 @@ def main() -> None:
                 )
             rows.append(
                 (
-                    "Redis PING round trips/s, 1 caller",
-                    f"{asyncio.run(pings(redis_url, args.seconds)):,.0f}",
+                    "Redis PING round trips/s, 1 caller: keybroker's link / redis-py",
+                    f"{asyncio.run(pings(redis_url, args.seconds, link=True)):,.0f} / "
+                    f"{asyncio.run(pings(redis_url, args.seconds, link=False)):,.0f}",
                     "(reference)",
                 )
             )

@@ -115,8 +115,13 @@ class _Wire(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_exception(self._lost(self._why))
 
+    @property
+    def usable(self) -> bool:
+        """Open, and not closing (the peer's close is seen before ``connection_lost`` runs)."""
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
     def send(self, command: bytes) -> asyncio.Future[Any]:
-        if self.closed or self.transport is None or self.transport.is_closing():
+        if not self.usable or self.transport is None:
             raise RedisConnectionError("Connection closed by server.")
         waiter = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
@@ -193,7 +198,7 @@ class Link:
         command = pack(args)
         wire = self._wire
         fresh = False
-        if wire is None or wire.closed or self._loop is not asyncio.get_running_loop():
+        if wire is None or not wire.usable or self._loop is not asyncio.get_running_loop():
             wire, fresh = await self._connect(), True
         try:
             return await self._answer(wire, command)
@@ -208,10 +213,8 @@ class Link:
         """Close the connection and wait until its socket is (a loop stopping right after
         would leave it open)."""
         wire, self._wire = self._wire, None
-        if wire is not None and wire.transport is not None:
-            wire.transport.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(wire.gone), 1.0)
+        if wire is not None:
+            await _closed(wire)
 
     async def _answer(self, wire: _Wire, command: bytes) -> Any:
         waiter = wire.send(command)
@@ -236,7 +239,7 @@ class Link:
         assert self._connecting is not None
         async with self._connecting:
             wire = self._wire
-            if wire is not None and not wire.closed:
+            if wire is not None and wire.usable:
                 return wire  # another caller connected meanwhile
             if wire is not None and wire.transport is not None:
                 wire.transport.close()
@@ -271,10 +274,17 @@ class Link:
             if self._db:
                 await self._answer(wire, pack(["SELECT", self._db]))
         except BaseException:
-            if wire.transport is not None:
-                wire.transport.close()
+            await _closed(wire)
             raise
         return wire
+
+
+async def _closed(wire: _Wire) -> None:
+    """Close ``wire`` and wait until its socket is closed (at most a second)."""
+    if wire.transport is not None:
+        wire.transport.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(wire.gone), 1.0)
 
 
 class LinkScript:
