@@ -20,7 +20,9 @@ Printed, not asserted (targets beside the numbers):
    budget, taken together) and two after (its count, the exchange's usage
    reading); the scripts Redis ran per request are counted. A read (GET
    /api/v3/account: its budget, and the usage reading after) is measured
-   the same way.
+   the same way. CPU time per request of each gateway process and of
+   redis-server is printed too: it moves less with the machine's load
+   than latency does.
 2. Limiter decisions per second against one Redis (``RedisLimiter.acquire``
    with one charge, all granted, over the gateway's pipelined link), one
    caller and 32 concurrent callers in one process, beside ``MemoryLimiter``,
@@ -50,6 +52,7 @@ from bench_gateway import (
     Connection,
     Server,
     _child,
+    cpu_seconds,
     free_port,
     make_home,
     percentile,
@@ -78,7 +81,6 @@ if settings["redis"]:
     from keybroker.clock import SystemClock
     from keybroker.gateway.coordination_redis import RedisCoordination
     from keybroker.ratelimit.redis import RedisLimiter
-from keybroker.ratelimit.redis_link import Link
     coordination = RedisCoordination.from_url(
         Secret(settings["redis"]), vault=vault, clock=SystemClock(), gateways=2
     )
@@ -299,9 +301,13 @@ def main() -> None:
                 ("read", "GET", "/bn/api/v3/account"),
             ):
                 before = script_calls(redis_url)
+                pids = {"in-process": memory.process.pid, "redis": shared.process.pid}
+                pids["redis-server"] = redis_process.pid
+                cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
                 per_round = latency(targets, method, path, token, args.rounds, args.per_round)
                 sent = (args.rounds * args.per_round) + 30
                 scripts = (script_calls(redis_url) - before) / sent
+                cpu = {name: (cpu_seconds(pids[name]) - cpu[name]) * 1000 / sent for name in pids}
                 pooled = {name: [t for r in per_round for t in r[name]] for name in targets}
                 for name in targets:
                     p50, p99 = percentile(pooled[name], 50), percentile(pooled[name], 99)
@@ -327,6 +333,13 @@ def main() -> None:
                 added99 = percentile(pooled["redis"], 99) - percentile(pooled["in-process"], 99)
                 rows.append((f"{label}: Redis adds at p99, all rounds (ms)", f"{added99:+.2f}", ""))
                 rows.append((f"{label}: Redis scripts run per request", f"{scripts:.2f}", ""))
+                rows.append(
+                    (
+                        f"{label}: CPU ms per request, gateway in-process / Redis / redis-server",
+                        f"{cpu['in-process']:.2f} / {cpu['redis']:.2f} / {cpu['redis-server']:.2f}",
+                        "",
+                    )
+                )
         finally:
             for server in reversed(servers):
                 server.stop()

@@ -127,7 +127,8 @@ async def judge(gateway: Gateway, incoming: Incoming, started: float) -> Job | R
             prepaid = await gateway.coordination.admit_order(
                 credential.name, incoming.bot.bot, budget_now(gateway, job)
             )
-            job = dataclasses.replace(job, prepaid=prepaid)
+            if prepaid is not None:
+                job = dataclasses.replace(job, prepaid=prepaid)
     except KeybrokerError as error:
         refused = await refuse(gateway, incoming, error_response(error), str(error))
         observe_added(gateway, "unknown", started, None)

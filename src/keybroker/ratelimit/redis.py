@@ -340,7 +340,7 @@ class RedisLimiter:
         spends = self._spends(charges)
         if not spends:
             return None
-        return dataclasses.replace(self._offer(spends, self._now()), charges=tuple(charges))
+        return self._offer(spends, self._now(), charges)
 
     def accepted(self, offer: Offer, answer: Any) -> Prepaid | None:
         """Read ``try_all``'s answer to ``offer``: Prepaid when the budget was taken."""
@@ -444,7 +444,7 @@ class RedisLimiter:
         self.health.succeeded()
         return self._verdict(offer, answer)
 
-    def _offer(self, spends: Sequence[_Spend], now: int) -> Offer:
+    def _offer(self, spends: Sequence[_Spend], now: int, charges: Sequence[Charge] = ()) -> Offer:
         """try_all's keys and arguments; all but ``now`` are remembered per set of spends
         (a bot repeats the same few requests)."""
         known = self._offers.get(tuple(spends))
@@ -454,7 +454,7 @@ class RedisLimiter:
                 self._offers.clear()
             self._offers[tuple(spends)] = known
         hosts, keys, tail = known
-        return Offer(tuple(spends), hosts, keys, [now, *tail], now)
+        return Offer(tuple(spends), hosts, keys, [now, *tail], now, tuple(charges))
 
     def _new_offer(
         self, spends: Sequence[_Spend]
