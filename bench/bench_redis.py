@@ -59,6 +59,7 @@ from bench_gateway import (
     start_emulator,
 )
 from keybroker.exchanges.base import RateLimit
+from keybroker.gateway.coordination_redis import ADMIT_ORDER
 from keybroker.ratelimit import Charge, MemoryLimiter
 from keybroker.ratelimit.redis import RedisLimiter
 from keybroker.ratelimit.redis_link import Link
@@ -252,6 +253,48 @@ async def redis_decisions(url: str, seconds: float, callers: int) -> float:
                 await link.close()
 
 
+ORDER_LIMITS = (
+    RateLimit("REQUEST_WEIGHT", HIGH, 60, "weight", "ip", fixed_window=True),
+    RateLimit("RAW_REQUESTS", HIGH, 300, "requests", "ip", fixed_window=True),
+    RateLimit("ORDERS_10S", HIGH, 10, "orders", "account", fixed_window=True),
+    RateLimit("ORDERS_1D", HIGH, 86400, "orders", "account", fixed_window=True),
+)
+
+
+async def admission_calls(url: str, count: int) -> tuple[float, float]:
+    """p50 (µs) of an order's admission script (halts, counts, four Binance-like budgets)
+    called alone over the link, and of a PING over it: the floor under what Redis adds."""
+    async with Redis.from_url(url) as client:
+        link = Link.of(client)
+        assert link is not None
+        limiter = RedisLimiter(client, link=link)
+        host = "127.0.0.1:1"
+        charges = [
+            Charge(
+                f"binance:testnet:{host}:{'' if lim.scope == 'ip' else 'bn:'}{lim.name}",
+                1.0,
+                lim,
+                host,
+            )
+            for lim in ORDER_LIMITS
+        ]
+        admit = link.script(ADMIT_ORDER)
+        keys = ["keybroker:halts", "bench:o:c", "bench:o:b", "bench:n"]
+        admitted: list[float] = []
+        pinged: list[float] = []
+        for _ in range(count):
+            began = time.perf_counter()
+            offer = limiter.offer(charges)
+            assert offer is not None
+            await admit(keys=[*keys, *offer.keys], args=[offer.now, "bn", 1, *offer.args])
+            admitted.append((time.perf_counter() - began) * 1e6)
+            began = time.perf_counter()
+            await link.call("PING")
+            pinged.append((time.perf_counter() - began) * 1e6)
+        await link.close()
+        return percentile(admitted, 50), percentile(pinged, 50)
+
+
 async def pings(url: str, seconds: float, *, link: bool) -> float:
     async with Redis.from_url(url) as client:
         over = Link.of(client) if link else None
@@ -355,6 +398,14 @@ def main() -> None:
                         "",
                     )
                 )
+            admitted, pinged = asyncio.run(admission_calls(redis_url, 2000))
+            rows.append(
+                (
+                    "an order's admission script alone / a PING, over the link, p50 (µs)",
+                    f"{admitted:.0f} / {pinged:.0f}",
+                    "(the floor)",
+                )
+            )
             rows.append(
                 (
                     "Redis PING round trips/s, 1 caller: keybroker's link / redis-py",

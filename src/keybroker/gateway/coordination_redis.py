@@ -108,7 +108,7 @@ redis.call('SET', KEYS[1], string.format('%d', value))
 return string.format('%d', value)
 """
 
-_ADMIT = (
+ADMIT_ORDER = (
     PRELUDE
     + TRY_ALL
     + r"""
@@ -295,7 +295,7 @@ class RedisCoordination:
         script = self.link.script if self.link is not None else client.register_script
         self.script = script
         self._next_nonce = script(_NEXT_NONCE)
-        self._admit = script(_ADMIT)
+        self._admit = script(ADMIT_ORDER)
         self._record = script(_RECORD)
         self._sync = script(_SYNC)
         self._limiter: RedisLimiter | None = None
