@@ -31,8 +31,15 @@ runs a script alone); everything else is plain keys under ``keybroker:``.
   past what other hosts may have drawn just before the loss.
 - **Order counts.** Each new order first reads the credential's and the
   bot's last-minute counts and the day's notional (and the halts) in one
-  script; allowed orders are added at once. Two gateways admitting orders
-  in the same millisecond can each pass a limit by the other's order.
+  script, ``ADMIT_ORDER``, which also takes the order's rate-limit budgets
+  when they all fit now and the credential is not halted: one round trip
+  before the order leaves instead of two (a policy refusal gives the budget
+  back, ``refund``). Allowed orders are added at once. Two gateways
+  admitting orders in the same millisecond can each pass a limit by the
+  other's order.
+- **The connection.** Scripts go over ``redis_link.Link``, one pipelined
+  connection parsed by hiredis; redis-py's per-command cost was larger than
+  the round trip itself. Probes and the CLI keep using redis-py.
 - **In-flight GETs.** The first gateway to claim a public GET fetches it and
   leaves the answer in Redis for a few seconds; the others wait for that
   answer instead of asking the exchange again.
