@@ -16,7 +16,9 @@ fit. Across gateways, whoever asks first after budget frees up gets it.
 script, so a ban one gateway saw stops them all; usage-header corrections
 raise the shared budgets. ``observe``, ``pause`` and ``open_breaker`` are
 synchronous in the protocol: they apply to this gateway at once and reach
-Redis from a task a moment later.
+Redis from a task a moment later (usage readings within ``CORRECT_EVERY_S``,
+the latest per budget, so a busy gateway sends a few corrections a second
+rather than one per response).
 
 When Redis does not answer (``StoreHealth`` says so), nothing waits on it:
 a request that spends from an order-counting budget is refused with
@@ -56,6 +58,8 @@ from keybroker.ratelimit.redis_scripts import ACQUIRE, CORRECT, PEEK, RAISE_UNTI
 log = logging.getLogger("keybroker.ratelimit")
 
 NAMESPACE = "keybroker"
+CORRECT_EVERY_S = 0.05
+"""How long usage readings wait to reach Redis together (the latest per budget)."""
 _REMEMBERED = 4096  # sets of charges whose budgets and script arguments are kept ready
 STORE_FAILURES = (RedisError, OSError)
 """What a Redis call raises when the store cannot answer (connection, timeout, loading)."""
@@ -221,6 +225,8 @@ class RedisLimiter:
         self._fallback = MemoryLimiter(clock=self._clock, margin_ms=margin_ms)
         self._known: dict[str, _Spend] = {}  # budget key -> how it was last charged
         self._spent: dict[tuple[Charge, ...], tuple[_Spend, ...]] = {}
+        self._readings: dict[str, tuple[_Spend, float, int]] = {}  # budget -> latest reading
+        self._flush_due = False
         self._offers: dict[
             tuple[_Spend, ...], tuple[tuple[str, ...], list[str], list[str | int | float]]
         ] = {}
@@ -300,7 +306,14 @@ class RedisLimiter:
             if (spend := self._known.get(f"{owner}:{name}")) is not None
         ]
         if found and self.health.up:
-            self._spawn(self._send_corrections(found, add=False))
+            # Readings wait a moment and go together, the latest per budget: one script
+            # per budget every CORRECT_EVERY_S at most, not one per response.
+            now = self._now()
+            for spend, used in found:
+                self._readings[spend.key] = (spend, used, now)
+            if not self._flush_due:
+                self._flush_due = True
+                self._spawn(self._flush_readings())
 
     def pause(self, key_prefix: str, seconds: float) -> None:
         """Spend nothing under ``key_prefix`` for ``seconds``, on every gateway."""
@@ -495,8 +508,20 @@ class RedisLimiter:
         except STORE_FAILURES as error:
             self.health.failed(error)
 
-    async def _send_corrections(self, found: Sequence[tuple[_Spend, float]], *, add: bool) -> None:
-        args: list[str | int | float] = [self._now()]
+    async def _flush_readings(self) -> None:
+        await asyncio.sleep(CORRECT_EVERY_S)
+        self._flush_due = False
+        readings, self._readings = self._readings, {}
+        at: dict[int, list[tuple[_Spend, float]]] = {}
+        for spend, used, now in readings.values():
+            at.setdefault(now, []).append((spend, used))
+        for now, found in sorted(at.items()):  # each reading counts at its own time
+            await self._send_corrections(found, add=False, now=now)
+
+    async def _send_corrections(
+        self, found: Sequence[tuple[_Spend, float]], *, add: bool, now: int | None = None
+    ) -> None:
+        args: list[str | int | float] = [self._now() if now is None else now]
         for spend, used in found:
             args += [
                 repr(used),
