@@ -170,7 +170,11 @@ class Link:
         connection = pool.make_connection()  # type: ignore[no-untyped-call]
         context = getattr(connection, "ssl_context", None)
         if context is not None:
-            ssl = context.get()
+            try:
+                ssl = context.get()
+            except (OSError, ValueError):  # e.g. a CA file not there (yet): redis-py says so
+                return None  # when it connects, as a store failure, as it always has
+
         return cls(
             str(kwargs.get("host", "localhost")),
             int(kwargs.get("port", 6379)),

@@ -177,3 +177,11 @@ def test_a_store_that_does_not_answer_times_out_and_the_link_recovers(
     first, errors, quick, back = run(scenario)
     assert first == b"PONG" and back == b"PONG"
     assert errors == [RedisTimeoutError.__name__] * 3 and quick
+
+
+def test_a_tls_client_whose_ca_file_is_missing_keeps_redis_py(tmp_path: object) -> None:
+    # No link then: redis-py reports the missing file when it connects, as a store failure.
+    url = f"rediss://127.0.0.1:1/0?ssl_ca_certs={tmp_path}/missing-ca.pem"
+    client = Redis.from_url(url)
+    assert Link.of(client) is None
+    assert Link.of(Redis.from_url("redis://127.0.0.1:1/0")) is not None
