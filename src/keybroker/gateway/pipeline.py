@@ -128,17 +128,7 @@ async def judge(gateway: Gateway, incoming: Incoming, started: float) -> Job | R
                 credential.name, incoming.bot.bot, budget_now(gateway, job)
             )
             if prepaid is not None:
-                job = Job(
-                    incoming,
-                    credential,
-                    profile,
-                    request,
-                    classified,
-                    intents,
-                    paper,
-                    None,
-                    prepaid,
-                )
+                job = dataclasses.replace(job, prepaid=prepaid)
     except KeybrokerError as error:
         refused = await refuse(gateway, incoming, error_response(error), str(error))
         observe_added(gateway, "unknown", started, None)
