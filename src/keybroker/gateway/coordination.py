@@ -20,13 +20,16 @@ The pieces, each with an in-process default:
 - ``admit_order``: called for each new order before its policy is
   evaluated; refreshes what the policy needs from the shared store and
   raises ``CoordinationUnavailable`` when the store cannot answer, so that
-  orders fail closed;
+  orders fail closed. Given the order's charges, a shared store may take
+  its budget in the same round trip (a ``Prepaid``, which ``refund`` gives
+  back if the policy refuses the order);
 - ``sync``: called by the gateway's poller after it reread the vault;
   publishes this host's halts and revocations and reads everyone else's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from keybroker.clock import Clock
@@ -35,7 +38,7 @@ from keybroker.gateway.activity import Activity
 from keybroker.gateway.config import GatewayConfig
 from keybroker.gateway.dedup import SharedFetches
 from keybroker.gateway.nonces import NonceLease, Nonces
-from keybroker.ratelimit import Limiter, MemoryLimiter
+from keybroker.ratelimit import Charge, Limiter, MemoryLimiter, Prepaid
 from keybroker.vault import Vault
 
 if TYPE_CHECKING:
@@ -54,7 +57,10 @@ class Coordination(Protocol):
     def nonces(self) -> Nonces: ...
     def activity(self, clock: Clock) -> Activity: ...
     async def start(self, gateway: Gateway) -> None: ...
-    async def admit_order(self, credential: str, bot: str) -> None: ...
+    async def admit_order(
+        self, credential: str, bot: str, charges: Sequence[Charge] = ()
+    ) -> Prepaid | None: ...
+    def refund(self, prepaid: Prepaid) -> None: ...
     async def sync(self, gateway: Gateway) -> None: ...
     async def close(self) -> None: ...
     def describe(self) -> dict[str, object]: ...
@@ -82,7 +88,12 @@ class InProcess:
     async def start(self, gateway: Gateway) -> None:
         return None
 
-    async def admit_order(self, credential: str, bot: str) -> None:
+    async def admit_order(
+        self, credential: str, bot: str, charges: Sequence[Charge] = ()
+    ) -> Prepaid | None:
+        return None
+
+    def refund(self, prepaid: Prepaid) -> None:
         return None
 
     async def sync(self, gateway: Gateway) -> None:

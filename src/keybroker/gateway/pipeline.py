@@ -49,7 +49,7 @@ from keybroker.gateway.state import Gateway
 from keybroker.gateway.upstream import Build, Failure, Received, forwardable_request_headers
 from keybroker.model import Credential
 from keybroker.policy import Policy, PolicyContext, evaluate, order_notional
-from keybroker.ratelimit import Charge, charges_for, host_prefix, request_prefix
+from keybroker.ratelimit import Charge, Prepaid, charges_for, host_prefix, request_prefix
 from keybroker.vault import BotToken
 
 log = logging.getLogger("keybroker.gateway")
@@ -86,6 +86,8 @@ class Job:
     """The paper venue answers it (a paper credential's order, cancel, order query, balance)."""
     notional: Decimal | None = None
     """What ``count_orders`` counted for an allowed order; its intent row records it."""
+    prepaid: Prepaid | None = None
+    """The order's budget, taken with its admission (``take_budget`` then takes none)."""
 
 
 async def handle(gateway: Gateway, incoming: Incoming) -> Response:
@@ -118,18 +120,25 @@ async def judge(gateway: Gateway, incoming: Incoming, started: float) -> Job | R
         request, intents = read_orders(profile, request, classified)
         policy = gateway.access.policy(credential.name)
         paper = paper_route.takes(policy, credential, classified)
+        job = Job(incoming, credential, profile, request, classified, intents, paper)
         if classified.kind == "order_place" and gateway.coordination is not None:
-            # Shared halts and order counts, fresh; 503 when the store is down.
-            await gateway.coordination.admit_order(credential.name, incoming.bot.bot)
+            # Shared halts and order counts, fresh; 503 when the store is down. A shared
+            # store takes the order's budget in the same round trip when it fits now.
+            prepaid = await gateway.coordination.admit_order(
+                credential.name, incoming.bot.bot, budget_now(gateway, job)
+            )
+            if prepaid is not None:
+                job = dataclasses.replace(job, prepaid=prepaid)
     except KeybrokerError as error:
         refused = await refuse(gateway, incoming, error_response(error), str(error))
         observe_added(gateway, "unknown", started, None)
         return refused
-    job = Job(incoming, credential, profile, request, classified, intents, paper)
     prices = await last_prices(gateway, job) if needs_prices(policy, job) else {}
     known = await exchange_facts(gateway, job, policy, prices)
     decision = evaluate(policy, classified, intents, facts(gateway, job, prices, known))  # 4.
     if not decision.allowed:
+        if job.prepaid is not None and gateway.coordination is not None:
+            gateway.coordination.refund(job.prepaid)  # it never leaves: its budget goes back
         denied = await deny(gateway, job, decision.rule, decision.detail)
         observe_added(gateway, classified.kind, started, None)
         return denied
@@ -426,6 +435,8 @@ async def take_budget(
     gateway: Gateway, job: Job, request: httpx.Request, *, fairness_key: str | None = None
 ) -> None:
     """Wait for budget (fair across bots) or raise RateLimited; a banned host is not tried."""
+    if request is job.request and job.prepaid is not None and job.prepaid.claim():
+        return  # taken with the order's admission (``budget_now``)
     host = host_of(request.url)
     until = gateway.limiter.breaker_until(host)
     now = gateway.clock.now_ms()
@@ -440,6 +451,16 @@ async def take_budget(
         fairness_key=fairness_key or job.incoming.bot.bot,
         deadline_s=gateway.config.rate_limit_deadline_s,
     )
+
+
+def budget_now(gateway: Gateway, job: Job) -> list[Charge]:
+    """The order's charges, for a shared store to take with its admission; none for a
+    banned host (``take_budget`` refuses it then)."""
+    host = host_of(job.request.url)
+    until = gateway.limiter.breaker_until(host)
+    if until is not None and until > gateway.clock.now_ms():
+        return []
+    return charges(job, job.request, job.classified)
 
 
 def learn_limits(

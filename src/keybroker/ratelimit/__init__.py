@@ -22,6 +22,7 @@ from typing import Protocol, runtime_checkable
 
 from keybroker.ratelimit.charges import (
     Charge,
+    Prepaid,
     apply_overrides,
     charges_for,
     host_prefix,
@@ -65,6 +66,7 @@ __all__ = [
     "Charge",
     "Limiter",
     "MemoryLimiter",
+    "Prepaid",
     "apply_overrides",
     "charges_for",
     "host_prefix",

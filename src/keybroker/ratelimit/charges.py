@@ -54,6 +54,26 @@ class Charge:
         return self.key.rsplit(":", 1)[0]
 
 
+@dataclass(slots=True)
+class Prepaid:
+    """Budget a shared limiter took together with an order's admission (one store round trip).
+
+    The request then skips its own ``acquire`` (``claim`` says so, once);
+    if the policy refuses the order, the limiter gives the budget back.
+    """
+
+    charges: tuple[Charge, ...]
+    taken_ms: int
+    claimed: bool = False
+
+    def claim(self) -> bool:
+        """True the first time: the request's budget is already taken."""
+        if self.claimed:
+            return False
+        self.claimed = True
+        return True
+
+
 def host_prefix(exchange: str, environment: str, host: str) -> str:
     """The owner of ``host``'s IP-wide budgets; every key for that host starts with it.
 

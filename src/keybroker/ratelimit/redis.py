@@ -16,7 +16,9 @@ fit. Across gateways, whoever asks first after budget frees up gets it.
 script, so a ban one gateway saw stops them all; usage-header corrections
 raise the shared budgets. ``observe``, ``pause`` and ``open_breaker`` are
 synchronous in the protocol: they apply to this gateway at once and reach
-Redis from a task a moment later.
+Redis from a task a moment later (usage readings within ``CORRECT_EVERY_S``,
+the latest per budget, so a busy gateway sends a few corrections a second
+rather than one per response).
 
 When Redis does not answer (``StoreHealth`` says so), nothing waits on it:
 a request that spends from an order-counting budget is refused with
@@ -48,13 +50,17 @@ from keybroker.clock import Clock, SystemClock
 from keybroker.errors import CoordinationUnavailable, RateLimited
 from keybroker.exchanges.base import RateLimit
 from keybroker.ratelimit.bucket import default_margin_ms
-from keybroker.ratelimit.charges import Charge, apply_overrides
+from keybroker.ratelimit.charges import Charge, Prepaid, apply_overrides
 from keybroker.ratelimit.memory import MemoryLimiter
-from keybroker.ratelimit.redis_scripts import ACQUIRE, CORRECT, PEEK, RAISE_UNTIL
+from keybroker.ratelimit.redis_link import Link
+from keybroker.ratelimit.redis_scripts import ACQUIRE, CORRECT, PEEK, RAISE_UNTIL, REFUND
 
 log = logging.getLogger("keybroker.ratelimit")
 
 NAMESPACE = "keybroker"
+CORRECT_EVERY_S = 0.05
+"""How long usage readings wait to reach Redis together (the latest per budget)."""
+_REMEMBERED = 4096  # sets of charges whose budgets and script arguments are kept ready
 STORE_FAILURES = (RedisError, OSError)
 """What a Redis call raises when the store cannot answer (connection, timeout, loading)."""
 
@@ -126,6 +132,18 @@ class _Verdict:
     banned_until: int
 
 
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What ``try_all`` (redis_scripts.TRY_ALL) needs to take some charges, from any script."""
+
+    spends: tuple[_Spend, ...]
+    hosts: tuple[str, ...]
+    keys: list[str]
+    args: list[str | int | float]
+    now: int
+    charges: Sequence[Charge] = ()
+
+
 @dataclass(slots=True)
 class _Waiter:
     spends: list[_Spend]
@@ -171,7 +189,9 @@ class RedisLimiter:
 
     ``limit_overrides`` and ``margin_ms`` as in ``MemoryLimiter``;
     ``gateways`` is N of the local 1/N share used while Redis is down;
-    ``health`` is shared with the gateway's other users of the same store.
+    ``health`` is shared with the gateway's other users of the same store;
+    ``link`` (``redis_link.Link.of(client)``, closed by its owner) carries the
+    scripts at a fraction of redis-py's cost per call.
     """
 
     def __init__(
@@ -184,6 +204,7 @@ class RedisLimiter:
         gateways: int = 1,
         health: StoreHealth | None = None,
         namespace: str = NAMESPACE,
+        link: Link | None = None,
     ) -> None:
         if gateways < 1:
             raise ValueError("gateways must be at least 1")
@@ -194,12 +215,21 @@ class RedisLimiter:
         self._share = 1.0 / gateways
         self.health = health or StoreHealth(self._clock)
         self._ns = namespace
-        self._acquire = client.register_script(ACQUIRE)
-        self._correct = client.register_script(CORRECT)
-        self._peek = client.register_script(PEEK)
-        self._raise_until = client.register_script(RAISE_UNTIL)
+        self.link = link
+        script = link.script if link is not None else client.register_script
+        self._acquire = script(ACQUIRE)
+        self._correct = script(CORRECT)
+        self._peek = script(PEEK)
+        self._raise_until = script(RAISE_UNTIL)
+        self._refund = script(REFUND)
         self._fallback = MemoryLimiter(clock=self._clock, margin_ms=margin_ms)
         self._known: dict[str, _Spend] = {}  # budget key -> how it was last charged
+        self._spent: dict[tuple[Charge, ...], tuple[_Spend, ...]] = {}
+        self._readings: dict[str, tuple[_Spend, float, int]] = {}  # budget -> latest reading
+        self._flush_due = False
+        self._offers: dict[
+            tuple[_Spend, ...], tuple[tuple[str, ...], list[str], list[str | int | float]]
+        ] = {}
         self._used: dict[str, float] = {}  # budget key -> use at the last refresh
         self._pauses: dict[str, int] = {}
         self._breakers: dict[str, int] = {}
@@ -209,6 +239,11 @@ class RedisLimiter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._counters = _Counters()
         self.health.listen(self._on_health)
+
+    @property
+    def client(self) -> Redis:
+        """The store this limiter's budgets live in."""
+        return self._client
 
     # -- the Limiter protocol ----------------------------------------------------------------
     async def acquire(
@@ -271,7 +306,14 @@ class RedisLimiter:
             if (spend := self._known.get(f"{owner}:{name}")) is not None
         ]
         if found and self.health.up:
-            self._spawn(self._send_corrections(found, add=False))
+            # Readings wait a moment and go together, the latest per budget: one script
+            # per budget every CORRECT_EVERY_S at most, not one per response.
+            now = self._now()
+            for spend, used in found:
+                self._readings[spend.key] = (spend, used, now)
+            if not self._flush_due:
+                self._flush_due = True
+                self._spawn(self._flush_readings())
 
     def pause(self, key_prefix: str, seconds: float) -> None:
         """Spend nothing under ``key_prefix`` for ``seconds``, on every gateway."""
@@ -297,6 +339,38 @@ class RedisLimiter:
             del self._breakers[host]
             return None
         return until
+
+    # -- taking an order's budget with its admission ------------------------------------------
+    def offer(self, charges: Sequence[Charge]) -> Offer | None:
+        """``try_all``'s keys and arguments for ``charges``, to run inside another script.
+
+        None when they must take their turn through ``acquire`` instead:
+        nothing to spend, someone already waits in line here (fair turns),
+        or the store is down.
+        """
+        if self._queues or not self.health.up:
+            return None
+        spends = self._spends(charges)
+        if not spends:
+            return None
+        return self._offer(spends, self._now(), charges)
+
+    def accepted(self, offer: Offer, answer: Any) -> Prepaid | None:
+        """Read ``try_all``'s answer to ``offer``: Prepaid when the budget was taken."""
+        if not answer:  # not tried (the script found the credential halted)
+            return None
+        verdict = self._verdict(offer, answer)
+        if not verdict.granted:
+            return None  # the request waits its turn in ``acquire`` as any other
+        self._counters.granted += 1
+        return Prepaid(tuple(offer.charges), offer.now)
+
+    def refund(self, prepaid: Prepaid) -> None:
+        """Give back what ``prepaid`` took (its order was refused before it left), from a task."""
+        spends = self._spends(prepaid.charges)
+        if spends and not prepaid.claimed:
+            prepaid.claimed = True
+            self._spawn(self._send_refund(spends, prepaid.taken_ms))
 
     def snapshot(self) -> list[dict[str, object]]:
         """Budgets as of the last ``refresh`` (the gateway's poller), pauses, breakers, totals."""
@@ -374,12 +448,36 @@ class RedisLimiter:
 
     async def _try(self, spends: Sequence[_Spend], now: int) -> _Verdict:
         """One script call: take every charge now, or learn how long until they fit."""
+        offer = self._offer(spends, now)
+        try:
+            answer = await self._acquire(keys=offer.keys, args=offer.args)
+        except STORE_FAILURES as error:
+            self.health.failed(error)
+            raise _GoLocal from error
+        self.health.succeeded()
+        return self._verdict(offer, answer)
+
+    def _offer(self, spends: Sequence[_Spend], now: int, charges: Sequence[Charge] = ()) -> Offer:
+        """try_all's keys and arguments; all but ``now`` are remembered per set of spends
+        (a bot repeats the same few requests)."""
+        known = self._offers.get(tuple(spends))
+        if known is None:
+            known = self._new_offer(spends)
+            if len(self._offers) >= _REMEMBERED:
+                self._offers.clear()
+            self._offers[tuple(spends)] = known
+        hosts, keys, tail = known
+        return Offer(tuple(spends), hosts, keys, [now, *tail], now, tuple(charges))
+
+    def _new_offer(
+        self, spends: Sequence[_Spend]
+    ) -> tuple[tuple[str, ...], list[str], list[str | int | float]]:
         prefixes = sorted({p for spend in spends for p in pause_keys(spend.key)})
         hosts = sorted({spend.host for spend in spends if spend.host})
         keys = [self._key("b", spend.key) for spend in spends]
         keys += [self._key("p", prefix) for prefix in prefixes]
         keys += [self._key("x", host) for host in hosts]
-        args: list[str | int | float] = [now, len(spends), len(prefixes)]
+        args: list[str | int | float] = [len(spends), len(prefixes)]
         for spend in spends:
             args += [
                 repr(spend.amount),
@@ -388,16 +486,16 @@ class RedisLimiter:
                 spend.window_ms,
                 spend.margin_ms,
             ]
-        try:
-            granted, wait, reason, index, banned = await self._acquire(keys=keys, args=args)
-        except STORE_FAILURES as error:
-            self.health.failed(error)
-            raise _GoLocal from error
-        self.health.succeeded()
-        for spend in spends:
+        return tuple(hosts), keys, args
+
+    def _verdict(self, offer: Offer, answer: Any) -> _Verdict:
+        """``try_all``'s answer, learned from (budgets charged, a ban seen)."""
+        granted, wait, reason, index, banned = answer
+        now = offer.now
+        for spend in offer.spends:
             self._known[spend.key] = spend
         if int(banned) > now:
-            for host in hosts:
+            for host in offer.hosts:
                 self._breakers[host] = max(self._breakers.get(host, 0), int(banned))
         reason_text = reason.decode() if isinstance(reason, bytes) else str(reason)
         if int(granted) == -1:
@@ -410,8 +508,20 @@ class RedisLimiter:
         except STORE_FAILURES as error:
             self.health.failed(error)
 
-    async def _send_corrections(self, found: Sequence[tuple[_Spend, float]], *, add: bool) -> None:
-        args: list[str | int | float] = [self._now()]
+    async def _flush_readings(self) -> None:
+        await asyncio.sleep(CORRECT_EVERY_S)
+        self._flush_due = False
+        readings, self._readings = self._readings, {}
+        at: dict[int, list[tuple[_Spend, float]]] = {}
+        for spend, used, now in readings.values():
+            at.setdefault(now, []).append((spend, used))
+        for now, found in sorted(at.items()):  # each reading counts at its own time
+            await self._send_corrections(found, add=False, now=now)
+
+    async def _send_corrections(
+        self, found: Sequence[tuple[_Spend, float]], *, add: bool, now: int | None = None
+    ) -> None:
+        args: list[str | int | float] = [self._now() if now is None else now]
         for spend, used in found:
             args += [
                 repr(used),
@@ -426,6 +536,22 @@ class RedisLimiter:
         except STORE_FAILURES as error:
             self.health.failed(error)
 
+    async def _send_refund(self, spends: Sequence[_Spend], taken_ms: int) -> None:
+        args: list[str | int | float] = [self._now()]
+        for spend in spends:
+            args += [
+                repr(spend.amount),
+                spend.shape,
+                repr(spend.limit.capacity),
+                spend.window_ms,
+                spend.margin_ms,
+                taken_ms,
+            ]
+        try:
+            await self._refund(keys=[self._key("b", spend.key) for spend in spends], args=args)
+        except STORE_FAILURES as error:
+            self.health.failed(error)
+
     def _spawn(self, work: Any) -> None:
         try:
             task = asyncio.get_running_loop().create_task(work)
@@ -437,6 +563,15 @@ class RedisLimiter:
 
     # -- budgets -----------------------------------------------------------------------------
     def _spends(self, charges: Sequence[Charge]) -> list[_Spend]:
+        known = self._spent.get(tuple(charges))
+        if known is None:
+            known = self._new_spends(charges)
+            if len(self._spent) >= _REMEMBERED:
+                self._spent.clear()
+            self._spent[tuple(charges)] = known
+        return list(known)
+
+    def _new_spends(self, charges: Sequence[Charge]) -> tuple[_Spend, ...]:
         spends: list[_Spend] = []
         for charge in charges:
             if charge.amount <= 0:
@@ -450,7 +585,7 @@ class RedisLimiter:
             spends.append(
                 _Spend(charge.key, charge.amount, limit, charge.host, _shape(limit), window, margin)
             )
-        return spends
+        return tuple(spends)
 
     def _paused_until(self, key: str, now: int) -> int | None:
         latest = [

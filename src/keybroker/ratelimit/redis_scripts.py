@@ -251,8 +251,7 @@ end
 
 -- The stored bucket for KEY, or a new one; a changed capacity is taken over (bucket.reconfigure),
 -- a changed shape or window starts afresh (as MemoryLimiter makes a new bucket).
-local function load(key, shape, capacity, window, margin)
-  local text = redis.call('GET', key)
+local function load_text(text, shape, capacity, window, margin)
   if text then
     local b = decode(text)
     if b.shape == shape and b.w == window and b.m == margin then
@@ -263,51 +262,59 @@ local function load(key, shape, capacity, window, margin)
   return new_bucket(shape, capacity, window, margin)
 end
 
+local function load(key, shape, capacity, window, margin)
+  return load_text(redis.call('GET', key), shape, capacity, window, margin)
+end
+
 local function save(key, b)
   redis.call('SET', key, encode(b), 'PX', math.floor(2 * (b.w + b.m) + 1000))
 end
 """
 
-ACQUIRE = (
-    PRELUDE
-    + r"""
--- KEYS: n budgets, then p pause keys, then the breaker keys.
--- ARGV: now, n, p, then per budget: amount, shape, capacity, window_ms, margin_ms.
+TRY_ALL = r"""
+-- try_all(K, A): take every charge now, or say how long until they all fit; nothing is taken
+-- unless everything fits.
+-- K: n budgets, then p pause keys, then the breaker keys.
+-- A: now, n, p, then per budget: amount, shape, capacity, window_ms, margin_ms.
 -- Returns {granted 1|0|-1, wait_ms, reason, budget index, banned_until}; -1: never fits.
-local now = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
-local p = tonumber(ARGV[3])
-local buckets, amounts = {}, {}
-local longest, reason, which, banned = 0, '', 0, 0
-for i = 1, n do
-  local at = 4 + (i - 1) * 5
-  local amount = tonumber(ARGV[at])
-  local b = load(KEYS[i], ARGV[at + 1], tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]),
-                 tonumber(ARGV[at + 4]))
-  local wait = wait_of(b, amount, now)
-  if wait == nil then return {-1, 0, 'budget', i, 0} end
-  if wait > longest then longest, reason, which = wait, 'budget', i end
-  buckets[i], amounts[i] = b, amount
-end
-for j = n + 1, n + p do
-  local untl = tonumber(redis.call('GET', KEYS[j]) or '0')
-  if untl - now > longest then longest, reason, which = untl - now, 'pause', 0 end
-end
-for j = n + p + 1, #KEYS do
-  local untl = tonumber(redis.call('GET', KEYS[j]) or '0')
-  if untl > now then
-    banned = math.max(banned, untl)
-    if untl - now > longest then longest, reason, which = untl - now, 'breaker', 0 end
+local function try_all(K, A)
+  local now = tonumber(A[1])
+  local n = tonumber(A[2])
+  local p = tonumber(A[3])
+  local buckets, amounts = {}, {}
+  local longest, reason, which, banned = 0, '', 0, 0
+  local stored = redis.call('MGET', unpack(K))  -- budgets, pauses, breakers: one call
+  for i = 1, n do
+    local at = 4 + (i - 1) * 5
+    local amount = tonumber(A[at])
+    local b = load_text(stored[i], A[at + 1], tonumber(A[at + 2]), tonumber(A[at + 3]),
+                        tonumber(A[at + 4]))
+    local wait = wait_of(b, amount, now)
+    if wait == nil then return {-1, 0, 'budget', i, 0} end
+    if wait > longest then longest, reason, which = wait, 'budget', i end
+    buckets[i], amounts[i] = b, amount
   end
+  for j = n + 1, n + p do
+    local untl = tonumber(stored[j] or '0')
+    if untl - now > longest then longest, reason, which = untl - now, 'pause', 0 end
+  end
+  for j = n + p + 1, #K do
+    local untl = tonumber(stored[j] or '0')
+    if untl > now then
+      banned = math.max(banned, untl)
+      if untl - now > longest then longest, reason, which = untl - now, 'breaker', 0 end
+    end
+  end
+  if longest > 0 then return {0, longest, reason, which, banned} end
+  for i = 1, n do
+    take(buckets[i], amounts[i], now)
+    save(K[i], buckets[i])
+  end
+  return {1, 0, '', 0, banned}
 end
-if longest > 0 then return {0, longest, reason, which, banned} end
-for i = 1, n do
-  take(buckets[i], amounts[i], now)
-  save(KEYS[i], buckets[i])
-end
-return {1, 0, '', 0, banned}
 """
-)
+
+ACQUIRE = PRELUDE + TRY_ALL + "\nreturn try_all(KEYS, ARGV)\n"
 
 CORRECT = (
     PRELUDE
@@ -325,6 +332,52 @@ for i = 1, #KEYS do
   save(KEYS[i], b)
 end
 return #KEYS
+"""
+)
+
+REFUND = (
+    PRELUDE
+    + r"""
+-- KEYS: budgets; ARGV: now, then per budget: amount, shape, capacity, window_ms, margin_ms,
+-- taken_at. Gives back what try_all took at taken_at for an order the policy refused after
+-- its budget was taken with its admission (it never left the machine), as far as that spend
+-- still counts: never below zero, nothing for a spend already expired or a budget gone.
+local now = tonumber(ARGV[1])
+local function untake(b, amount, at)
+  if b.shape == 'w' then
+    w_expire(b, now)
+    local slot = fdiv(at, b.s)
+    for _, s in ipairs(b.slots) do
+      if s[1] == slot then
+        local back = math.min(amount, s[2])
+        s[2] = s[2] - back
+        b.total = b.total - back
+        return
+      end
+    end
+  elseif b.shape == 'f' then
+    f_forget(b, now)
+    for i = fdiv(at - b.m, b.w), fdiv(at + b.m, b.w) do
+      if b.counts[i] then b.counts[i] = math.max(0, b.counts[i] - amount) end
+    end
+  else
+    d_drain(b, now)
+    local left = amount - math.max(0, now - at) * d_rate(b)
+    if left > 0 then b.level = math.max(0, b.level - left) end
+  end
+end
+local given = 0
+for i = 1, #KEYS do
+  local at = 2 + (i - 1) * 6
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    local b = load(KEYS[i], ARGV[at + 1], tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]),
+                   tonumber(ARGV[at + 4]))
+    untake(b, tonumber(ARGV[at]), tonumber(ARGV[at + 5]))
+    save(KEYS[i], b)
+    given = given + 1
+  end
+end
+return given
 """
 )
 
