@@ -126,6 +126,20 @@ class ScientificDecimal(Decimal):
     __slots__ = ()
 
 
+def json_object(text: str, *, exact: bool = True) -> dict[str, Any] | None:
+    """A WebSocket frame's JSON object, or None for anything else (not JSON, not an object).
+
+    ``exact`` reads fractions as Decimal (amounts in order frames); without it
+    floats are fine, for the per-frame checks on market data, which only look
+    at keys and are on the relay's hot path.
+    """
+    try:
+        frame = json.loads(text, parse_float=Decimal) if exact else json.loads(text)
+    except ValueError:
+        return None
+    return frame if isinstance(frame, dict) else None
+
+
 def _json_fraction(text: str) -> Decimal:
     # json hands over the number exactly as written; keep whether it had an exponent.
     if "e" in text or "E" in text:

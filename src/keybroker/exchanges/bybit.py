@@ -998,7 +998,7 @@ def ws_auth(credential: Credential, now_ms: int) -> str:
 
 def ws_auth_answer(text: str) -> bool | None:
     """The private stream answers ``success``, the trade stream ``retCode`` (0: accepted)."""
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text)
     if frame is None or frame.get("op") != "auth":
         return None
     if "retCode" in frame:
@@ -1022,7 +1022,7 @@ def ws_local_answer(text: str) -> str | None:
     accepts (ccxt's ``handle_authenticate`` takes either). Pings get the public stream's
     pong (``ret_msg":"pong"``), which ccxt's ``handle_message`` recognises.
     """
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text)
     if frame is None:
         return None
     op = frame.get("op")
@@ -1056,7 +1056,7 @@ def ws_is_pong(text: str) -> bool:
     """Bybit's pongs: ``{"op":"pong",...}`` (private, trade) or ``{"op":"ping",
     "ret_msg":"pong",...}`` (public). Bots' own pings never go upstream (answered
     locally), so every pong from upstream answers the gateway's heartbeat."""
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text)
     if frame is None or "topic" in frame:
         return False
     return frame.get("op") == "pong" or (
@@ -1073,7 +1073,7 @@ def _id_text(value: object) -> str | None:
 
 
 def ws_request_id(text: str) -> object:
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text)
     if frame is None:
         return None
     return _id_text(frame.get("reqId", frame.get("req_id")))
@@ -1081,7 +1081,7 @@ def ws_request_id(text: str) -> object:
 
 def ws_response_id(text: str) -> object:
     """The id of an answer to an op; None for topic data (whose ``id`` is the event's own)."""
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text)
     if frame is None or "op" not in frame or "topic" in frame:
         return None
     return _id_text(frame.get("reqId", frame.get("req_id")))
@@ -1095,7 +1095,7 @@ def ws_read_call(text: str, rest_base: str) -> WsCall:
     and Referer (a broker code); the gateway sets X-BAPI-TIMESTAMP itself. Any other op
     is refused: nothing unread goes upstream on a connection the gateway authenticated.
     """
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text)
     if frame is None or not isinstance(frame.get("op"), str):
         raise InvalidInput("a Bybit WebSocket frame is a JSON object with an op")
     op = str(frame["op"])
@@ -1176,7 +1176,7 @@ def ws_refusal(text: str, request_id: object, status: int, code: str, message: s
     """Bybit's own answer shapes with our message: a trade op (or a frame with ``reqId``)
     gets ``{"reqId","retCode","retMsg","op"}``, anything else the private stream's
     ``{"success":false,"ret_msg","conn_id","req_id","op"}``."""
-    frame = _ws_frame(text) or {}
+    frame = _wire.json_object(text) or {}
     op = frame.get("op") if isinstance(frame.get("op"), str) else ""
     if op in WS_OPS or "reqId" in frame:
         answer: dict[str, object] = {}
@@ -1200,7 +1200,7 @@ def ws_error_frame(
 
 def ws_answer_status(text: str) -> tuple[int | None, str | None]:
     """The venue code of an answer for the result row: retCode, or "0"/"error" (success)."""
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text)
     if frame is None:
         return None, None
     if "retCode" in frame:
@@ -1211,7 +1211,7 @@ def ws_answer_status(text: str) -> tuple[int | None, str | None]:
 
 
 def ws_subscription(text: str) -> tuple[object, str, tuple[str, ...]] | None:
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text)
     if frame is None or frame.get("op") not in ("subscribe", "unsubscribe"):
         return None
     args = frame.get("args")
@@ -1246,16 +1246,8 @@ def ws_stream_subscribe(name: str) -> str:
 
 
 def ws_is_data(text: str) -> bool:
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text, exact=False)  # every market-data frame: keys only
     return frame is not None and "topic" in frame and "op" not in frame
-
-
-def _ws_frame(text: str) -> dict[str, Any] | None:
-    try:
-        frame = json.loads(text, parse_float=Decimal)
-    except ValueError:
-        return None
-    return frame if isinstance(frame, dict) else None
 
 
 WEBSOCKET = WebSocketSupport(

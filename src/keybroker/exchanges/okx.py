@@ -1148,7 +1148,7 @@ def ws_login(credential: Credential, now_ms: int) -> str:
 
 
 def ws_login_answer(text: str) -> bool | None:
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text)
     if frame is None:
         return None
     if frame.get("event") == "login":
@@ -1161,7 +1161,7 @@ def ws_login_answer(text: str) -> bool | None:
 def ws_local_answer(text: str) -> str | None:
     """A bot's own login (ccxt sends one with its placeholder keys): the gateway has already
     logged the connection in, so it says so and sends nothing upstream."""
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text)
     if frame is not None and frame.get("op") == "login":
         return '{"event":"login","code":"0","msg":"","connId":"keybroker"}'
     if text == "ping":
@@ -1170,7 +1170,7 @@ def ws_local_answer(text: str) -> str | None:
 
 
 def ws_read_call(text: str, rest_base: str) -> WsCall:
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text)
     if frame is None or not isinstance(frame.get("op"), str):
         raise InvalidInput("an OKX WebSocket frame is a JSON object with an op")
     op = str(frame["op"])
@@ -1222,19 +1222,19 @@ def ws_error_frame(request_id: object, status: int, code: str, message: str) -> 
 
 
 def ws_request_id(text: str) -> object:
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text)
     return None if frame is None else frame.get("id")
 
 
 def ws_response_id(text: str) -> object:
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text)
     if frame is None or "op" not in frame:
         return None
     return frame.get("id")
 
 
 def ws_subscription(text: str) -> tuple[object, str, tuple[str, ...]] | None:
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text)
     if frame is None or frame.get("op") not in ("subscribe", "unsubscribe"):
         return None
     args = frame.get("args")
@@ -1256,16 +1256,8 @@ def ws_stream_subscribe(name: str) -> str:
 
 
 def ws_is_data(text: str) -> bool:
-    frame = _ws_frame(text)
+    frame = _wire.json_object(text, exact=False)  # every market-data frame: keys only
     return frame is not None and "event" not in frame
-
-
-def _ws_frame(text: str) -> dict[str, Any] | None:
-    try:
-        frame = json.loads(text, parse_float=Decimal)
-    except ValueError:
-        return None
-    return frame if isinstance(frame, dict) else None
 
 
 WEBSOCKET = WebSocketSupport(
