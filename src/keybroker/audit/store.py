@@ -16,7 +16,10 @@ Group commit: every append, async or sync, goes to one writer thread. While
 it commits one group (one transaction, one fsync of the WAL), new appends
 queue up, and the next transaction takes them all. No append waits for a
 timer, and N concurrent appends cost about two fsyncs, not N. ``append``
-returns only once its row's transaction is committed and synced.
+returns only once its row's transaction is committed and synced. A row
+nothing waits for (``append_later``: the gateway's result rows) may wait up
+to ``later_s`` to join the next commit, so a steady flow of orders costs one
+fsync per order, not two.
 
 Each transaction reads the last row's hash inside ``BEGIN IMMEDIATE``, so
 appends from several processes still form one chain.
@@ -76,6 +79,8 @@ class _Pending:
     row: AuditRow
     ts_ms: int
     future: Future[int]
+    due: float | None = None
+    """For a row that may wait (``append_later``): the monotonic time it must be written by."""
 
 
 class AuditLog:
@@ -92,6 +97,8 @@ class AuditLog:
     on_append: Callable[[float], None] | None = None
     """Called on the appending event loop with each ``append``'s seconds until durable
     (the gateway's audit write latency metric); never with row contents."""
+    later_s: float = 0.05
+    """How long a row given to ``append_later`` may wait for company in a commit."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, clock: Clock) -> None:
         """Internal: use ``AuditLog.open``."""
@@ -101,6 +108,7 @@ class AuditLog:
         self._clock = clock
         self._cond = threading.Condition()
         self._pending: list[_Pending] = []
+        self._urgent = 0  # pending rows that must not wait (all but append_later's)
         self._closed = False
         self._commits = 0
         self._rows = 0
@@ -148,14 +156,29 @@ class AuditLog:
         """``append`` for threads and the CLI: blocks until the row is durable."""
         return self._submit(row).result()
 
-    def _submit(self, row: AuditRow) -> Future[int]:
+    def append_later(self, row: AuditRow) -> Future[int]:
+        """Queue a row nothing has to wait for (the gateway's result rows); its future
+        gives its id once it is durable.
+
+        It is written with the next row that must not wait, or ``later_s`` after it
+        was queued, whichever comes first: at a steady flow of orders each order's
+        result row shares the next order's intent commit instead of costing an fsync
+        of its own. ``close()`` writes it too. InvalidInput for a malformed row.
+        """
+        return self._submit(row, due=time.monotonic() + self.later_s)
+
+    def _submit(self, row: AuditRow, due: float | None = None) -> Future[int]:
         checked = check_row(row)  # a malformed row fails here, alone
         future: Future[int] = Future()
         with self._cond:
             if self._closed:
                 raise AuditError(f"the audit log {self.path} is closed")
-            self._pending.append(_Pending(checked, self._clock.now_ms(), future))
-            self._cond.notify()
+            self._pending.append(_Pending(checked, self._clock.now_ms(), future, due))
+            if due is None:
+                self._urgent += 1
+                self._cond.notify()
+            elif len(self._pending) == 1:  # else the writer already waits for an earlier one
+                self._cond.notify()
         return future
 
     @property
@@ -173,12 +196,23 @@ class AuditLog:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending:
-                    return  # closed and drained
+                while True:
+                    if self._pending and (self._urgent or self._closed):
+                        break
+                    if not self._pending:
+                        if self._closed:
+                            return  # closed and drained
+                        self._cond.wait()
+                        continue
+                    # Only rows that may wait: the first is the oldest.
+                    due = self._pending[0].due
+                    wait = 0.0 if due is None else due - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
                 group = self._pending[: self.max_group]
                 del self._pending[: self.max_group]
+                self._urgent = sum(1 for item in self._pending if item.due is None)
             # A caller that gave up (a cancelled task) before now is left out.
             group = [item for item in group if item.future.set_running_or_notify_cancel()]
             if group:

@@ -165,6 +165,40 @@ def test_concurrent_appends_share_one_commit(log: AuditLog, log_path: Path) -> N
     assert verify_chain(log_path).ok
 
 
+def test_a_row_appended_later_rides_with_the_next_row_that_cannot_wait(
+    log: AuditLog, log_path: Path
+) -> None:
+    """A result row queued with ``append_later`` shares the next intent's commit."""
+    log.later_s = 60.0  # only the next urgent row can bring it out in this test
+    queued = log.append_later(result(1, 1))
+    assert not queued.done()  # nothing was written for it alone
+    assert log.append_sync(intent(2)) == 2
+    assert queued.result(timeout=5) == 1  # written before the intent that came after it
+    assert log.commit_count == 1
+    assert [row.row.kind for row in read_rows(log_path)] == ["result", "intent"]
+    assert verify_chain(log_path).ok
+
+
+def test_a_row_appended_later_is_written_alone_after_its_wait(log: AuditLog) -> None:
+    log.later_s = 0.05
+    assert log.append_later(intent(1)).result(timeout=10) == 1
+    assert log.commit_count == 1
+
+
+def test_close_writes_the_rows_still_waiting(log_path: Path) -> None:
+    opened = AuditLog.open(log_path)
+    opened.later_s = 60.0
+    queued = [opened.append_later(intent(n)) for n in range(3)]
+    opened.close()
+    assert [future.result(timeout=0) for future in queued] == [1, 2, 3]
+    assert verify_chain(log_path).rows == 3
+
+
+def test_a_malformed_row_appended_later_is_refused_at_once(log: AuditLog) -> None:
+    with pytest.raises(InvalidInput):
+        log.append_later(AuditRow("nonsense"))
+
+
 def test_free_running_concurrent_appends_are_grouped(log: AuditLog) -> None:
     async def run() -> list[int]:
         return await asyncio.gather(*(log.append(intent(n)) for n in range(200)))
