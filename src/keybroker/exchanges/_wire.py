@@ -333,14 +333,57 @@ def append_form_field(body: bytes, field: bytes) -> bytes:
     return body + b"&" + field if body else field
 
 
-def with_body(request: httpx.Request, body: bytes) -> httpx.Request:
-    """A copy of ``request`` with a new body and its length recomputed; URL and headers kept."""
-    headers = [
-        (name, value)
-        for name, value in request.headers.multi_items()
-        if name.lower() not in ("content-length", "transfer-encoding")
+def with_body(
+    request: httpx.Request, body: bytes, *, url: httpx.URL | None = None
+) -> httpx.Request:
+    """A copy of ``request`` with a new body and its length recomputed; URL (or ``url``)
+    and headers kept.
+
+    Built directly (``build_request``) when the headers are ASCII, which is what
+    the public constructor, used otherwise, would build; a unit test holds the two
+    equal.
+    """
+    kept = [  # lower-cased names, as the public way (through ``multi_items``) gives them
+        (lower, lower, value)
+        for _, lower, value in header_triples(request.headers)
+        if lower not in (b"content-length", b"transfer-encoding")
     ]
-    return httpx.Request(request.method, request.url, headers=headers, content=body)
+    if HTTPX_INTERNALS_MATCH and all(name.isascii() and value.isascii() for name, _, value in kept):
+        target = request.url if url is None else url
+        return build_request(
+            request.method, target, prepared_headers(request.method, target, kept, body), body
+        )
+    public = [(name, value) for name, _, value in kept]
+    return httpx.Request(request.method, url or request.url, headers=public, content=body)
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def prepared_headers(
+    method: str, url: httpx.URL, headers: list[HeaderTriple], body: bytes
+) -> list[HeaderTriple]:
+    """What ``httpx.Request(method, url, headers=..., content=body)`` makes of ``headers``
+    (ASCII triples, owned by the result): Host first unless given, then the headers
+    as given, then Content-Length for a body; for an empty POST, PUT or PATCH a
+    ``Content-Length: 0`` up front, unless a length or transfer coding was given."""
+    has_host = has_length = has_coding = False
+    for _, lower, _ in headers:
+        if lower == b"host":
+            has_host = True
+        elif lower == b"content-length":
+            has_length = True
+        elif lower == b"transfer-encoding":
+            has_coding = True
+    front: list[HeaderTriple] = []
+    if not has_host and url.host:
+        front.append((b"Host", b"host", url.netloc))
+    if body:
+        if not has_length:
+            headers.append((b"Content-Length", b"content-length", str(len(body)).encode("ascii")))
+    elif not has_length and not has_coding and method in _BODY_METHODS:
+        front.append((b"Content-Length", b"content-length", b"0"))
+    return front + headers if front else headers
 
 
 def frame_args_body(value: Any) -> bytes:

@@ -53,6 +53,7 @@ from keybroker.exchanges._wire import (
     build_request,
     header_triples,
     load_json,
+    with_body,
     with_query,
 )
 from keybroker.exchanges.base import (
@@ -1236,20 +1237,10 @@ def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> ht
     field = b"newClientOrderId=" + new_id().encode("ascii")
     body = _body(request)
     query = request.url.query
-    headers = [
-        (name, value)
-        for name, value in request.headers.multi_items()
-        if name.lower() not in ("content-length", "transfer-encoding")
-    ]
     if body or (not query and request.method in _BODY_METHODS):
-        return httpx.Request(
-            request.method,
-            request.url,
-            headers=headers,
-            content=body + b"&" + field if body else field,
-        )
+        return with_body(request, body + b"&" + field if body else field)
     url = with_query(request.url, query + b"&" + field if query else field)
-    return httpx.Request(request.method, url, headers=headers, content=body)
+    return with_body(request, body, url=url)
 
 
 def lookup_request(request: httpx.Request, intent: OrderIntent) -> httpx.Request | None:
