@@ -32,6 +32,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keybroker.audit import AuditLog, AuditRow
 from keybroker.audit.alerts import Alerter
@@ -158,6 +159,7 @@ def create_app(
             Middleware(HostCheck, host_names=config.host_names),
             Middleware(OriginCheck, origins=config.cors_origins),
             Middleware(TokenAuth),
+            Middleware(ProxyLane),
         ],
         lifespan=lifespan,
     )
@@ -191,6 +193,34 @@ async def _unknown_own_endpoint(request: Request) -> Response:
         "the gateway's own endpoints are /_/health, /_/status, /_/metrics, /_/credentials, "
         "/_/dashboard",
     )
+
+
+class ProxyLane:
+    """Exchange requests (``/{credential}/...``) straight to ``proxy``, past the router.
+
+    The router would try every own and dashboard route before the catch-all one,
+    and Starlette's exception middleware would wrap a handler that catches its
+    own errors: work on every order for no decision. This is the innermost
+    middleware, so the Host, origin and token checks have run; anything else
+    (``/_/``, WebSockets, other methods) goes on to the router as before.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in _PROXY_METHODS
+            and not scope["path"].startswith("/_/")
+        ):
+            response = await proxy(Request(scope, receive, send))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+_PROXY_METHODS = frozenset(METHODS)
 
 
 async def proxy(request: Request) -> Response:
