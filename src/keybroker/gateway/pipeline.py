@@ -30,7 +30,6 @@ from keybroker.audit import AuditRow
 from keybroker.crypto.keys import RemoteKey
 from keybroker.errors import (
     AuthenticationFailed,
-    InvalidInput,
     IPBanned,
     KeybrokerError,
     OrderRejected,
@@ -43,6 +42,7 @@ from keybroker.exchanges.base import ClassifiedRequest, OrderIntent
 from keybroker.gateway import paper_route
 from keybroker.gateway.facts import NOTHING_KNOWN, Known, gather, settle
 from keybroker.gateway.nonces import key_id
+from keybroker.gateway.outgoing import request_for
 from keybroker.gateway.remote_keys import RemoteKeys, SignAhead
 from keybroker.gateway.responses import denial, error_response, refusal
 from keybroker.gateway.state import Gateway
@@ -88,6 +88,8 @@ class Job:
     """What ``count_orders`` counted for an allowed order; its intent row records it."""
     prepaid: Prepaid | None = None
     """The order's budget, taken with its admission (``take_budget`` then takes none)."""
+    spend: tuple[Charge, ...] = ()
+    """What ``request`` spends from the rate-limit budgets (``charges``), worked out once."""
 
 
 async def handle(gateway: Gateway, incoming: Incoming) -> Response:
@@ -113,15 +115,31 @@ async def judge(gateway: Gateway, incoming: Incoming, started: float) -> Job | R
     twins, so every rule, shared halt and count applies to them alike.
     """
     try:
-        credential = gateway.access.credential(incoming.credential)  # 2. resolve credential
+        # 2. resolve the credential; its policy and the halts come with the same vault read
+        credential, policy = gateway.access.credential_and_policy(incoming.credential)
         profile = get_profile(credential.exchange)
         request = outgoing_request(profile, credential, incoming)
         classified = profile.classify(request)  # 3. classify
         request, intents = read_orders(profile, request, classified)
-        policy = gateway.access.policy(credential.name)
         paper = paper_route.takes(policy, credential, classified)
-        job = Job(incoming, credential, profile, request, classified, intents, paper)
-        if classified.kind == "order_place" and gateway.coordination is not None:
+        spend = tuple(
+            charges_for(
+                profile,
+                classified,
+                host=host_of(request.url),
+                account=credential.name,
+                environment=credential.environment,
+                intents=intents,
+            )
+        )
+        job = Job(incoming, credential, profile, request, classified, intents, paper, spend=spend)
+        shared = gateway.coordination is not None and gateway.coordination.backend != "memory"
+        # Halts were read with the credential. An order that waits on the network before its
+        # decision (a shared store, a price, open orders) reads them again at the decision.
+        reread_halts = classified.kind == "order_place" and (
+            shared or needs_prices(policy, job) or needs_exchange_facts(policy, job)
+        )
+        if classified.kind == "order_place" and shared and gateway.coordination is not None:
             # Shared halts and order counts, fresh; 503 when the store is down. A shared
             # store takes the order's budget in the same round trip when it fits now.
             prepaid = await gateway.coordination.admit_order(
@@ -135,7 +153,8 @@ async def judge(gateway: Gateway, incoming: Incoming, started: float) -> Job | R
         return refused
     prices = await last_prices(gateway, job) if needs_prices(policy, job) else {}
     known = await exchange_facts(gateway, job, policy, prices)
-    decision = evaluate(policy, classified, intents, facts(gateway, job, prices, known))  # 4.
+    context = facts(gateway, job, prices, known, reread_halts=reread_halts)
+    decision = evaluate(policy, classified, intents, context)  # 4. the policy
     if not decision.allowed:
         if job.prepaid is not None and gateway.coordination is not None:
             gateway.coordination.refund(job.prepaid)  # it never leaves: its budget goes back
@@ -177,9 +196,9 @@ async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
     if job.classified.kind == "order_place" and is_ambiguous(outcome):
         outcome, note = await look_up(gateway, job, outcome)
     error = take_answer(gateway, job, outcome)  # 9. map errors, correct the limiter at once
-    # The result row is written while the answer goes out: only the intent row must be
-    # durable first. The lifespan waits for pending rows before it closes the log.
-    gateway.spawn(record_result(gateway, job, intent_id, outcome, error, note))
+    # The result row is written after the answer goes out: only the intent row must be
+    # durable first. Closing the log writes the rows still queued.
+    record_result(gateway, job, intent_id, outcome, error, note)
     return outcome
 
 
@@ -198,15 +217,9 @@ def outgoing_request(
     base = credential.base_url or profile.base_url(
         unquote(path.split("?", 1)[0]), credential.environment
     )
-    target = base.rstrip("/") + path
-    if incoming.query:
-        target += "?" + incoming.query.decode("ascii", "surrogateescape")
-    try:
-        url = httpx.URL(target)
-    except (httpx.InvalidURL, UnicodeError):
-        raise InvalidInput("the request's path or query is not a valid URL") from None
+    query = incoming.query.decode("ascii", "surrogateescape")
     headers = forwardable_request_headers(incoming.headers)
-    return httpx.Request(incoming.method, url, headers=headers, content=incoming.body)
+    return request_for(incoming.method, base, path, query, headers, incoming.body)
 
 
 def read_orders(
@@ -233,14 +246,23 @@ def new_client_order_id() -> str:
 
 
 def facts(
-    gateway: Gateway, job: Job, prices: dict[str, Decimal], known: Known = NOTHING_KNOWN
+    gateway: Gateway,
+    job: Job,
+    prices: dict[str, Decimal],
+    known: Known = NOTHING_KNOWN,
+    *,
+    reread_halts: bool = True,
 ) -> PolicyContext:
-    """What the gateway knows now: halts (read afresh for orders), counts, last prices,
-    and what the exchange said of open orders and positions."""
+    """What the gateway knows now: halts, counts, last prices, and what the exchange said
+    of open orders and positions.
+
+    Halts are as of the vault read that resolved the credential; an order
+    that waited on the network since has them read afresh (``reread_halts``).
+    """
     name, kind = job.credential.name, job.classified.kind
     return PolicyContext(
         environment=job.credential.environment,
-        halted=gateway.access.is_halted(name, fresh=kind == "order_place"),
+        halted=gateway.access.is_halted(name, fresh=reread_halts and kind == "order_place"),
         last_price=prices.get,
         orders_last_minute=gateway.activity.orders_last_minute(name),
         token_orders_last_minute=gateway.activity.bot_orders_last_minute(job.incoming.bot.bot),
@@ -253,13 +275,18 @@ def facts(
     )
 
 
+def needs_exchange_facts(policy: Policy, job: Job) -> bool:
+    """Whether this is an order and the policy has a rule on open orders or positions."""
+    return job.classified.kind == "order_place" and (
+        policy.max_open_orders is not None or policy.max_position_notional is not None
+    )
+
+
 async def exchange_facts(
     gateway: Gateway, job: Job, policy: Policy, prices: dict[str, Decimal]
 ) -> Known:
     """Open orders and positions, when the policy has a rule on them and this is an order."""
-    if job.classified.kind != "order_place" or (
-        policy.max_open_orders is None and policy.max_position_notional is None
-    ):
+    if not needs_exchange_facts(policy, job):
         return NOTHING_KNOWN
     notional = functools.partial(order_notional, last_price=prices.get)
     if job.paper:  # the paper desk's open orders and positions, never the exchange's
@@ -285,8 +312,15 @@ async def read_fact(gateway: Gateway, job: Job, query: httpx.Request) -> Receive
         await take_budget(gateway, job, query, fairness_key="keybroker")
     except RateLimited:
         return None
+    classified = job.profile.classify(query)
     read = dataclasses.replace(
-        job, request=query, classified=job.profile.classify(query), intents=(), notional=None
+        job,
+        request=query,
+        classified=classified,
+        intents=(),
+        notional=None,
+        prepaid=None,
+        spend=tuple(charges(job, query, classified)),
     )
     detail = "the gateway's own read, for the policy"
     intent_id = await gateway.audit.append(row(read, "intent", decision="allow", detail=detail))
@@ -296,7 +330,7 @@ async def read_fact(gateway: Gateway, job: Job, query: httpx.Request) -> Receive
         await gateway.audit.append(row(read, "result", intent_id=intent_id, detail=str(refused)))
         return Failure(type(refused).__name__, False, 0.0)
     error = take_answer(gateway, read, outcome)
-    gateway.spawn(record_result(gateway, read, intent_id, outcome, error, None))
+    record_result(gateway, read, intent_id, outcome, error, None)
     return outcome
 
 
@@ -421,6 +455,9 @@ def host_of(url: httpx.URL) -> str:
 
 
 def charges(job: Job, request: httpx.Request, classified: ClassifiedRequest) -> list[Charge]:
+    """What ``request`` (the job's own, or the gateway's read for it) spends from the budgets."""
+    if request is job.request:
+        return list(job.spend)
     return charges_for(
         job.profile,
         classified,
@@ -565,7 +602,7 @@ def take_answer(gateway: Gateway, job: Job, outcome: Received | Failure) -> Upst
     return error
 
 
-async def record_result(
+def record_result(
     gateway: Gateway,
     job: Job,
     intent_id: int,
@@ -573,14 +610,18 @@ async def record_result(
     error: UpstreamError | None,
     note: str | None,
 ) -> None:
-    """The result row: status, the exchange's error code, latency, what a lookup learned."""
+    """The result row: status, the exchange's error code, latency, what a lookup learned.
+
+    Written after the answer, with the next commit (``Gateway.write_later``): only
+    the intent row must be durable before anything leaves.
+    """
     if isinstance(outcome, Failure):
         detail = outcome.reason + (f"; {note}" if note else "")
-        await gateway.audit.append(
+        gateway.write_later(
             row(job, "result", intent_id=intent_id, detail=detail, latency_ms=outcome.elapsed_ms)
         )
         return
-    await gateway.audit.append(
+    gateway.write_later(
         row(
             job,
             "result",

@@ -14,13 +14,14 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Coroutine
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from starlette.responses import Response
 
-from keybroker.audit import AuditLog
+from keybroker.audit import AuditLog, AuditRow
 from keybroker.audit.alerts import Alerter
 from keybroker.clock import Clock
 from keybroker.gateway import public_cache
@@ -104,6 +105,15 @@ class Gateway:
             # An audit row that could not be written; the type says which failure.
             log.error("a result row was not written: %s", type(task.exception()).__name__)
 
+    def write_later(self, row: AuditRow) -> None:
+        """Queue a row nothing waits for (a result row, once its answer went out): it joins
+        the next commit (``AuditLog.append_later``), and ``audit.close()`` writes what is
+        still queued. A row that cannot be written is logged by its failure's type."""
+        try:
+            self.audit.append_later(row).add_done_callback(_log_unwritten)
+        except Exception as exc:  # a bug or a closed log: the answer is out either way
+            log.error("a result row was not written: %s", type(exc).__name__)
+
     async def drain(self) -> None:
         """Wait for every result row still being written."""
         while self.background:
@@ -114,3 +124,9 @@ class Gateway:
         event = {"alert": name, **{key: value for key, value in fields.items() if value}}
         if self.alerter.notify(event):  # a repeat held back is not news on the dashboard either
             self.recent_alerts.append((next(self._alert_numbers), self.clock.now_ms(), event))
+
+
+def _log_unwritten(future: Future[int]) -> None:
+    # Runs on the audit writer's thread; logging is thread-safe.
+    if not future.cancelled() and future.exception() is not None:
+        log.error("a result row was not written: %s", type(future.exception()).__name__)
