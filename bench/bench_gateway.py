@@ -24,6 +24,10 @@ Printed, not asserted (the targets are beside the numbers):
    and through the gateway (token only; the gateway classifies, checks the
    policy, takes rate-limit budget, makes the intent row durable, signs,
    forwards, writes the result row). Rounds alternate between targets.
+   A fourth target is the least any Python hop costs on this machine: a
+   minimal forwarder (uvicorn on uvloop and httptools, aiohttp's client, no
+   token, policy, audit or signing); its CPU per request at full speed is
+   printed under the throughput rows.
    Added = percentile(through) - percentile(direct). Targets: p50 <= 1 ms,
    p99 <= 3 ms.
 2. Sustained signed and audited requests per second through the gateway
@@ -119,6 +123,58 @@ running.stop()
 vault.close()
 """
 
+# The least any Python hop can cost here: uvicorn (uvloop, httptools) and aiohttp's client,
+# forwarding the bytes with no token, policy, audit or signing. Printed beside nginx so the
+# gateway's own share of the added latency can be told from the runtime's.
+_FORWARDER = """
+import json, socket, sys, threading
+import aiohttp, uvicorn
+
+settings = json.loads(sys.argv[1])
+upstream = settings["upstream"]
+session = None
+DROP = {b"content-length", b"connection", b"transfer-encoding", b"host"}
+
+async def app(scope, receive, send):
+    global session
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                session = aiohttp.ClientSession(auto_decompress=False)
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await session.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k not in DROP]
+    query = scope["query_string"].decode()
+    url = upstream + scope["path"] + ("?" + query if query else "")
+    async with session.request(scope["method"], url, headers=headers, data=body) as answer:
+        data = await answer.read()
+        out = [(k.lower(), v) for k, v in answer.raw_headers if k.lower() not in DROP]
+    out.append((b"content-length", str(len(data)).encode()))
+    await send({"type": "http.response.start", "status": answer.status, "headers": out})
+    await send({"type": "http.response.body", "body": data})
+
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+server = uvicorn.Server(config)
+threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+while not server.started:
+    threading.Event().wait(0.01)
+print(f"http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+sys.stdin.read()
+server.should_exit = True
+"""
+
 
 @dataclass
 class Server:
@@ -159,6 +215,10 @@ def start_emulator(**config: Any) -> Server:
 def start_gateway(vault: Path, audit: Path, overrides: dict[str, float], **config: Any) -> Server:
     settings = {"vault": str(vault), "audit": str(audit), "overrides": overrides, "config": config}
     return _child(_GATEWAY, settings, {"BENCH_PASSPHRASE": PASSPHRASE})
+
+
+def start_forwarder(upstream: str) -> Server:
+    return _child(_FORWARDER, {"upstream": upstream})
 
 
 def free_port() -> int:
@@ -340,11 +400,18 @@ async def paced_orders(url: str, path: str, make: Any, count: int, rate: float) 
 
 
 def latency(
-    emulator: str, gateway: str, nginx: str | None, token: str, rounds: int, per_round: int
+    emulator: str,
+    gateway: str,
+    nginx: str | None,
+    forwarder: str,
+    token: str,
+    rounds: int,
+    per_round: int,
 ) -> dict[str, list[float]]:
     targets: dict[str, tuple[str, str, Any]] = {
         "direct": (emulator, "/api/v3/order", signed_order),
         "gateway": (gateway, "/bn/api/v3/order", lambda: gateway_order(token)),
+        "python forwarder": (forwarder, "/api/v3/order", signed_order),
     }
     if nginx is not None:
         targets["nginx"] = (nginx, "/api/v3/order", signed_order)
@@ -565,6 +632,8 @@ def main() -> None:
             tokens = make_home(root / "home", upstreams, BOTS)
             gateway = start_gateway(root / "home" / "vault.db", root / "a1.db", no_limits)
             servers.append(gateway)
+            forwarder = start_forwarder(fast.url)
+            servers.append(forwarder)
 
             # 0. what one durable commit costs on this disk (the intent row waits for one)
             fsync = disk_sync_ms(root)
@@ -589,12 +658,13 @@ def main() -> None:
                 fast.url,
                 gateway.url,
                 nginx.url if nginx else None,
+                forwarder.url,
                 tokens[0],
                 args.rounds,
                 args.per_round,
             )
             direct = times["direct"]
-            for name in ("gateway", "nginx"):
+            for name in ("gateway", "nginx", "python forwarder"):
                 if name not in times:
                     rows.append((f"{name} added p50 / p99 (ms)", "skipped", ""))
                     continue
@@ -661,6 +731,24 @@ def main() -> None:
                 )
                 rows.append(
                     ("  gateway CPU per order (ms)", f"{1000 * spent / max(ok, 1):.2f}", "")
+                )
+            if static is not None:
+                floor = start_forwarder(static.url)
+                servers.append(floor)
+                spent = cpu_seconds(floor.process.pid)
+                ok, _ = asyncio.run(
+                    saturate(floor.url, "/api/v3/order", signed_order, 32, args.seconds / 2)
+                )
+                spent = cpu_seconds(floor.process.pid) - spent
+                rows.append(
+                    (
+                        "  python forwarder alone, nginx static answer",
+                        f"{ok / (args.seconds / 2):,.0f}",
+                        "(reference)",
+                    )
+                )
+                rows.append(
+                    ("  forwarder CPU per request (ms)", f"{1000 * spent / max(ok, 1):.2f}", "")
                 )
             reset(fast.url)
             ok_direct, _ = asyncio.run(

@@ -134,7 +134,6 @@ def create_app(
             poller.cancel()
             try:
                 await paper_route.close(gateway)
-                await gateway.drain()
                 await shared.close()
                 await audit.append(AuditRow("event", detail="gateway stopped"))
             finally:

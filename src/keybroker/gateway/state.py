@@ -9,15 +9,12 @@ reach the same vault view, limiter, audit log and connection pool.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 from collections import deque
-from collections.abc import Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 from starlette.responses import Response
 
@@ -69,9 +66,6 @@ class Gateway:
     prices: dict[tuple[str, str], tuple[int, Decimal]] = field(default_factory=dict)
     """(environment, price URL) -> (when, last price): the gateway's own market data."""
 
-    background: set[asyncio.Task[None]] = field(default_factory=set)
-    """Result rows being written after their answer went out."""
-
     recent_alerts: deque[tuple[int, int, dict[str, str]]] = field(
         default_factory=lambda: deque(maxlen=500)
     )
@@ -93,18 +87,6 @@ class Gateway:
             aged=public_cache.aged,
         )
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` after the answer; ``drain`` waits for it (shutdown)."""
-        task = asyncio.get_running_loop().create_task(work)
-        self.background.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self.background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # An audit row that could not be written; the type says which failure.
-            log.error("a result row was not written: %s", type(task.exception()).__name__)
-
     def write_later(self, row: AuditRow) -> None:
         """Queue a row nothing waits for (a result row, once its answer went out): it joins
         the next commit (``AuditLog.append_later``), and ``audit.close()`` writes what is
@@ -113,11 +95,6 @@ class Gateway:
             self.audit.append_later(row).add_done_callback(_log_unwritten)
         except Exception as exc:  # a bug or a closed log: the answer is out either way
             log.error("a result row was not written: %s", type(exc).__name__)
-
-    async def drain(self) -> None:
-        """Wait for every result row still being written."""
-        while self.background:
-            await asyncio.gather(*list(self.background), return_exceptions=True)
 
     def alert(self, name: str, **fields: str | None) -> None:
         """One alert of seed 000 §8 (a log line, plus webhook and command); never blocks."""

@@ -608,7 +608,7 @@ class ApiSession:
             )
             return None
         if call.request_id is None:  # nothing to match an answer by (OKX subscriptions)
-            await gateway.audit.append(
+            gateway.write_later(
                 row(job, "result", intent_id=intent_id, detail="websocket frame sent")
             )
         else:
@@ -634,14 +634,15 @@ class ApiSession:
                     json.dumps(request_id, sort_keys=True, default=str), None
                 )
                 if pending is not None:
-                    self.gateway.spawn(self._result(pending, text))
+                    self._result(pending, text)
             await self.websocket.send_text(text)
 
-    async def _result(self, pending: Pending, text: str) -> None:
+    def _result(self, pending: Pending, text: str) -> None:
+        """The answer's result row, written with the next commit (``Gateway.write_later``)."""
         read = self.support.answer_status or _status_of
         status, code = read(text)
         latency = self.gateway.clock.now_ms() - pending.sent_ms
-        await self.gateway.audit.append(
+        self.gateway.write_later(
             row(
                 pending.job,
                 "result",
