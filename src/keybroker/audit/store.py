@@ -96,7 +96,8 @@ class AuditLog:
     """At most this many rows per transaction (a bounded commit under a flood)."""
     on_append: Callable[[float], None] | None = None
     """Called on the appending event loop with each ``append``'s seconds until durable
-    (the gateway's audit write latency metric); never with row contents."""
+    (the gateway's audit write latency metric; ``append_later`` rows, which wait on
+    purpose, are not observed); never with row contents."""
     later_s: float = 0.05
     """How long a row given to ``append_later`` may wait for company in a commit."""
 
