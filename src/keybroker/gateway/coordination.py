@@ -17,12 +17,13 @@ The pieces, each with an in-process default:
 - ``activity(clock)``: the order counts behind per-minute and per-day rules;
 - ``shared_fetches``: how identical public GETs on several gateways become
   one upstream request (None: only within this gateway, ``dedup.Dedup``);
-- ``admit_order``: called for each new order before its policy is
-  evaluated; refreshes what the policy needs from the shared store and
-  raises ``CoordinationUnavailable`` when the store cannot answer, so that
-  orders fail closed. Given the order's charges, a shared store may take
-  its budget in the same round trip (a ``Prepaid``, which ``refund`` gives
-  back if the policy refuses the order);
+- ``admit_order``: called for each new order right before its policy is
+  evaluated; refreshes what the policy needs from the shared store, counts
+  the order there (``orders``, ``notional``) and raises
+  ``CoordinationUnavailable`` when the store cannot answer, so that orders
+  fail closed. Given the order's charges, a shared store may take its
+  budget in the same round trip; what it did comes back as a ``Prepaid``,
+  which ``refund`` undoes if the policy refuses the order;
 - ``sync``: called by the gateway's poller after it reread the vault;
   publishes this host's halts and revocations and reads everyone else's.
 """
@@ -30,6 +31,7 @@ The pieces, each with an in-process default:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 from keybroker.clock import Clock
@@ -58,7 +60,13 @@ class Coordination(Protocol):
     def activity(self, clock: Clock) -> Activity: ...
     async def start(self, gateway: Gateway) -> None: ...
     async def admit_order(
-        self, credential: str, bot: str, charges: Sequence[Charge] = ()
+        self,
+        credential: str,
+        bot: str,
+        charges: Sequence[Charge] = (),
+        *,
+        orders: int = 0,
+        notional: Decimal = Decimal(0),
     ) -> Prepaid | None: ...
     def refund(self, prepaid: Prepaid) -> None: ...
     async def sync(self, gateway: Gateway) -> None: ...
@@ -89,7 +97,13 @@ class InProcess:
         return None
 
     async def admit_order(
-        self, credential: str, bot: str, charges: Sequence[Charge] = ()
+        self,
+        credential: str,
+        bot: str,
+        charges: Sequence[Charge] = (),
+        *,
+        orders: int = 0,
+        notional: Decimal = Decimal(0),
     ) -> Prepaid | None:
         return None
 

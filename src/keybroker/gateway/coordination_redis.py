@@ -29,14 +29,16 @@ runs a script alone); everything else is plain keys under ``keybroker:``.
   so a Redis that lost its data never hands out a nonce below what this host
   used; on an empty key the counter also starts ``RESTART_JUMP_MS`` ahead,
   past what other hosts may have drawn just before the loss.
-- **Order counts.** Each new order first reads the credential's and the
-  bot's last-minute counts and the day's notional (and the halts) in one
-  script, ``ADMIT_ORDER``, which also takes the order's rate-limit budgets
-  when they all fit now and the credential is not halted: one round trip
-  before the order leaves instead of two (a policy refusal gives the budget
-  back, ``refund``). Allowed orders are added at once. Two gateways
-  admitting orders in the same millisecond can each pass a limit by the
-  other's order.
+- **Order counts.** Right before its policy decides, each new order reads
+  the credential's and the bot's last-minute counts and the day's notional
+  (and the halts) and is counted in them, in one script, ``ADMIT_ORDER``,
+  which also takes the order's rate-limit budgets when they all fit now;
+  a halted credential's order is neither counted nor given budget. That is
+  the only round trip before the order leaves, and since reading and
+  counting are one step for all gateways, two gateways cannot each pass a
+  limit by the other's order. A policy refusal takes the counts and the
+  budget back (``refund``); until it has, another gateway's order may see
+  one order too many (a refusal, never an order too many).
 - **The connection.** Scripts go over ``redis_link.Link``, one pipelined
   connection parsed by hiredis; redis-py's per-command cost was larger than
   the round trip itself. Probes and the CLI keep using redis-py.
@@ -62,6 +64,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -120,40 +123,56 @@ ADMIT_ORDER = (
     + TRY_ALL
     + r"""
 -- KEYS: halts, credential's orders, bot's orders, credential's notional today, then try_all's
--- keys for the order's budgets. ARGV: now, credential, then 1 and try_all's arguments to take
--- the budgets in the same step, or 0. The budgets are not taken for a halted credential.
--- Returns the two counts, the notional, the halts and try_all's answer (0: not tried).
-local cutoff = tonumber(ARGV[1]) - 60000
+-- keys for the order's budgets. ARGV: now, credential, the orders this request places, their
+-- notional ('0': none), the request's id, then 1 and try_all's arguments to take the budgets
+-- in the same step, or 0. Unless the credential is halted, the orders are counted (members
+-- id:1..n at now) with their notional, and the budgets taken if they all fit (try_all).
+-- Returns the two counts and the notional as they were before this request, the halts and
+-- try_all's answer (0: not tried).
+local now = tonumber(ARGV[1])
+local cutoff = now - 60000
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', cutoff)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', cutoff)
 local halts = redis.call('HGETALL', KEYS[1])
-local halted = false
+local answer = {redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+                redis.call('GET', KEYS[4]) or '0', halts, 0}
 for i = 1, #halts, 2 do
-  if halts[i] == ARGV[2] or halts[i] == '*' then halted = true end
+  if halts[i] == ARGV[2] or halts[i] == '*' then return answer end
 end
-local taken = 0
-if ARGV[3] == '1' and not halted then
-  taken = try_all({unpack(KEYS, 5)}, {unpack(ARGV, 4)})
+local orders = tonumber(ARGV[3])
+if orders > 0 then
+  local members = {}
+  for i = 1, orders do
+    members[#members + 1] = now
+    members[#members + 1] = ARGV[5] .. ':' .. i
+  end
+  redis.call('ZADD', KEYS[2], unpack(members))
+  redis.call('ZADD', KEYS[3], unpack(members))
+  redis.call('PEXPIRE', KEYS[2], 61000)
+  redis.call('PEXPIRE', KEYS[3], 61000)
 end
-return {redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
-        redis.call('GET', KEYS[4]) or '0', halts, taken}
+if ARGV[4] ~= '0' then
+  redis.call('INCRBYFLOAT', KEYS[4], ARGV[4])
+  redis.call('PEXPIRE', KEYS[4], 2 * 86400000)
+end
+if ARGV[6] == '1' then answer[5] = try_all({unpack(KEYS, 5)}, {unpack(ARGV, 7)}) end
+return answer
 """
 )
 
-_RECORD = r"""
--- KEYS: credential's orders, bot's orders, notional today; ARGV: now, count, notional, id.
-local now, count = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i = 1, count do
-  redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. i)
-  redis.call('ZADD', KEYS[2], now, ARGV[4] .. ':' .. i)
+_UNCOUNT = r"""
+-- KEYS: credential's orders, bot's orders, notional that day; ARGV: id, orders, notional.
+-- Takes back what ADMIT_ORDER counted for a request its policy then refused.
+local members = {}
+for i = 1, tonumber(ARGV[2]) do members[#members + 1] = ARGV[1] .. ':' .. i end
+if #members > 0 then
+  redis.call('ZREM', KEYS[1], unpack(members))
+  redis.call('ZREM', KEYS[2], unpack(members))
 end
-redis.call('PEXPIRE', KEYS[1], 61000)
-redis.call('PEXPIRE', KEYS[2], 61000)
-if ARGV[3] ~= '0' then
-  redis.call('INCRBYFLOAT', KEYS[3], ARGV[3])
-  redis.call('PEXPIRE', KEYS[3], 2 * 86400000)
+if ARGV[3] ~= '0' and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('INCRBYFLOAT', KEYS[3], '-' .. ARGV[3])  -- a notional is never negative
 end
-return count
+return #members
 """
 
 _SYNC = r"""
@@ -303,7 +322,7 @@ class RedisCoordination:
         self.script = script
         self._next_nonce = script(_NEXT_NONCE)
         self._admit = script(ADMIT_ORDER)
-        self._record = script(_RECORD)
+        self._uncount = script(_UNCOUNT)
         self._sync = script(_SYNC)
         self._limiter: RedisLimiter | None = None
         self._activity: SharedActivity | None = None
@@ -365,14 +384,24 @@ class RedisCoordination:
         )
 
     async def admit_order(
-        self, credential: str, bot: str, charges: Sequence[Charge] = ()
+        self,
+        credential: str,
+        bot: str,
+        charges: Sequence[Charge] = (),
+        *,
+        orders: int = 0,
+        notional: Decimal = Decimal(0),
     ) -> Prepaid | None:
         """Fresh halts and order counts for this order; CoordinationUnavailable if none come.
 
-        ``charges`` (the order's budgets) are taken in the same script when
-        they fit at once and the credential is not halted: one round trip
-        to Redis for the order instead of two. The Prepaid that says so is
-        given back (``refund``) if the policy then refuses the order.
+        In the same script, unless the credential is halted, ``orders`` and
+        ``notional`` are counted for every gateway (so two gateways cannot
+        each pass a limit by the other's order) and ``charges`` (the order's
+        budgets) are taken when they all fit at once: one round trip to
+        Redis for the order. The counts this gateway learns are those from
+        before the order (what its policy compares with its limits). The
+        ``Admission`` that says what was done is undone by ``refund`` if
+        the policy then refuses the order; None when nothing was done.
         """
         self.unavailable_unless_up()
         now = self._clock.now_ms()
@@ -382,12 +411,15 @@ class RedisCoordination:
             self.key("orders", "bot", bot),
             self.key("notional", credential, str(now // _DAY_MS)),
         ]
-        args: list[str | int | float] = [now, credential, 0]
+        counted = str(notional) if notional else "0"
+        order_id = secrets.token_hex(8) if orders > 0 else ""
+        args: list[str | int | float] = [now, credential, orders, counted, order_id, 0]
         limiter = self._limiter
         offer = limiter.offer(charges) if limiter is not None and charges else None
         if offer is not None:
             keys += offer.keys
-            args = [now, credential, 1, *offer.args]
+            args[5] = 1
+            args += offer.args
         try:
             answer = await self._admit(keys=keys, args=args)
         except STORE_FAILURES as error:
@@ -395,19 +427,38 @@ class RedisCoordination:
             self.unavailable_unless_up()
             raise
         self.health.succeeded()
-        by_credential, by_bot, notional, halts, taken = answer
+        by_credential, by_bot, used, halts, taken = answer
+        shared = _halts(halts)
         if self._gateway is not None:
-            self._gateway.access.shared_halts = _halts(halts)
+            self._gateway.access.shared_halts = shared
         if self._activity is not None:
-            self._activity.learn(credential, bot, int(by_credential), int(by_bot), notional, now)
-        if offer is None or limiter is None:
-            return None
-        return limiter.accepted(offer, taken)
+            self._activity.learn(credential, bot, int(by_credential), int(by_bot), used, now)
+        prepaid = limiter.accepted(offer, taken) if offer is not None and limiter else None
+        if credential in shared or "*" in shared or (orders <= 0 and counted == "0"):
+            return prepaid  # nothing was counted (a halted credential takes no budget either)
+        return Admission(
+            prepaid.charges if prepaid is not None else (),
+            now,
+            keys=(keys[1], keys[2], keys[3]),
+            order_id=order_id,
+            orders=orders,
+            notional=counted,
+        )
 
     def refund(self, prepaid: Prepaid) -> None:
-        """Give back an order's budget taken with its admission (the policy refused it)."""
+        """Undo an admission whose order the policy refused: its budget and its counts."""
         if self._limiter is not None:
             self._limiter.refund(prepaid)
+        if isinstance(prepaid, Admission) and not prepaid.uncounted:
+            prepaid.uncounted = True
+            self.spawn(self._send_uncount(prepaid))
+
+    async def _send_uncount(self, admission: Admission) -> None:
+        args: list[str | int] = [admission.order_id, admission.orders, admission.notional]
+        try:
+            await self._uncount(keys=list(admission.keys), args=args)
+        except STORE_FAILURES as error:
+            self.health.failed(error)
 
     async def sync(self, gateway: Gateway) -> None:
         """Publish new local halts (and lift resumed ones) and revocations; read everyone's."""
@@ -527,30 +578,29 @@ class RedisCoordination:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def record_orders(self, credential: str, bot: str, count: int, notional: Decimal) -> None:
-        now = self._clock.now_ms()
-        keys = [
-            self.key("orders", "credential", credential),
-            self.key("orders", "bot", bot),
-            self.key("notional", credential, str(now // _DAY_MS)),
-        ]
-        args: list[str | int] = [
-            now,
-            count,
-            str(notional) if notional else "0",
-            secrets.token_hex(8),
-        ]
-        try:
-            await self._record(keys=keys, args=args)
-        except STORE_FAILURES as error:
-            self.health.failed(error)
+
+@dataclass(slots=True)
+class Admission(Prepaid):
+    """What ``ADMIT_ORDER`` did for an order: its budget (``Prepaid``; ``charges`` empty when
+    none was taken) and its counts, which ``RedisCoordination.refund`` takes back."""
+
+    keys: tuple[str, str, str] = ("", "", "")
+    """The credential's and the bot's order counts and the day's notional."""
+    order_id: str = ""
+    orders: int = 0
+    notional: str = "0"
+    uncounted: bool = False
 
 
 class SharedActivity(Activity):
     """Order counts as Redis last told them (``admit_order``), plus what was recorded since.
 
-    ``record`` adds to the local view at once and to Redis from a task, so
-    requests arriving together on this gateway still share one limit.
+    An order's admission counted it in Redis already (``ADMIT_ORDER``), and
+    told this gateway the counts from just before it; ``record`` adds it to
+    the local view, so requests arriving together on this gateway still
+    share one limit. The pipeline admits an order right before its policy
+    decides and records it right after, with no wait in between, so no
+    other admission's counts (which include this order) come between.
     """
 
     def __init__(self, clock: Clock, coordination: RedisCoordination) -> None:
@@ -599,9 +649,6 @@ class SharedActivity(Activity):
             self._learned[(kind, name)] = (count + orders, at)
         day, shared = self._notional_learned.get(credential, (now // _DAY_MS, Decimal(0)))
         self._notional_learned[credential] = (day, shared + notional)
-        self._coordination.spawn(
-            self._coordination.record_orders(credential, bot, orders, notional)
-        )
 
     def _shared(self, kind: str, name: str, local: int) -> int:
         count, at = self._learned.get((kind, name), (0, 0))

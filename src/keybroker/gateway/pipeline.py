@@ -87,7 +87,8 @@ class Job:
     notional: Decimal | None = None
     """What ``count_orders`` counted for an allowed order; its intent row records it."""
     prepaid: Prepaid | None = None
-    """The order's budget, taken with its admission (``take_budget`` then takes none)."""
+    """What the order's admission did: its budget taken (``take_budget`` then takes none)
+    and its shared counts; ``refund`` undoes both if the policy refuses it."""
     spend: tuple[Charge, ...] = ()
     """What ``request`` spends from the rate-limit budgets (``charges``), worked out once."""
 
@@ -139,25 +140,23 @@ async def judge(gateway: Gateway, incoming: Incoming, started: float) -> Job | R
         reread_halts = classified.kind == "order_place" and (
             shared or needs_prices(policy, job) or needs_exchange_facts(policy, job)
         )
-        if classified.kind == "order_place" and shared and gateway.coordination is not None:
-            # Shared halts and order counts, fresh; 503 when the store is down. A shared
-            # store takes the order's budget in the same round trip when it fits now.
-            prepaid = await gateway.coordination.admit_order(
-                credential.name, incoming.bot.bot, budget_now(gateway, job)
-            )
-            if prepaid is not None:
-                job = dataclasses.replace(job, prepaid=prepaid)
     except KeybrokerError as error:
         refused = await refuse(gateway, incoming, error_response(error), str(error))
         observe_added(gateway, "unknown", started, None)
         return refused
     prices = await last_prices(gateway, job) if needs_prices(policy, job) else {}
     known = await exchange_facts(gateway, job, policy, prices)
+    try:
+        job = await admit(gateway, job, prices)  # no wait from here to count_orders
+    except KeybrokerError as error:
+        refused = await refuse(gateway, incoming, error_response(error), str(error))
+        observe_added(gateway, "unknown", started, None)
+        return refused
     context = facts(gateway, job, prices, known, reread_halts=reread_halts)
     decision = evaluate(policy, classified, intents, context)  # 4. the policy
     if not decision.allowed:
         if job.prepaid is not None and gateway.coordination is not None:
-            gateway.coordination.refund(job.prepaid)  # it never leaves: its budget goes back
+            gateway.coordination.refund(job.prepaid)  # it never leaves: budget, counts back
         denied = await deny(gateway, job, decision.rule, decision.detail)
         observe_added(gateway, classified.kind, started, None)
         return denied
@@ -389,6 +388,15 @@ def count_orders(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> Job:
     """
     if job.classified.kind != "order_place" or not job.intents:
         return job
+    notional = counted_notional(job, prices)
+    gateway.activity.record(
+        job.credential.name, job.incoming.bot.bot, orders=len(job.intents), notional=notional
+    )
+    return dataclasses.replace(job, notional=notional)
+
+
+def counted_notional(job: Job, prices: dict[str, Decimal]) -> Decimal:
+    """What ``count_orders`` counts for the job's orders (see there)."""
     notional = Decimal(0)
     for intent in job.intents:
         price = intent.price if intent.price is not None else prices.get(intent.symbol)
@@ -396,10 +404,28 @@ def count_orders(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> Job:
             notional += intent.quote_quantity
         elif intent.quantity is not None and price is not None:
             notional += intent.quantity * price
-    gateway.activity.record(
-        job.credential.name, job.incoming.bot.bot, orders=len(job.intents), notional=notional
+    return notional
+
+
+async def admit(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> Job:
+    """A new order's shared halts and counts, fresh, with the order counted in them; 503
+    (CoordinationUnavailable) when the store is down. Right before the policy decides, so
+    the count is one step with the check for every gateway; a shared store takes the
+    order's budget in the same round trip when it fits now."""
+    coordination = gateway.coordination
+    if job.classified.kind != "order_place" or coordination is None:
+        return job
+    if coordination.backend == "memory":
+        return job  # this gateway's own counts are the only ones (count_orders)
+    counted = bool(job.intents)  # what count_orders will count, should the policy allow it
+    prepaid = await coordination.admit_order(
+        job.credential.name,
+        job.incoming.bot.bot,
+        budget_now(gateway, job),
+        orders=len(job.intents),
+        notional=counted_notional(job, prices) if counted else Decimal(0),
     )
-    return dataclasses.replace(job, notional=notional)
+    return job if prepaid is None else dataclasses.replace(job, prepaid=prepaid)
 
 
 async def deny(

@@ -67,8 +67,9 @@ class Prepaid:
     claimed: bool = False
 
     def claim(self) -> bool:
-        """True the first time: the request's budget is already taken."""
-        if self.claimed:
+        """True the first time: the request's budget is already taken (never when
+        ``charges`` is empty: a store that counted the order but took no budget)."""
+        if self.claimed or not self.charges:
             return False
         self.claimed = True
         return True

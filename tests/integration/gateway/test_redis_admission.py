@@ -268,3 +268,88 @@ def test_a_gateway_gives_back_the_budget_of_an_order_its_policy_denied(
         time.sleep(0.02)
     assert orders_used() == 1.0
     assert len(exchange.requests_to("/api/v3/order", "POST")) == 1
+
+
+def counts(server: RedisServer) -> tuple[int, int, str]:
+    """The credential's and bot1's order counts and bn's notional today, as Redis holds them."""
+    with server.client() as store:
+        notional = store.get(f"keybroker:notional:bn:{START_MS // 86_400_000}")
+        return (
+            int(store.zcard("keybroker:orders:credential:bn")),
+            int(store.zcard("keybroker:orders:bot:bot1")),
+            notional.decode() if notional else "0",
+        )
+
+
+def test_an_admission_counts_its_orders_and_a_refund_takes_them_back_once(
+    redis_clean: RedisServer, vault: Vault
+) -> None:
+    clock = FixedClock(START_MS)
+
+    async def scenario() -> list[object]:
+        coordination = coordination_on(redis_clean.url, vault, clock)
+        limiter = coordination.limiter()
+        seen: list[object] = []
+        first = await coordination.admit_order(
+            "bn", "bot1", order_charges(), orders=2, notional=Decimal("150.5")
+        )
+        seen.append(counts(redis_clean))
+        second = await coordination.admit_order(
+            "bn", "bot1", order_charges(), orders=1, notional=Decimal(100)
+        )
+        activity = coordination.activity(clock)
+        await coordination.admit_order("bn", "bot1", orders=1, notional=Decimal(1))
+        # What the policy of that third order compares: the counts from before it.
+        seen.append((activity.orders_last_minute("bn"), activity.daily_notional("bn")))
+        assert first is not None and second is not None
+        coordination.refund(first)
+        coordination.refund(first)  # twice: taken back once
+        await limiter.close()
+        await coordination.close()  # the refund has reached Redis
+        seen.append(counts(redis_clean))
+        return seen
+
+    counted, learned, after = run(scenario)
+    assert counted == (2, 2, "150.5")
+    assert learned == (3, Decimal("250.5"))
+    assert after == (2, 2, "101")  # the second and third orders stay counted
+
+
+def test_a_halted_credentials_order_is_not_counted(redis_clean: RedisServer, vault: Vault) -> None:
+    clock = FixedClock(START_MS)
+    at = datetime.fromtimestamp(START_MS / 1000, tz=UTC)
+
+    async def scenario() -> Prepaid | None:
+        coordination = coordination_on(redis_clean.url, vault, clock)
+        coordination.limiter()
+        await asyncio.to_thread(publish_halt, Secret(redis_clean.url), "bn", at, "test")
+        admitted = await coordination.admit_order(
+            "bn", "bot1", order_charges(), orders=1, notional=Decimal(50)
+        )
+        await coordination.close()
+        return admitted
+
+    assert run(scenario) is None
+    assert counts(redis_clean) == (0, 0, "0")
+
+
+def test_an_order_counted_without_budget_takes_its_turn_for_it(
+    redis_clean: RedisServer, vault: Vault
+) -> None:
+    clock = FixedClock(START_MS)
+
+    async def scenario() -> list[Prepaid | None]:
+        coordination = coordination_on(redis_clean.url, vault, clock)
+        coordination.limiter()
+        answers = [
+            await coordination.admit_order("bn", "bot1", order_charges(), orders=1)
+            for _ in range(6)
+        ]
+        await coordination.close()
+        return answers
+
+    answers = run(scenario)
+    assert all(answer is not None for answer in answers)
+    assert counts(redis_clean)[:2] == (6, 6)  # every order is counted
+    # ORDERS_10S holds 5: the sixth took no budget, so its request acquires its own.
+    assert [answer.claim() for answer in answers if answer is not None] == [True] * 5 + [False]

@@ -8,10 +8,14 @@ logs say (never the store's password).
 
 from __future__ import annotations
 
+import concurrent.futures
 import shutil
+import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 from gateway_testkit import (
     LIMIT_BUY,
@@ -141,3 +145,78 @@ def test_a_bad_redis_url_is_refused_before_serving(tmp_path: Path, url: str) -> 
     assert process.returncode == 1, err
     assert "redis" in err.lower() and "Traceback" not in err
     assert out == ""
+
+
+def fire(clients: list[httpx.Client], count: int, order: dict[str, str]) -> list[httpx.Response]:
+    """``count`` orders at once, spread over ``clients`` in turn (threads released together)."""
+    start = threading.Barrier(count)
+
+    def one(i: int) -> httpx.Response:
+        start.wait(timeout=30)
+        return clients[i % len(clients)].post("/bn/api/v3/order", data=order)
+
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_two_gateways_taking_orders_at_once_never_pass_the_per_minute_limit_together(
+    tmp_path: Path, emulator: StartEmulator, gateway: StartGateway, redis_clean: RedisServer
+) -> None:
+    # Each order is counted in Redis in the same step that reads the count: without that,
+    # both gateways read "none yet" and each lets its own 4 through.
+    exchange = emulator("binance")
+    first, second, token = two_hosts(tmp_path, exchange.url)
+    shared = {"redis_url": Secret(redis_clean.url), "gateways": 2}
+    gateways = [gateway(first, token, **shared), gateway(second, token, **shared)]
+    clients = [g.client() for g in gateways for _ in range(8)]  # 16 connections
+    answers = fire(clients, 16, small_order())
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200] * 4 + [403] * 12, [r.text for r in answers if r.status_code != 403]
+    # The refused ones' counts were taken back, but other gateways' orders may have seen
+    # them first (a refusal under the day's notional too, never an order too many).
+    rules = {r.json()["rule"] for r in answers if r.status_code == 403}
+    assert "max_orders_per_minute" in rules and rules <= {"max_orders_per_minute", "daily_notional"}
+    assert len(exchange.requests_to("/api/v3/order", "POST")) == 4
+
+
+def test_two_gateways_taking_orders_at_once_never_pass_the_daily_notional_together(
+    tmp_path: Path, emulator: StartEmulator, gateway: StartGateway, redis_clean: RedisServer
+) -> None:
+    exchange = emulator("binance")
+    first, second, token = two_hosts(tmp_path, exchange.url)
+    shared = {"redis_url": Secret(redis_clean.url), "gateways": 2}
+    gateways = [gateway(first, token, **shared), gateway(second, token, **shared)]
+    clients = [g.client() for g in gateways for _ in range(3)]
+    answers = fire(clients, 6, small_order("150000"))  # 150 USDT each; 400 a day: two fit
+    assert sorted(r.status_code for r in answers) == [200] * 2 + [403] * 4
+    assert {r.json()["rule"] for r in answers if r.status_code == 403} == {"daily_notional"}
+
+
+def test_an_order_its_policy_refused_gives_its_count_back_on_every_gateway(
+    tmp_path: Path, emulator: StartEmulator, gateway: StartGateway, redis_clean: RedisServer
+) -> None:
+    exchange = emulator("binance")
+    first, second, token = two_hosts(tmp_path, exchange.url)
+    shared = {"redis_url": Secret(redis_clean.url), "gateways": 2}
+    a = gateway(first, token, **shared).client()
+    b = gateway(second, token, **shared).client()
+
+    def counted() -> list[int]:
+        with redis_clean.client() as store:
+            return [
+                int(store.zcard(f"keybroker:orders:{kind}:{name}"))
+                for kind, name in (("credential", "bn"), ("bot", "bot1"))
+            ]
+
+    assert a.post("/bn/api/v3/order", data=small_order()).status_code == 200
+    assert counted() == [1, 1]
+    too_big = b.post("/bn/api/v3/order", data={**small_order(), "quantity": "1"})  # 50,000
+    assert too_big.status_code == 403 and too_big.json()["rule"] == "max_notional"
+    deadline = time.monotonic() + 5  # the refund reaches Redis from a task
+    while counted() != [1, 1] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert counted() == [1, 1]
+    # Three more fit under the four a minute on either gateway, then no more.
+    codes = [(a if i % 2 else b).post("/bn/api/v3/order", data=small_order()) for i in range(4)]
+    assert [r.status_code for r in codes] == [200, 200, 200, 403]
+    assert len(exchange.requests_to("/api/v3/order", "POST")) == 4
