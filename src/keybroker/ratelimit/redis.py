@@ -307,7 +307,7 @@ class RedisLimiter:
         ]
         if found and self.health.up:
             # Readings wait a moment and go together, the latest per budget: one script
-            # per budget every CORRECT_EVERY_S at most, not one per response.
+            # every CORRECT_EVERY_S at most, not one per response.
             now = self._now()
             for spend, used in found:
                 self._readings[spend.key] = (spend, used, now)
@@ -512,17 +512,16 @@ class RedisLimiter:
         await asyncio.sleep(CORRECT_EVERY_S)
         self._flush_due = False
         readings, self._readings = self._readings, {}
-        at: dict[int, list[tuple[_Spend, float]]] = {}
-        for spend, used, now in readings.values():
-            at.setdefault(now, []).append((spend, used))
-        for now, found in sorted(at.items()):  # each reading counts at its own time
-            await self._send_corrections(found, add=False, now=now)
+        # One script for the flush; each reading counts at its own time.
+        found = sorted(readings.values(), key=lambda reading: reading[2])
+        await self._send_corrections(found, add=False)
 
     async def _send_corrections(
-        self, found: Sequence[tuple[_Spend, float]], *, add: bool, now: int | None = None
+        self, found: Sequence[tuple[_Spend, float, int]], *, add: bool
     ) -> None:
-        args: list[str | int | float] = [self._now() if now is None else now]
-        for spend, used in found:
+        """Readings (``add``: spends made alone) as (budget, used, when) in one script."""
+        args: list[str | int | float] = []
+        for spend, used, now in found:
             args += [
                 repr(used),
                 spend.shape,
@@ -530,9 +529,11 @@ class RedisLimiter:
                 spend.window_ms,
                 spend.margin_ms,
                 int(add),
+                now,
             ]
+        keys = [self._key("b", spend.key) for spend, _, _ in found]
         try:
-            await self._correct(keys=[self._key("b", spend.key) for spend, _ in found], args=args)
+            await self._correct(keys=keys, args=args)
         except STORE_FAILURES as error:
             self.health.failed(error)
 
@@ -658,14 +659,15 @@ class RedisLimiter:
             self._queues.clear()
             return
         # Back: add what was spent alone to the shared budgets, then start afresh locally.
-        spent: list[tuple[_Spend, float]] = []
+        spent: list[tuple[_Spend, float, int]] = []
+        now = self._now()
         for row in self._fallback.snapshot():
             if row.get("type") != "budget":
                 continue
             key, used = str(row["key"]), row.get("used")
             spend = self._known.get(key)
             if spend is not None and isinstance(used, int | float) and used > 0:
-                spent.append((spend, float(used)))
+                spent.append((spend, float(used), now))
         self._fallback = MemoryLimiter(clock=self._clock, margin_ms=self._margin_ms)
         for host, until in self._breakers.items():
             self._fallback.open_breaker(host, until)

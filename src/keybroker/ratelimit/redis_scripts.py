@@ -4,8 +4,9 @@
     >>> granted, wait_ms, reason, index, banned_until = await script(keys=..., args=...)
 
 Each budget is one Redis string holding its shape, capacity, window, margin
-and state as space-separated numbers (``%.17g``, so a float survives the
-round trip exactly); the functions below are line-for-line ports of
+and state as one MessagePack array (numbers as 64-bit floats or integers,
+so every value survives the round trip exactly; the space-separated text
+that earlier versions wrote is still read); the functions below are line-for-line ports of
 ``WindowBucket``, ``FixedWindowBucket`` and ``DecayingCounter``, and a test
 runs the same random spends through both and compares every answer. A
 script runs alone on the server, so "does every charge fit? then take them
@@ -53,48 +54,51 @@ local function new_bucket(shape, capacity, window, margin)
   return b
 end
 
-local function decode(text)
+-- A bucket is stored as one MessagePack array (cmsgpack, in C: a tenth of what parsing and
+-- formatting text in Lua cost per budget): shape, capacity, window, margin, then
+-- w: total, slot, amount, ...   f: oldest, index, count, ...   d: level, last (false: none).
+-- Text (the same fields, space-separated), as gateways before it wrote, is still read.
+local function from_text(text)
   local t = {}
-  for token in string.gmatch(text, '%S+') do t[#t + 1] = token end
-  local b = new_bucket(t[1], tonumber(t[2]), tonumber(t[3]), tonumber(t[4]))
+  for token in string.gmatch(text, '%S+') do t[#t + 1] = tonumber(token) or token end
+  if t[1] == 'd' and t[6] == 'n' then t[6] = false end
+  return t
+end
+
+local function decode(text)
+  local t
+  if string.find(text, '^[wfd] ') then t = from_text(text) else t = cmsgpack.unpack(text) end
+  local b = new_bucket(t[1], t[2], t[3], t[4])
   if b.shape == 'w' then
-    b.total = tonumber(t[5])
-    local i = 6
-    while i < #t do
-      b.slots[#b.slots + 1] = {tonumber(t[i]), tonumber(t[i + 1])}
-      i = i + 2
-    end
+    b.total = t[5]
+    for i = 6, #t - 1, 2 do b.slots[#b.slots + 1] = {t[i], t[i + 1]} end
   elseif b.shape == 'f' then
-    b.oldest = tonumber(t[5])
-    local i = 6
-    while i < #t do
-      b.counts[tonumber(t[i])] = tonumber(t[i + 1])
-      i = i + 2
-    end
+    b.oldest = t[5]
+    for i = 6, #t - 1, 2 do b.counts[t[i]] = t[i + 1] end
   else
-    b.level = tonumber(t[5])
-    if t[6] ~= 'n' then b.last = tonumber(t[6]) end
+    b.level = t[5]
+    if t[6] then b.last = t[6] end
   end
   return b
 end
 
 local function encode(b)
-  local out = {b.shape, num(b.c), num(b.w), num(b.m)}
+  local out = {b.shape, b.c, b.w, b.m}
   if b.shape == 'w' then
-    out[#out + 1] = num(b.total)
+    out[5] = b.total
     for _, slot in ipairs(b.slots) do
-      out[#out + 1] = num(slot[1]); out[#out + 1] = num(slot[2])
+      out[#out + 1] = slot[1]; out[#out + 1] = slot[2]
     end
   elseif b.shape == 'f' then
-    out[#out + 1] = num(b.oldest)
+    out[5] = b.oldest
     for index, count in pairs(b.counts) do
-      out[#out + 1] = num(index); out[#out + 1] = num(count)
+      out[#out + 1] = index; out[#out + 1] = count
     end
   else
-    out[#out + 1] = num(b.level)
-    out[#out + 1] = b.last and num(b.last) or 'n'
+    out[5] = b.level
+    out[6] = b.last or false
   end
-  return table.concat(out, ' ')
+  return cmsgpack.pack(out)
 end
 
 -- WindowBucket ---------------------------------------------------------------------------
@@ -319,13 +323,13 @@ ACQUIRE = PRELUDE + TRY_ALL + "\nreturn try_all(KEYS, ARGV)\n"
 CORRECT = (
     PRELUDE
     + r"""
--- KEYS: budgets; ARGV: now, then per budget: used, shape, capacity, window_ms, margin_ms, add.
--- add = 1 records ``used`` as spent now (a spend made while the store was unreachable);
+-- KEYS: budgets (one may come more than once, oldest reading first); ARGV: per budget:
+-- used, shape, capacity, window_ms, margin_ms, add, and the time it was read (ms).
+-- add = 1 records ``used`` as spent then (a spend made while the store was unreachable);
 -- add = 0 raises the budget to the exchange's reading (bucket.correct), never lowers it.
-local now = tonumber(ARGV[1])
 for i = 1, #KEYS do
-  local at = 2 + (i - 1) * 6
-  local used = tonumber(ARGV[at])
+  local at = 1 + (i - 1) * 7
+  local used, now = tonumber(ARGV[at]), tonumber(ARGV[at + 6])
   local b = load(KEYS[i], ARGV[at + 1], tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]),
                  tonumber(ARGV[at + 4]))
   if ARGV[at + 5] == '1' then take(b, used, now) else correct(b, used, now) end

@@ -98,3 +98,34 @@ def test_lua_bucket_matches_python_bucket(
             bucket.correct(amount, now)
         else:
             assert float(text) == pytest.approx(bucket.used(now), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("text", "used"),
+    [
+        ("w 100 60000 0 5.5 {slot} 2 {next} 3.5", 5.5),  # 1,200 ms slots
+        ("f 100 60000 0 {minute_before} {minute} 7", 7.0),
+        ("d 10 10000 0 4.25 {now}", 4.25),
+        ("d 10 10000 0 3 n", 3.0),
+    ],
+    ids=["window", "fixed", "decaying", "decaying-never-drained"],
+)
+def test_a_bucket_an_earlier_version_wrote_as_text_is_still_read(
+    lua: tuple[redis.Redis, object], text: str, used: float
+) -> None:
+    client, script = lua
+    now = 1_800_000_000_000
+    stored = text.format(
+        slot=now // 1200 - 1,
+        next=now // 1200,
+        minute=now // 60_000,
+        minute_before=now // 60_000 - 1,
+        now=now,
+    )
+    shape, capacity, window, margin = stored.split()[:4]
+    client.set("old", stored)
+    args = ["used", shape, capacity, window, margin, 0, now]
+    assert float(script(keys=["old"], args=args)) == used  # type: ignore[operator]
+    # Written back in the current form, it still says the same.
+    assert not client.get("old").startswith(shape.encode())  # type: ignore[union-attr]
+    assert float(script(keys=["old"], args=args)) == used  # type: ignore[operator]
