@@ -10,9 +10,8 @@ through redis-py's asyncio client costs about 280 µs from one caller
 (a pool lock, a ``wait_for``, a task and the packing, per command), the
 same call written on a socket and read back with hiredis about 70 µs, and
 the server's own round trip is about 50 µs. Every order runs a script
-before it can leave (halts, counts and its budget) and two more after
-(the count, the exchange's usage), so that difference is most of what
-sharing state through Redis added to an order.
+before it can leave (halts, counts and its budget), so that difference was
+most of what sharing state through Redis added to an order.
 
 A ``Link`` keeps one connection and writes each command on it at once;
 Redis answers a connection's commands in the order they came, so each
