@@ -438,7 +438,7 @@ class RedisCoordination:
             return prepaid  # nothing was counted (a halted credential takes no budget either)
         return Admission(
             prepaid.charges if prepaid is not None else (),
-            now,
+            prepaid.taken_ms if prepaid is not None else now,  # when try_all took the budget
             keys=(keys[1], keys[2], keys[3]),
             order_id=order_id,
             orders=orders,
