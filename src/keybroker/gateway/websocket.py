@@ -36,8 +36,7 @@ import functools
 import json
 import logging
 import time
-import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import unquote
@@ -66,6 +65,7 @@ from keybroker.gateway.pipeline import (
 )
 from keybroker.gateway.remote_keys import RemoteKeys
 from keybroker.gateway.state import Gateway
+from keybroker.gateway.ws_protocol import WRITE_TEXT
 from keybroker.model import Credential
 from keybroker.paper.keyless import is_keyless
 from keybroker.vault import BotToken
@@ -341,57 +341,31 @@ _OPCODES = frozenset({0, 1, 2, 8, 9, 10})
 """Continuation, text, binary; close, ping, pong (RFC 6455 section 5.2)."""
 
 
-def _begin(sending: Coroutine[Any, Any, None]) -> Awaitable[None] | None:
-    """Run ``sending`` up to where it would wait: None when it finished there, else what
-    finishes it.
-
-    A send to a bot whose socket takes the bytes (every send, unless the bot stopped
-    reading) finishes without waiting; running it here saves a task and a turn of the
-    loop. One that must wait for the socket is handed back, to be awaited in order.
-    """
-    try:
-        waiting = sending.send(None)
-    except StopIteration:
-        return None
-    return _rest(sending, waiting)
-
-
-@types.coroutine
-def _rest(sending: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
-    """The rest of a coroutine that ``_begin`` started, as a task awaits it."""
-    while True:
-        try:
-            value = yield waiting
-        except BaseException as error:  # a cancellation goes on into the coroutine
-            try:
-                waiting = sending.throw(error)
-            except StopIteration:
-                return
-        else:
-            try:
-                waiting = sending.send(value)
-            except StopIteration:
-                return
-
-
 @dataclass(eq=False)
 class Subscriber:
-    """One bot's connection: frames straight to it, or a bounded queue and a writer.
+    """One bot's connection: frames written to it at once, or a bounded queue and a writer.
 
-    ``offer`` writes a frame at once when nothing is waiting for this bot (a bot that
-    keeps up); otherwise the frame joins the queue, which the writer task (``_drain``)
-    sends in order. A bot ``QUEUE_LIMIT`` frames behind is ended with a reason: it gets
-    nothing more and is closed, never fed a stream with gaps, never slowing the others.
+    ``write`` puts a frame on the bot's socket at once (``write_now``, the server's
+    ``ws_protocol.write_text``) when nothing is waiting for this bot and its socket
+    takes bytes: a bot that keeps up. Otherwise the frame joins the queue, which the
+    writer task (``_drain``) sends in order through the ASGI send. A bot ``QUEUE_LIMIT``
+    frames behind is ended with a reason: it gets nothing more and is closed, never
+    fed a stream with gaps, never slowing the others.
     """
 
     websocket: WebSocket
     wrap: Callable[[str, str], str]
-    queue: asyncio.Queue[str | Awaitable[None] | None] = field(
-        default_factory=lambda: asyncio.Queue(QUEUE_LIMIT)
-    )
+    write_now: Callable[[str], bool] | None = None
+    queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     reason: tuple[int, str] | None = None
     writing: bool = False
     """The writer is sending a queued frame: a new frame must wait behind it."""
+
+    @classmethod
+    def of(cls, websocket: WebSocket, wrap: Callable[[str, str], str]) -> Subscriber:
+        """The subscriber for a bot's connection, with the server's ``write_text`` if any."""
+        extensions = websocket.scope.get("extensions") or {}
+        return cls(websocket, wrap, extensions.get(WRITE_TEXT))
 
     def offer(self, stream: str, message: str) -> None:
         """A frame of ``stream`` for this bot (combined streams name their stream)."""
@@ -402,18 +376,12 @@ class Subscriber:
         """``text`` to the bot now, or in order after what is waiting; never blocks."""
         if self.reason is not None:
             return
-        item: str | Awaitable[None] = text
         if not self.writing and self.queue.empty():
-            try:
-                rest = _begin(self.websocket.send_text(text))
-            except Exception:  # the bot went away: nothing to tell it
-                self.end(1000, "bye")
+            write_now = self.write_now
+            if write_now is not None and write_now(text):
                 return
-            if rest is None:
-                return  # written
-            item = rest  # its socket is full: the writer finishes this frame first
         try:
-            self.queue.put_nowait(item)
+            self.queue.put_nowait(text)
         except asyncio.QueueFull:
             self.end(1008, f"keybroker: this bot fell {QUEUE_LIMIT} messages behind; reconnect")
 
@@ -457,7 +425,7 @@ class StreamHub:
     ) -> None:
         base = target[: len(target) - len(path) - (len(query) + 1 if query else 0)]
         names, combined = support.streams_of(path, query)
-        me = Subscriber(websocket, _combined if combined else _raw)
+        me = Subscriber.of(websocket, _combined if combined else _raw)
         joined: list[Channel] = []
         writer = asyncio.create_task(_drain(me))
         try:
@@ -574,15 +542,12 @@ async def _drain(me: Subscriber) -> None:
     """Write the queue to the bot in order; close with the reason once the subscriber ended."""
     with contextlib.suppress(Exception):  # the bot went away: nothing to tell it
         while True:
-            item = await me.queue.get()
-            if item is None:
+            text = await me.queue.get()
+            if text is None:
                 break
             me.writing = True
             try:
-                if isinstance(item, str):
-                    await me.websocket.send_text(item)
-                else:
-                    await item  # a frame offer() began and the socket did not take at once
+                await me.websocket.send_text(text)
             finally:
                 me.writing = False
     me.end(1000, "bye")
