@@ -36,7 +36,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import unquote
@@ -567,6 +567,13 @@ def hub_of(websocket: WebSocket) -> StreamHub:
 # -- user: an account's stream, kept alive ------------------------------------------------------
 
 
+async def _until_gone(websocket: WebSocket) -> None:
+    """Read (and drop) what a bot sends on a stream that takes nothing, until it leaves."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+
 class UserStream:
     """Relay an account's event stream and keep its listen key alive through the pipeline."""
 
@@ -583,25 +590,27 @@ class UserStream:
         self.credential, self.profile, self.path = credential, profile, path
 
     async def run(self, target: str) -> None:
+        me = Subscriber.of(self.websocket, _raw)  # the account's events, as they are read
         try:
-            upstream = await _connect(target)
+            upstream = await _connect(target, me.write)
         except OSError as error:
             await _close(self.websocket, 1011, str(error))
             return
+        writer = asyncio.create_task(_drain(me))
         keeper = asyncio.create_task(self._keep_alive())
+        closed = asyncio.ensure_future(upstream.wait_closed())
+        gone = asyncio.ensure_future(_until_gone(self.websocket))
         try:
-            async for message in upstream:
-                await self.websocket.send_text(
-                    message if isinstance(message, str) else message.decode("utf-8", "replace")
-                )
-            await _close(self.websocket, 1012, "keybroker: the exchange closed the stream")
-        except ConnectionClosed:
-            await _close(self.websocket, 1012, "keybroker: the exchange closed the stream")
-        except (WebSocketDisconnect, RuntimeError):
-            pass
+            await asyncio.wait({closed, gone, writer}, return_when=asyncio.FIRST_COMPLETED)
+            if closed.done():
+                me.end(1012, "keybroker: the exchange closed the stream")
         finally:
-            keeper.cancel()
+            me.end(1000, "bye")
+            for task in (keeper, gone, closed):
+                task.cancel()
             await upstream.close()
+            with contextlib.suppress(Exception):
+                await writer
 
     async def _keep_alive(self) -> None:
         support = self.profile.websocket
@@ -615,6 +624,43 @@ class UserStream:
             response = await handle(self.gateway, incoming)
             if response.status_code >= 400:
                 log.warning("stream keep-alive refused: HTTP %s", response.status_code)
+
+
+async def _frames_until(
+    websocket: WebSocket, stop: asyncio.Future[None]
+) -> AsyncGenerator[str, None]:
+    """The bot's text frames, until ``stop`` completes (the exchange closed the connection).
+
+    Waiting on both in a new task per frame (``asyncio.wait``) cost a task and a turn of
+    the loop on every frame a bot sends. Here the frames are awaited directly, and
+    ``stop`` cancels the wait, only while it waits: a frame being judged is never cut
+    off halfway (the caller sees ``stop`` once it is done with it).
+    """
+    here = asyncio.current_task()
+    assert here is not None
+    waiting = stopped = False
+
+    def interrupt(_: object) -> None:
+        nonlocal stopped
+        if waiting and not stopped:
+            stopped = True
+            here.cancel()
+
+    stop.add_done_callback(interrupt)
+    try:
+        while not stop.done():
+            waiting = True
+            try:
+                text = await websocket.receive_text()
+            except asyncio.CancelledError:
+                if stopped and here.uncancel() == 0:
+                    return  # stop's own cancellation, and nobody else's
+                raise
+            finally:
+                waiting = False
+            yield text
+    finally:
+        stop.remove_done_callback(interrupt)
 
 
 # -- api: request frames, judged like REST, signed here -------------------------------------------
@@ -642,78 +688,106 @@ class ApiSession:
         self.gateway, self.websocket, self.bot = gateway, websocket, bot
         self.credential, self.profile, self.support = credential, profile, support
         self.pending: dict[str, Pending] = {}
+        self.me = Subscriber.of(websocket, _raw)  # what the bot is sent, in order
+        self._login: asyncio.Queue[str] | None = None
         # Only the path, query and body of a frame's REST equivalent matter: the
         # pipeline puts the credential's own base URL in front (outgoing_request).
         self.rest_base = "https://rest.invalid"
 
     async def run(self, target: str) -> None:
         try:
-            upstream = await _connect(target)
+            upstream = await _connect(target, self._from_exchange)
         except OSError as error:
             await _close(self.websocket, 1011, str(error))
             return
+        writer = asyncio.create_task(_drain(self.me))
         if self.support.login_frame is not None:
             refused = await self._log_in(upstream, self.support.login_frame)
             if refused is not None:
                 await upstream.close()
-                await _close(self.websocket, 1011, refused)
+                self.me.end(1011, refused)
+                with contextlib.suppress(Exception):
+                    await writer
                 return
-        reader = asyncio.create_task(self._answers(upstream))
         beat = asyncio.create_task(_heartbeat(upstream, self.support))
+        closed = asyncio.ensure_future(upstream.wait_closed())
         try:
-            while not reader.done():
-                receiving = asyncio.ensure_future(self.websocket.receive_text())
-                await asyncio.wait({receiving, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if not receiving.done():
-                    receiving.cancel()
-                    break
-                text = receiving.result()
-                local = self.support.local_answer(text)
-                if local is not None:  # e.g. the bot's own login, with placeholder keys
-                    await self.websocket.send_text(local)
-                    continue
-                frame = await self._judge(text)
-                if frame is not None:
-                    await upstream.send(frame)
+            async with contextlib.aclosing(_frames_until(self.websocket, closed)) as frames:
+                async for text in frames:
+                    local = self.support.local_answer(text)
+                    if local is not None:  # e.g. the bot's own login, with placeholder keys
+                        self.me.write(local)
+                        continue
+                    frame = await self._judge(text)
+                    if frame is not None:
+                        await upstream.send(frame)
         except (WebSocketDisconnect, RuntimeError, KeyError):
             pass
         except ConnectionClosed:
             pass
         finally:
-            reader.cancel()
+            closed.cancel()
             beat.cancel()
             await upstream.close()
             lost = await self._lost()
             if lost:
-                await _close(
-                    self.websocket,
+                self.me.end(
                     1012,
                     f"keybroker: exchange connection lost; {lost} request(s) unanswered, "
                     "look orders up by client order id; nothing is resent",
                 )
             else:
-                await _close(self.websocket, 1012, "keybroker: exchange connection closed")
+                self.me.end(1012, "keybroker: exchange connection closed")
+            with contextlib.suppress(Exception):
+                await writer
+
+    def _from_exchange(self, text: str) -> None:
+        """Each upstream frame as it is read (``Relayed``): to the bot at once; an answer to
+        a pending request then writes its result row, as REST's does, after the answer."""
+        if self._login is not None:  # the answer to the gateway's own login
+            self._login.put_nowait(text)
+            return
+        if self.support.is_heartbeat_answer(text):
+            return  # the answer to the gateway's own ping
+        self.me.write(text)
+        request_id = self.support.response_id(text)
+        if request_id is not None:
+            pending = self.pending.pop(json.dumps(request_id, sort_keys=True, default=str), None)
+            if pending is not None:
+                self.gateway.spawn(self._result(pending, text))
 
     async def _log_in(
         self, upstream: ClientConnection, login: Callable[[Credential, int], str]
     ) -> str | None:
         """Authenticate the upstream connection; None when it held, else why not."""
+        answers = self._login = asyncio.Queue()
         now = self.gateway.clock.now_ms()
         try:
             await upstream.send(await self._signed(lambda held: login(held, now)))
         except KeyStoreError as error:
+            self._login = None
             return f"keybroker: the WebSocket login could not be signed: {error}"
+        closed = asyncio.ensure_future(upstream.wait_closed())
         try:
             async with asyncio.timeout(10):
-                async for message in upstream:
-                    text = message if isinstance(message, str) else message.decode()
-                    verdict = self.support.login_answer(text)
+                while True:
+                    reading = asyncio.ensure_future(answers.get())
+                    await asyncio.wait({reading, closed}, return_when=asyncio.FIRST_COMPLETED)
+                    if not reading.done():
+                        reading.cancel()
+                        break
+                    verdict = self.support.login_answer(reading.result())
                     if verdict is True:
                         return None
                     if verdict is False:
                         break
-        except (TimeoutError, ConnectionClosed):
+        except TimeoutError:
             pass
+        finally:
+            closed.cancel()
+            self._login = None
+            while not answers.empty():  # what came after the answer is the bot's
+                self._from_exchange(answers.get_nowait())
         self.gateway.alert(
             "AuthenticationFailed", bot=self.bot.bot, credential=self.credential.name
         )
@@ -782,9 +856,7 @@ class ApiSession:
         judged = await judge(gateway, incoming, time.perf_counter())
         if isinstance(judged, Response):
             status, code, message = _refusal_of(judged)
-            await self.websocket.send_text(
-                self._error(text, call.request_id, status, code, message)
-            )
+            self.me.write(self._error(text, call.request_id, status, code, message))
             return None
         job = judged
         request = job.request
@@ -792,9 +864,7 @@ class ApiSession:
             await take_budget(gateway, job, request)
         except RateLimited as limited:
             await deny(gateway, job, "rate_limited", str(limited), error=limited)
-            await self.websocket.send_text(
-                self._error(text, call.request_id, 429, "rate_limited", str(limited))
-            )
+            self.me.write(self._error(text, call.request_id, 429, "rate_limited", str(limited)))
             return None
         intent_id = await gateway.audit.append(
             row(job, "intent", decision="allow", detail="websocket")
@@ -809,7 +879,7 @@ class ApiSession:
             await gateway.audit.append(
                 row(job, "result", intent_id=intent_id, detail=f"not sent: {error}")
             )
-            await self.websocket.send_text(
+            self.me.write(
                 self._error(text, call.request_id, 503, "key_store_unavailable", str(error))
             )
             return None
@@ -827,21 +897,6 @@ class ApiSession:
             return work(self.credential)
         remote = self.gateway.remote_keys or RemoteKeys.absent(self.gateway.alert)
         return await remote.run(self.profile.name, self.credential, work)
-
-    async def _answers(self, upstream: ClientConnection) -> None:
-        """Relay every upstream frame; an answer to a pending request writes its result row."""
-        async for message in upstream:
-            text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-            if self.support.is_heartbeat_answer(text):
-                continue  # the answer to the gateway's own ping
-            request_id = self.support.response_id(text)
-            if request_id is not None:
-                pending = self.pending.pop(
-                    json.dumps(request_id, sort_keys=True, default=str), None
-                )
-                if pending is not None:
-                    self.gateway.spawn(self._result(pending, text))
-            await self.websocket.send_text(text)
 
     async def _result(self, pending: Pending, text: str) -> None:
         read = self.support.answer_status or _status_of
@@ -903,7 +958,7 @@ class ApiSession:
                 detail=detail,
             )
         )
-        await self.websocket.send_text(self._error(text, request_id, status, code, detail))
+        self.me.write(self._error(text, request_id, status, code, detail))
 
 
 def _refusal_of(response: Response) -> tuple[int, str, str]:
