@@ -312,8 +312,9 @@ class Relayed(ClientConnection):
     def _deliver(self, payload: bytes) -> None:
         try:
             self.listener(payload.decode("utf-8", "replace"))
-        except Exception:  # one bad frame must not break the transport's callback
-            log.exception("an upstream WebSocket frame could not be relayed")
+        except Exception as error:  # one bad frame must not break the transport's callback
+            # The type only: a message or traceback could quote the frame.
+            log.error("an upstream WebSocket frame could not be relayed (%s)", type(error).__name__)
 
     def _fail(self, code: CloseCode, reason: str) -> None:
         self._frames, self._buffer, self._fragments = False, b"", []

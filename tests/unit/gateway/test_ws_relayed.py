@@ -233,7 +233,9 @@ def test_a_frame_websockets_refuses_fails_the_connection_with_its_code(
     assert close_code(exchange) == code
 
 
-def test_a_listener_that_raises_does_not_stop_the_relay() -> None:
+def test_a_listener_that_raises_does_not_stop_the_relay_and_its_log_quotes_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def main() -> list[str]:
         exchange = Exchange()
         server = await asyncio.start_server(exchange.handle, "127.0.0.1", 0)
@@ -243,7 +245,7 @@ def test_a_listener_that_raises_does_not_stop_the_relay() -> None:
         def listener(text: str) -> None:
             seen.append(text)
             if text == "boom":
-                raise ValueError("a listener's bug")
+                raise ValueError(f"a listener's bug on {text}-canary")
 
         upstream = await gateway_ws._connect(f"ws://127.0.0.1:{port}/", listener)
         try:
@@ -257,3 +259,5 @@ def test_a_listener_that_raises_does_not_stop_the_relay() -> None:
         return seen
 
     assert asyncio.run(main()) == ["boom", "next"]
+    assert "ValueError" in caplog.text
+    assert "canary" not in caplog.text and "boom" not in caplog.text
