@@ -30,6 +30,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from keybroker.errors import InvalidInput
+from keybroker.gateway.ws_protocol import GatewayWebSocketProtocol
 
 
 def is_loopback(host: str) -> bool:
@@ -111,7 +112,8 @@ def make_config(
     return uvicorn.Config(
         app,
         lifespan="on",
-        ws="websockets-sansio",
+        # uvicorn's websockets-sansio, plus a text frame written at once for the relay.
+        ws=GatewayWebSocketProtocol,
         # Frames go to bots on this machine or a LAN: deflating each one for each of
         # 45 readers of a shared stream would cost CPU and latency to save nothing.
         ws_per_message_deflate=False,
