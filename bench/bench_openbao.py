@@ -27,6 +27,17 @@ added = percentile(openbao) - percentile(local). Printed, not asserted:
    (from /proc/self/task) and the OpenBao process (/proc/<pid>/stat). On a
    2-core machine that others load too, extra CPU is extra latency: the
    round trip can overlap the intent row's fsync only if a core is free.
+   Beside it, OpenBao's CPU per call when the calls come back to back: the
+   difference is what its Go runtime spends waking up for each lone call.
+6. An extra line, not the main number: the same alternating orders in
+   rounds that alternate between as-is and OpenBao pinned to one core with
+   this process (the gateway) pinned to the other (``sched_setaffinity`` on
+   every thread), so both kinds of round see the same machine load. It shows
+   how much of the added latency is the two sharing cores.
+
+``--bao-gomaxprocs N`` runs OpenBao with ``GOMAXPROCS=N`` (0: Go's default,
+one per core), as docs/openbao.md suggests for an OpenBao beside the gateway
+on a small machine.
 
 Every key, passphrase and token here is fake.
 """
@@ -99,9 +110,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=400, help="orders per credential per run")
     parser.add_argument("--runs", type=int, default=3, help="latency runs (median reported)")
+    parser.add_argument(
+        "--pin-rounds",
+        type=int,
+        default=6,
+        help="rounds of the pinned comparison (0: none; at least 2)",
+    )
+    parser.add_argument(
+        "--bao-gomaxprocs", type=int, default=1, help="OpenBao's GOMAXPROCS (0: Go's default)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kb-bench-openbao-"))
-    bao = start_server(work / "bao")
+    go_env = {"GOMAXPROCS": str(args.bao_gomaxprocs)} if args.bao_gomaxprocs > 0 else {}
+    bao = start_server(work / "bao", go_env=go_env)
     unlimited = EmulatorConfig(
         weight_limit=10**9, spot_orders_per_10s=10**9, spot_orders_per_day=10**9
     )
@@ -122,7 +143,7 @@ def main() -> None:
         access = write_gateway_access(
             admin, "transit", "bench-gw", [PolicyKey(key_name, "hmac", "sha256")]
         )
-        peer = _transit_peer(admin, key_name)
+        peer = _transit_peer(admin, key_name, bao.process.pid)
     wire_peer = asyncio.run(_wire_peer(bao.addr, Secret(bao.root_token), key_name))
     policy = Policy(scopes=("read", "trade"), symbols=("BTCUSDT",)).to_json()
     vault.add("local", "binance", KeyMaterial(API_KEY, Secret(SECRET)), base_url=exchange_url,
@@ -156,35 +177,41 @@ def main() -> None:
             runs = [_latency(client, args.orders) for _ in range(args.runs)]
             cpu = _cpu(client, bao.process.pid, args.orders)
             burst = _burst(client)
+            pinned = _pinned(client, bao.process.pid, args.orders // 2, args.pin_rounds)
     finally:
         running.stop()
         vault.close()
         stop_exchange()
         bao.stop()
         shutil.rmtree(work, ignore_errors=True)
-    _report(args.orders, runs, (wire_peer, *peer), timers, burst)
-    _report_cpu(args.orders, cpu)
+    print(f"OpenBao: GOMAXPROCS={args.bao_gomaxprocs or 'Go default'}")
+    _report(args.orders, runs, (wire_peer, *peer[:2]), timers, burst)
+    _report_cpu(args.orders, cpu, peer[2])
+    _report_pinned(args.orders // 2, pinned)
 
 
-def _transit_peer(admin: object, key_name: str) -> tuple[float, float]:
-    """(p50 ms of one transit HMAC, us per item of a 100-item batch), from this process."""
+def _transit_peer(admin: object, key_name: str, bao_pid: int) -> tuple[float, float, float]:
+    """(p50 ms of one transit HMAC, us per item of a 100-item batch, OpenBao's CPU ms per
+    call back to back), from this process."""
     from keybroker.openbao import OpenBao
 
     assert isinstance(admin, OpenBao)
     path = f"transit/hmac/{key_name}/sha2-256"
     one = {"input": base64.b64encode(b"symbol=BTCUSDT&timestamp=1").decode()}
     times = []
+    bao_before = _cpu_ms(Path(f"/proc/{bao_pid}/stat"))
     for _ in range(300):
         started = time.perf_counter()
         admin.write(path, one)
         times.append((time.perf_counter() - started) * 1000)
+    back_to_back = (_cpu_ms(Path(f"/proc/{bao_pid}/stat")) - bao_before) / 300
     batch = {"batch_input": [one] * 100}
     per_item = []
     for _ in range(30):
         started = time.perf_counter()
         admin.write(path, batch)
         per_item.append((time.perf_counter() - started) * 1e6 / 100)
-    return statistics.median(times), statistics.median(per_item)
+    return statistics.median(times), statistics.median(per_item), back_to_back
 
 
 async def _wire_peer(addr: str, token: Secret, key_name: str) -> float:
@@ -219,6 +246,8 @@ def _instrument() -> Timers:
         "exchange": [],
         "local intent row": [],
         "openbao intent row": [],
+        "local row waits": [],
+        "openbao row waits": [],
         "ahead wait": [],
     }
 
@@ -248,10 +277,13 @@ def _instrument() -> Timers:
     AsyncOpenBao.write = timed("transit call", AsyncOpenBao.write)  # type: ignore[method-assign]
     _Connection.exchange = timed("exchange", _Connection.exchange)  # type: ignore[method-assign]
     append = AuditLog.append
+    handed: dict[str, float] = {}  # credential -> when its intent row was handed over
 
     @functools.wraps(append)
     async def intent(log: AuditLog, row: AuditRow) -> int:
         started = time.perf_counter()
+        if row.kind == "intent":
+            handed[row.credential or ""] = started
         try:
             return await append(log, row)
         finally:
@@ -259,7 +291,22 @@ def _instrument() -> Timers:
                 elapsed = (time.perf_counter() - started) * 1000
                 timers[f"{row.credential} intent row"].append(elapsed)
 
+    # The audit writer's step for a group (a private name: if it is renamed, that timer is off).
+    commit = getattr(AuditLog, "_commit", None)
+
+    def writer_starts(log: AuditLog, group: list[Any]) -> list[int]:
+        # On the audit writer thread: how long the row waited before any work on it began.
+        now = time.perf_counter()
+        for item in group:
+            name = getattr(getattr(item, "row", None), "credential", None)
+            if item.row.kind == "intent" and name in ("local", "openbao") and name in handed:
+                timers[f"{name} row waits"].append((now - handed.pop(name)) * 1000)
+        assert commit is not None
+        return commit(log, group)  # type: ignore[no-any-return]
+
     AuditLog.append = intent  # type: ignore[method-assign,assignment]
+    if commit is not None:
+        AuditLog._commit = writer_starts  # type: ignore[method-assign]
     SignAhead.__call__ = timed("ahead wait", SignAhead.__call__)  # type: ignore[method-assign]
     return timers
 
@@ -314,12 +361,76 @@ def _cpu(client: httpx.Client, bao_pid: int, orders: int) -> dict[str, tuple[flo
     return result
 
 
-def _report_cpu(orders: int, cpu: dict[str, tuple[float, float]]) -> None:
+def _report_cpu(orders: int, cpu: dict[str, tuple[float, float]], back_to_back: float) -> None:
     print(f"CPU per order ({orders} in a row each; 10 ms clock ticks, so +-{20 / orders:.3f} ms):")
     for name, (gateway, bao) in cpu.items():
         print(f"  {name:<8} gateway threads {gateway:6.3f} ms, OpenBao {bao:6.3f} ms")
     extra = (cpu["openbao"][0] - cpu["local"][0], cpu["openbao"][1] - cpu["local"][1])
     print(f"  openbao less local: {extra[0]:.3f} ms in the gateway, {extra[1]:.3f} ms in OpenBao")
+    print(
+        f"  OpenBao per HMAC call back to back (300 in a row, blocking client): "
+        f"{back_to_back:.3f} ms; one call per order costs it more, waking from idle each time"
+    )
+
+
+def _threads(pid: int | str) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    return []
+
+
+def _pin(pid: int | str, cpus: set[int]) -> None:
+    """Every thread of ``pid`` on ``cpus`` (threads made later inherit their maker's set)."""
+    for tid in _threads(pid):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(tid, cpus)
+
+
+def _pinned(
+    client: httpx.Client, bao_pid: int, orders: int, rounds: int
+) -> list[tuple[bool, float, float]]:
+    """Rounds alternating as-is / pinned: (pinned, added p50 ms, load) for each round.
+
+    Pinned: OpenBao on one core, this process (the gateway, its audit writer,
+    the emulator and this client) on another, so OpenBao's work on a
+    signature cannot take the core the intent row is being written on. Other
+    processes on the machine still run on both.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if rounds < 2 or len(cpus) < 2:  # one round of each kind at least
+        return []
+    everywhere = set(cpus)
+    result = []
+    try:
+        for number in range(rounds):
+            pinned = number % 2 == 1
+            _pin(bao_pid, {cpus[1]} if pinned else everywhere)
+            _pin("self", {cpus[0]} if pinned else everywhere)
+            latency = _latency(client, orders)
+            added = percentile(latency["openbao"], 0.5) - percentile(latency["local"], 0.5)
+            result.append((pinned, added, os.getloadavg()[0]))
+    finally:
+        _pin(bao_pid, everywhere)
+        _pin("self", everywhere)
+    return result
+
+
+def _report_pinned(orders: int, rounds: list[tuple[bool, float, float]]) -> None:
+    if not rounds:
+        print("OpenBao on its own core: not measured (fewer than 2 CPUs, or --pin-rounds 0)")
+        return
+    print(
+        f"extra: OpenBao pinned to one core, the gateway's process to the other; rounds of "
+        f"{orders} alternating orders each, alternating with rounds as-is (added p50 ms):"
+    )
+    for pinned in (False, True):
+        values = [added for kind, added, _ in rounds if kind == pinned]
+        loads = "/".join(f"{load:.1f}" for kind, _, load in rounds if kind == pinned)
+        name = "pinned" if pinned else "as-is "
+        print(
+            f"  {name} " + " ".join(f"{value:.3f}" for value in values)
+            + f"  median {statistics.median(values):.3f} (load {loads})"
+        )  # fmt: skip
 
 
 def _burst(client: httpx.Client) -> dict[str, float]:
@@ -397,6 +508,11 @@ def _report(
             f"{p50['openbao intent row'] - p50['local intent row']:.3f} ms (the two share 2 "
             "cores with OpenBao's work on the signature)"
         )
+        if "openbao row waits" in p50 and "local row waits" in p50:
+            print(
+                f"  of which before the audit writer even starts on the row (no disk yet): "
+                f"{p50['openbao row waits'] - p50['local row waits']:.3f} ms: it waits for a core"
+            )
     print("burst of 64 concurrent orders:")
     print(
         f"  openbao: {burst['signatures']:.0f} signatures in {burst['calls']:.0f} transit calls, "

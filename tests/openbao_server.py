@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,14 +83,18 @@ class BaoServer:
                 self.process.wait(timeout=10)
 
 
-def start_server(workdir: Path) -> BaoServer:
-    """Start ``bao server -dev`` on a free loopback port; wait until it is unsealed."""
+def start_server(workdir: Path, *, go_env: Mapping[str, str] | None = None) -> BaoServer:
+    """Start ``bao server -dev`` on a free loopback port; wait until it is unsealed.
+
+    ``go_env``: Go runtime settings for the server (the benchmark's ``GOMAXPROCS``).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     log = workdir / "bao.log"
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir),  # the dev server writes its token helper file there
+        **(go_env or {}),
     }
     with log.open("wb") as output:
         process = subprocess.Popen(

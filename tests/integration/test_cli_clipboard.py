@@ -38,14 +38,15 @@ def test_tool_order_prefers_wayland_then_xclip(with_key: Kb, tmp_path: Path) -> 
     assert "with wl-copy" in with_key("keys", "copy", "b1", env=env).stdout
 
 
+@pytest.mark.slow
 def test_the_clipboard_is_cleared_after_the_wait(with_key: Kb, tmp_path: Path) -> None:
     clipboard = make_fake_clipboard(tmp_path, "wl-copy")
-    started = time.monotonic()
-    with_key("keys", "copy", "b1", "--clear-after", "1", env=clipboard.env)
-    # The command returned at once; a detached child does the clearing.
-    assert time.monotonic() - started < 1.0
+    with_key("keys", "copy", "b1", "--clear-after", "4", env=clipboard.env)
+    # The command returned without waiting: the secret is still there, and a
+    # detached child clears it later. (No stopwatch: a CLI start on a loaded
+    # machine took over a second.)
     assert clipboard.read() == SECRET
-    assert clipboard.wait_until(b"") == b""
+    assert clipboard.wait_until(b"", timeout=20) == b""
     assert "--clear" in clipboard.argv_log.read_text()
 
 

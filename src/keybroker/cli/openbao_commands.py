@@ -122,6 +122,9 @@ def setup(
     transit/sign/<key> for the OpenBao keys in this vault (and renewing its
     own token); it is printed as HCL. Rerun after adding or removing keys, and
     before each gateway start: the secret id is single use.
+    OpenBao on the gateway's machine: run it with GOMAXPROCS=1, and on a core of
+    its own if you can (its CPU per signature is the latency it adds; see
+    docs/openbao.md, Cost).
     Example: keybroker openbao setup --addr https://bao.internal:8200 --gateway gw1
     """
     from keybroker.openbao import Connection, OpenBao, load, save

@@ -44,8 +44,8 @@ def sync_appender(log: AuditLog, label: str) -> None:
 
 async def main(path: Path, label: str) -> None:
     log = AuditLog.open(path)
+    say("ready")  # before any appender runs: the sync thread's first row must not come first
     threading.Thread(target=sync_appender, args=(log, label), daemon=True).start()
-    say("ready")
     await asyncio.gather(*(appender(log, label, worker) for worker in range(20)))
 
 
