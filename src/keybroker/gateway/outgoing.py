@@ -98,9 +98,7 @@ def _parsed_base(base: str) -> httpx.URL | None:
 def _join(base: httpx.URL | None, path: str, query: str) -> httpx.URL | None:
     if base is None:
         return None
-    reference = base._uri_reference
-    if "." in reference.path.split("/"):  # pragma: no cover - httpx resolved these already
-        return None
+    reference = base._uri_reference  # its path has no dot segments: httpx resolved them
     url = httpx.URL.__new__(httpx.URL)
     url._uri_reference = reference._replace(path=reference.path + path, query=query or None)
     return url

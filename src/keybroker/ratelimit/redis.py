@@ -122,6 +122,10 @@ class _Spend:
     window_ms: int
     margin_ms: int
 
+    def budget_args(self, amount: float) -> list[str | int | float]:
+        """``amount`` and this budget's description, as every script reads them in turn."""
+        return [repr(amount), self.shape, repr(self.limit.capacity), self.window_ms, self.margin_ms]
+
 
 @dataclass(frozen=True, slots=True)
 class _Verdict:
@@ -479,13 +483,7 @@ class RedisLimiter:
         keys += [self._key("x", host) for host in hosts]
         args: list[str | int | float] = [len(spends), len(prefixes)]
         for spend in spends:
-            args += [
-                repr(spend.amount),
-                spend.shape,
-                repr(spend.limit.capacity),
-                spend.window_ms,
-                spend.margin_ms,
-            ]
+            args += spend.budget_args(spend.amount)
         return tuple(hosts), keys, args
 
     def _verdict(self, offer: Offer, answer: Any) -> _Verdict:
@@ -522,15 +520,7 @@ class RedisLimiter:
         """Readings (``add``: spends made alone) as (budget, used, when) in one script."""
         args: list[str | int | float] = []
         for spend, used, now in found:
-            args += [
-                repr(used),
-                spend.shape,
-                repr(spend.limit.capacity),
-                spend.window_ms,
-                spend.margin_ms,
-                int(add),
-                now,
-            ]
+            args += [*spend.budget_args(used), int(add), now]
         keys = [self._key("b", spend.key) for spend, _, _ in found]
         try:
             await self._correct(keys=keys, args=args)
@@ -540,14 +530,7 @@ class RedisLimiter:
     async def _send_refund(self, spends: Sequence[_Spend], taken_ms: int) -> None:
         args: list[str | int | float] = [self._now()]
         for spend in spends:
-            args += [
-                repr(spend.amount),
-                spend.shape,
-                repr(spend.limit.capacity),
-                spend.window_ms,
-                spend.margin_ms,
-                taken_ms,
-            ]
+            args += [*spend.budget_args(spend.amount), taken_ms]
         try:
             await self._refund(keys=[self._key("b", spend.key) for spend in spends], args=args)
         except STORE_FAILURES as error:
