@@ -15,7 +15,8 @@ token's own credentials, ``listing.py``), the dashboard under ``/_/dashboard``
 (its own admin login; ``dashboard/``), and everything else as
 ``/{credential}/{exchange path}`` through ``pipeline.handle``. The
 middleware around them, outermost first: Host check, browser origin check,
-bot token (``auth.py``).
+bot token (``auth.py``), then ``ProxyLane``, which takes exchange requests
+straight to ``proxy``.
 """
 
 from __future__ import annotations
