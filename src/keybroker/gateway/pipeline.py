@@ -96,14 +96,18 @@ class Job:
 async def handle(gateway: Gateway, incoming: Incoming) -> Response:
     """Steps 2-9 for one request; every refusal is audited, nothing refused leaves the machine."""
     started = time.perf_counter()
-    judged = await judge(gateway, incoming, started)
-    if isinstance(judged, Response):
-        return judged
-    job = judged
-    if job.classified.kind == "public" and job.request.method == "GET":
-        outcome = await gateway.dedup.run(dedup_key(job), lambda: send(gateway, job))
-    else:
-        outcome = await send(gateway, job)  # 5.-9. limit, audit, sign, forward, audit
+    gateway.in_flight += 1
+    try:
+        judged = await judge(gateway, incoming, started)
+        if isinstance(judged, Response):
+            return judged
+        job = judged
+        if job.classified.kind == "public" and job.request.method == "GET":
+            outcome = await gateway.dedup.run(dedup_key(job), lambda: send(gateway, job))
+        else:
+            outcome = await send(gateway, job)  # 5.-9. limit, audit, sign, forward, audit
+    finally:
+        gateway.in_flight -= 1
     response = answer(gateway, job, outcome)
     observe_added(gateway, job.classified.kind, started, outcome)
     return response
@@ -176,7 +180,7 @@ async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
     if not job.paper and isinstance(job.credential.secret, RemoteKey):
         build = ahead = SignAhead(build)  # 7. starts now: OpenBao's round trip overlaps 6.'s fsync
     try:
-        intent_id = await gateway.audit.append(row(job, "intent", decision="allow"))  # 6. audit
+        intent_id = await gateway.write_now(row(job, "intent", decision="allow"))  # 6. audit
     except BaseException:
         if ahead is not None:
             ahead.discard()  # signed, never sent: nothing leaves without its intent row
@@ -189,7 +193,7 @@ async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
                 build, retry=job.classified.kind in READ_KINDS
             )
     except KeybrokerError as refused:  # the signer or the nonce lease refused: nothing left
-        await gateway.audit.append(row(job, "result", intent_id=intent_id, detail=str(refused)))
+        await gateway.write_now(row(job, "result", intent_id=intent_id, detail=str(refused)))
         return error_response(refused)
     note = None
     if job.classified.kind == "order_place" and is_ambiguous(outcome):
@@ -322,11 +326,11 @@ async def read_fact(gateway: Gateway, job: Job, query: httpx.Request) -> Receive
         spend=tuple(charges(job, query, classified)),
     )
     detail = "the gateway's own read, for the policy"
-    intent_id = await gateway.audit.append(row(read, "intent", decision="allow", detail=detail))
+    intent_id = await gateway.write_now(row(read, "intent", decision="allow", detail=detail))
     try:
         outcome = await gateway.upstream.send_once(await sign(gateway, read, query))
     except KeybrokerError as refused:
-        await gateway.audit.append(row(read, "result", intent_id=intent_id, detail=str(refused)))
+        await gateway.write_now(row(read, "result", intent_id=intent_id, detail=str(refused)))
         return Failure(type(refused).__name__, False, 0.0)
     error = take_answer(gateway, read, outcome)
     record_result(gateway, read, intent_id, outcome, error, None)
@@ -432,7 +436,7 @@ async def deny(
     gateway: Gateway, job: Job, rule: str, detail: str, *, error: RateLimited | None = None
 ) -> Response:
     """Audit a refusal (durably), alert, and answer it; the request never left the machine."""
-    await gateway.audit.append(row(job, "denied", decision="deny", rule=rule, detail=detail))
+    await gateway.write_now(row(job, "denied", decision="deny", rule=rule, detail=detail))
     gateway.metrics.count("keybroker_denials_total", credential=job.credential.name, rule=rule)
     count(gateway, job, "rate_limited" if error else "denied")
     if error is not None:
@@ -453,7 +457,7 @@ async def refuse(gateway: Gateway, incoming: Incoming, response: Response, detai
     """Audit and give ``response``: a request refused before it was classified (or its
     policy read). The row's rule is the answer's error code."""
     code = response.headers.get("x-keybroker-error", "error")
-    await gateway.audit.append(
+    await gateway.write_now(
         AuditRow(
             "denied",
             bot=incoming.bot.bot,

@@ -232,7 +232,7 @@ class SignAhead:
     """The ``upstream.Build`` of a request whose first signature was started early.
 
     >>> ahead = SignAhead(lambda: sign(gateway, job, job.request))   # before the intent row
-    >>> intent_id = await gateway.audit.append(...)                  # OpenBao answers meanwhile
+    >>> intent_id = await gateway.write_now(...)                     # OpenBao answers meanwhile
     >>> outcome = await gateway.upstream.send(ahead, retry=...)      # attempt 1: that signature
 
     Later attempts (retried reads) sign anew, as without it. ``discard`` drops

@@ -73,6 +73,10 @@ class Gateway:
     _alert_numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     paper: Desk | None = None
     """The paper venue (``paper_route.desk``), made when a paper credential first needs it."""
+    in_flight: int = 0
+    """Requests (REST, or WebSocket calls) between their first step and their answer.
+    One alone commits the rows it waits for on the event loop's own thread
+    (``write_now``): nothing else is there to be held up."""
 
     def __post_init__(self) -> None:
         if self.coordination is None:
@@ -86,6 +90,15 @@ class Gateway:
             keep=public_cache.cacheable,
             aged=public_cache.aged,
         )
+
+    async def write_now(self, row: AuditRow) -> int:
+        """Append a row the request waits for (an intent, a refusal): its id once durable.
+
+        A request alone in the gateway commits it inline (``AuditLog.append``), skipping
+        two thread wake-ups; with company it goes to the writer thread's group commit,
+        so the loop is never held while others could run.
+        """
+        return await self.audit.append(row, inline=self.in_flight <= 1)
 
     def write_later(self, row: AuditRow) -> None:
         """Queue a row nothing waits for (a result row, once its answer went out): it joins

@@ -78,6 +78,12 @@ def state_lines(gateway: Gateway) -> list[str]:
         "# HELP keybroker_deduplicated_total Public GETs answered from another's fetch.",
         "# TYPE keybroker_deduplicated_total counter",
         f"keybroker_deduplicated_total {gateway.dedup.shared}",
+        "# HELP keybroker_audit_commits_total Audit log transactions (one fsync each), by the"
+        " thread that made them: a request alone commits inline, others share the writer's.",
+        "# TYPE keybroker_audit_commits_total counter",
+        f'keybroker_audit_commits_total{{thread="inline"}} {gateway.audit.inline_commit_count}',
+        f'keybroker_audit_commits_total{{thread="writer"}} '
+        f"{gateway.audit.commit_count - gateway.audit.inline_commit_count}",
         "# HELP keybroker_halted 1 for each halted credential ('*' is all).",
         "# TYPE keybroker_halted gauge",
     ]

@@ -115,6 +115,42 @@ def test_decisions_statuses_latency_buckets_and_audit_writes(world: World) -> No
     assert 0 < metrics.value("keybroker_audit_write_seconds_sum") < rows
 
 
+def test_a_lone_order_commits_its_intent_inline_and_concurrent_ones_share_the_writer(
+    world: World,
+) -> None:
+    client = world.gateway.client()
+
+    def commits() -> tuple[float, float]:
+        metrics = scrape(client)
+        return tuple(  # type: ignore[return-value]
+            metrics.value("keybroker_audit_commits_total", thread=thread)
+            for thread in ("inline", "writer")
+        )
+
+    inline, writer = commits()
+    for _ in range(3):  # one after another: each is alone in the gateway
+        assert client.post("/bn/api/v3/order", data=LIMIT_BUY).status_code == 200
+    assert commits()[0] == inline + 3
+
+    inline, writer = commits()
+    together = threading.Barrier(16)
+
+    def order(bot: httpx.Client) -> None:
+        together.wait()
+        assert bot.post("/bn/api/v3/order", data=LIMIT_BUY).status_code == 200
+
+    threads = [threading.Thread(target=order, args=(world.gateway.client(),)) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    after_inline, after_writer = commits()
+    # Sixteen at once: the loop is not held by one of them while others could run.
+    assert after_inline - inline < 16
+    assert after_writer > writer
+    assert len(world.gateway.rows("intent")) == 3 + 16
+
+
 def test_the_exchanges_429_and_418_and_the_gateways_own_429_are_counted(
     tmp_path: Path, emulator: StartEmulator, gateway: StartGateway
 ) -> None:

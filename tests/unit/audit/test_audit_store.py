@@ -244,6 +244,97 @@ def test_a_cancelled_append_that_was_not_yet_taken_is_not_written(
     assert [row.row.bot for row in read_rows(log_path)] == ["bot-0", "bot-2"]
 
 
+def test_an_inline_append_commits_at_once_with_the_rows_waiting_for_company(
+    log: AuditLog, log_path: Path
+) -> None:
+    log.later_s = 60.0  # only a commit of the next row can bring it out
+    queued = log.append_later(result(1, 1))
+    assert asyncio.run(log.append(intent(2), inline=True)) == 2
+    # Written by the same commit, before append returned: no waiting on the writer thread.
+    assert queued.result(timeout=0) == 1
+    assert (log.commit_count, log.inline_commit_count) == (1, 1)
+    assert [row.row.kind for row in read_rows(log_path)] == ["result", "intent"]
+    assert verify_chain(log_path).ok
+
+
+def test_an_inline_append_never_holds_the_loop_while_another_process_writes(
+    log: AuditLog, log_path: Path
+) -> None:
+    """A busy log sends the row to the writer thread; the event loop runs on meanwhile."""
+    blocker = sqlite3.connect(log_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    waited: list[float] = []
+
+    async def run() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(log.append(intent(1), inline=True))
+        before = loop.time()
+        await asyncio.sleep(0.2)
+        # Blocked inside the commit, the loop would have come back only after the
+        # writer's busy timeout (10 s), with the row written.
+        waited.append(loop.time() - before)
+        assert not task.done()  # nothing returns before it is durable
+        blocker.execute("COMMIT")
+        return await task
+
+    try:
+        assert asyncio.run(run()) == 1
+    finally:
+        blocker.close()
+    assert waited[0] < log.busy_timeout / 2
+    assert (log.commit_count, log.inline_commit_count) == (1, 0)
+    assert verify_chain(log_path).ok
+
+
+def test_a_cancelled_row_waiting_for_company_is_left_out_of_an_inline_commit(
+    log: AuditLog, log_path: Path
+) -> None:
+    log.later_s = 60.0
+    dropped = log.append_later(result(1, 1))
+    kept = log.append_later(result(2, 2))
+    assert dropped.cancel()
+    assert asyncio.run(log.append(intent(3), inline=True)) == 2
+    assert kept.result(timeout=0) == 1
+    assert [row.row.bot for row in read_rows(log_path)] == ["bot-2", "bot-3"]
+
+
+def test_inline_and_handed_off_appends_from_many_threads_form_one_chain(
+    log: AuditLog, log_path: Path
+) -> None:
+    log.later_s = 0.01
+
+    def appender(first: int) -> list[int]:
+        async def run() -> list[int]:
+            ids = []
+            for n in range(first, first + 25):
+                ids.append(await log.append(intent(n), inline=n % 2 == 0))
+                log.append_later(result(n, n))
+            ids.append(log.append_sync(intent(first + 25)))
+            return ids
+
+        return asyncio.run(run())
+
+    async def all_threads() -> list[list[int]]:
+        loop = asyncio.get_running_loop()
+        return await asyncio.gather(
+            *(loop.run_in_executor(None, appender, 100 * k) for k in range(4))
+        )
+
+    ids = [row_id for ids in asyncio.run(all_threads()) for row_id in ids]
+    log.close()  # writes the result rows still waiting
+    assert len(set(ids)) == len(ids) == 104
+    report = verify_chain(log_path)
+    assert (report.ok, report.rows) == (True, 204)
+    assert 0 < log.inline_commit_count < log.commit_count
+
+
+def test_an_inline_append_to_a_closed_log_is_refused(log_path: Path) -> None:
+    closed = AuditLog.open(log_path)
+    closed.close()
+    with pytest.raises(AuditError, match="closed"):
+        asyncio.run(closed.append(intent(1), inline=True))
+
+
 def test_a_failed_write_fails_every_waiter_and_the_log_recovers(
     log: AuditLog, log_path: Path
 ) -> None:
