@@ -199,9 +199,12 @@ async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
     if job.classified.kind == "order_place" and is_ambiguous(outcome):
         outcome, note = await look_up(gateway, job, outcome)
     error = take_answer(gateway, job, outcome)  # 9. map errors, correct the limiter at once
-    # The result row is written after the answer goes out: only the intent row must be
-    # durable first. Closing the log writes the rows still queued.
-    record_result(gateway, job, intent_id, outcome, error, note)
+    # The result row is made once the answer is on its way (the loop's next turn, after
+    # this task hands the answer to the transport) and written with the next commit:
+    # only the intent row must be durable first. Closing the log writes what is queued.
+    asyncio.get_running_loop().call_soon(
+        record_result, gateway, job, intent_id, outcome, error, note
+    )
     return outcome
 
 
