@@ -276,9 +276,15 @@ class Link:
 
 
 async def _closed(wire: _Wire) -> None:
-    """Close ``wire`` and wait until its socket is closed (at most a second)."""
+    """Close ``wire`` and wait until its socket is closed: a second for a clean close, then
+    an abort. Over TLS the clean close waits for the server's answer to our close_notify;
+    a loop that stopped before it came would leave the TCP socket under TLS open."""
     if wire.transport is not None:
         wire.transport.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(wire.gone), 1.0)
+            return
+        wire.transport.abort()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(wire.gone), 1.0)
 

@@ -22,6 +22,7 @@ import pytest
 from gateway_testkit import LIMIT_BUY, StartEmulator, StartGateway, make_vault, new_token
 from redis.asyncio import Redis
 
+from async_run import run_closed
 from keybroker.clock import FixedClock
 from keybroker.errors import CoordinationUnavailable
 from keybroker.exchanges.base import RateLimit
@@ -51,7 +52,7 @@ def order_charges(orders: RateLimit = ORDERS) -> list[Charge]:
 
 
 def run(make: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(make())
+    return run_closed(make)  # the loop stops once its connections are closed
 
 
 @pytest.fixture

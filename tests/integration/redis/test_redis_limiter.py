@@ -10,6 +10,7 @@ from typing import TypeVar
 import pytest
 from redis.asyncio import Redis
 
+from async_run import run_closed
 from keybroker.errors import CoordinationUnavailable, RateLimited
 from keybroker.exchanges.base import RateLimit
 from keybroker.ratelimit import Charge, Limiter
@@ -40,7 +41,7 @@ def order() -> list[Charge]:
 
 
 def run(make: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(make())
+    return run_closed(make)  # the loop stops once its connections are closed
 
 
 def client_for(server: RedisServer) -> Redis:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import socket
+import ssl
+import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -14,6 +19,7 @@ from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from async_run import ClosingLoop, run_closed
 from keybroker.ratelimit.redis import STORE_FAILURES
 from keybroker.ratelimit.redis_link import Link, pack
 from redis_server import PASSWORD, RedisServer, StartRedis, make_tls_files
@@ -24,7 +30,7 @@ ECHO = "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}"
 
 
 def run(make: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(make())
+    return run_closed(make)  # the loop stops once its connections are closed
 
 
 def link_to(url: str, **options: float) -> tuple[Redis, Link]:
@@ -177,6 +183,49 @@ def test_a_store_that_does_not_answer_times_out_and_the_link_recovers(
     first, errors, quick, back = run(scenario)
     assert first == b"PONG" and back == b"PONG"
     assert errors == [RedisTimeoutError.__name__] * 3 and quick
+
+
+def test_close_over_tls_closes_the_socket_when_the_server_never_answers_the_close(
+    tmp_path: Path,
+) -> None:
+    # A clean TLS close waits for the server's close_notify; a store that never sends it
+    # must not leave the TCP socket open for a loop stopping after close() (a leak).
+    tls = make_tls_files(tmp_path / "tls")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls.cert, tls.key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    release = threading.Event()
+
+    def store() -> None:
+        with contextlib.suppress(OSError):  # the link's abort resets the connection
+            conn, _ = listener.accept()
+            with context.wrap_socket(conn, server_side=True) as tls_conn:
+                tls_conn.recv(1024)
+                tls_conn.sendall(b"+PONG\r\n")
+                while tls_conn.recv(1024):  # until the link's close_notify, never answered
+                    pass
+                release.wait(10)
+
+    thread = threading.Thread(target=store, daemon=True)
+    thread.start()
+
+    async def scenario() -> tuple[object, list[str]]:
+        ssl_context = ssl.create_default_context(cafile=str(tls.ca))
+        link = Link("127.0.0.1", listener.getsockname()[1], ssl=ssl_context, timeout_s=5)
+        answer = await link.call("PING")
+        await link.close()
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, ClosingLoop)
+        return answer, [repr(sock) for _, sock in loop.still_open()]
+
+    try:
+        answer, left_open = run(scenario)
+    finally:
+        release.set()
+        thread.join(timeout=10)
+        listener.close()
+    assert answer == b"PONG"
+    assert left_open == []
 
 
 def test_a_tls_client_whose_ca_file_is_missing_keeps_redis_py(tmp_path: object) -> None:

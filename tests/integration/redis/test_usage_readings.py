@@ -6,6 +6,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
+from async_run import run_closed
 from keybroker.clock import FixedClock
 from keybroker.exchanges.base import RateLimit
 from keybroker.ratelimit import Charge
@@ -43,7 +44,7 @@ def test_a_burst_of_readings_is_one_correction_with_the_latest(redis_clean: Redi
             await link.close()
             return sent, float(used_now[0])
 
-    sent, used = asyncio.run(scenario())
+    sent, used = run_closed(scenario)
     assert sent == 1
     assert used == 41.0  # the latest reading: the shared budget was raised to it
 
@@ -76,7 +77,7 @@ def test_readings_of_several_budgets_at_different_times_are_one_script(
             await link.close()
             return sent, [float(v) for v in (*used_then, *used_after)]
 
-    sent, used = asyncio.run(scenario())
+    sent, used = run_closed(scenario)
     assert sent == 1
     assert used == [30.0, 7.0, 30.0, 0.0]
 
