@@ -39,8 +39,9 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
+import httpx
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
@@ -52,7 +53,7 @@ from keybroker.audit import AuditRow
 from keybroker.crypto.keys import RemoteKey
 from keybroker.errors import InvalidInput, KeybrokerError, KeyStoreError, RateLimited
 from keybroker.exchanges import get_profile
-from keybroker.exchanges.base import ExchangeProfile, WebSocketSupport, WsCall
+from keybroker.exchanges.base import ExchangeProfile, RestTwin, WebSocketSupport, WsCall
 from keybroker.gateway.auth import BOT_SCOPE_KEY
 from keybroker.gateway.pipeline import (
     Incoming,
@@ -691,9 +692,6 @@ class ApiSession:
         self.pending: dict[str, Pending] = {}
         self.me = Subscriber.of(websocket, _raw)  # what the bot is sent, in order
         self._login: asyncio.Queue[str] | None = None
-        # Only the path, query and body of a frame's REST equivalent matter: the
-        # pipeline puts the credential's own base URL in front (outgoing_request).
-        self.rest_base = "https://rest.invalid"
 
     async def run(self, target: str) -> None:
         try:
@@ -806,7 +804,7 @@ class ApiSession:
         """Steps 2-6 for one frame: the signed frame to send, or None after answering a refusal."""
         gateway, name = self.gateway, self.credential.name
         try:
-            call = self.support.read_call(text, self.rest_base)
+            call = self.support.read_call(text)
         except InvalidInput as error:
             request_id = self.support.request_id(text)
             await self._refuse(
@@ -824,14 +822,14 @@ class ApiSession:
                 method=call.method,
             )
             return None
-        request = call.rest
+        twin = call.rest
         incoming = Incoming(
-            request.method,
+            twin.method,
             name,
-            request.url.raw_path.split(b"?", 1)[0],
-            request.url.query,
-            [(k, v) for k, v in request.headers.items() if k.lower() == "content-type"],
-            request.content,
+            twin.path.encode("ascii"),
+            twin.query.encode("ascii"),
+            [("content-type", twin.content_type)] if twin.content_type else [],
+            twin.content,
             self.bot,
         )
         try:
@@ -870,9 +868,7 @@ class ApiSession:
         intent_id = await gateway.audit.append(
             row(job, "intent", decision="allow", detail="websocket")
         )
-        # The client order id the gateway may have added is in the REST request's query.
-        params = {k: v for k, v in request.url.params.multi_items()}
-        signed = WsCall(call.request_id, call.method, params, request, call.frame)
+        signed = judged_call(call, request)
         now = gateway.clock.now_ms()
         try:
             frame = await self._signed(lambda held: self.support.sign_call(signed, held, now))
@@ -961,6 +957,15 @@ class ApiSession:
             )
         )
         self.me.write(self._error(text, request_id, status, code, detail))
+
+
+def judged_call(call: WsCall, judged: httpx.Request) -> WsCall:
+    """The call to sign, rebuilt from the request the pipeline judged: what is sent is what
+    was judged, with the client order id the gateway may have added, in the query
+    (Binance's params) or the body (OKX, Bybit)."""
+    twin = RestTwin.of(judged)
+    params = dict(parse_qsl(twin.query, keep_blank_values=True)) if twin.query else {}
+    return WsCall(call.request_id, call.method, params, twin, call.frame)
 
 
 def _refusal_of(response: Response) -> tuple[int, str, str]:
