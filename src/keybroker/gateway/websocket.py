@@ -833,13 +833,15 @@ class ApiSession:
             self.bot,
         )
         try:
-            policy = gateway.access.policy(name)
+            # judge's own vault read, made here: the paper check needs the policy first,
+            # and one read (one PRAGMA) serves both, as for a REST request.
+            read = credential, policy = gateway.access.credential_and_policy(name)
         except KeybrokerError as error:
             await self._refuse(
                 text, call.request_id, 503, "vault_unavailable", str(error), method=call.method
             )
             return None
-        if policy.is_paper or is_keyless(self.credential):
+        if policy.is_paper or is_keyless(credential):
             # The paper venue answers over REST; over a WebSocket a paper order would
             # reach the exchange, so a paper credential's frames are refused here.
             detail = (
@@ -852,7 +854,7 @@ class ApiSession:
             return None
         # Steps 2-4 exactly as for REST: classification, shared halts and counts, exchange
         # facts, the policy, the order counted. A refusal comes back audited.
-        judged = await judge(gateway, incoming, time.perf_counter())
+        judged = await judge(gateway, incoming, time.perf_counter(), read)
         if isinstance(judged, Response):
             status, code, message = _refusal_of(judged)
             self.me.write(self._error(text, call.request_id, status, code, message))
