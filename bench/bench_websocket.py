@@ -15,7 +15,11 @@ clients in this process. Printed, not asserted, with the targets beside:
 2. A WebSocket API order round trip (order.place, LIMIT IOC below the market)
    at ~100 orders/s: the bot signing itself straight to the emulator, and the
    bot with a token through the gateway (classification, policy, limiter,
-   durable intent row, signing, result row). Target: p50 added <= 1 ms.
+   durable intent row, signing, result row), alternating in rounds. Target:
+   p50 added <= 1 ms (median of the rounds' differences). The emulator's and
+   the limiter's order limits are lifted, as in bench_gateway.py: every order,
+   both ways, is matched and answered 200 (a refused order is cheaper for the
+   emulator and would flatter whichever side met the limit more often).
 3. One stream to 45 bots at 100 frames/s: the stream server sending each
    frame to the 45 bots itself, and one stream through the gateway fanned out
    to them, alternating in rounds of 3 s. Frames delivered per second in all, the
@@ -45,6 +49,7 @@ import websockets
 
 from bench_gateway import (
     API_KEY,
+    HIGH,
     SECRET,
     Server,
     _child,
@@ -145,9 +150,11 @@ async def order_round_trips(
         for i in range(count):
             started = time.perf_counter()
             await bot.send(make(i))
-            while json.loads(await bot.recv()).get("id") != i:
+            while (answer := json.loads(await bot.recv())).get("id") != i:
                 pass
             elapsed = time.perf_counter() - started
+            if answer.get("status") != 200:  # compare like with like: every order matched
+                raise RuntimeError(f"order answered {answer.get('status')}: {answer}")
             times.append(elapsed * 1e6)
             await asyncio.sleep(max(0.0, 1 / rate - elapsed))
     return times[count // 10 :]
@@ -180,7 +187,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=2800, help="relayed frames in all")
     parser.add_argument("--rounds", type=int, default=7, help="alternating relay rounds")
-    parser.add_argument("--orders", type=int, default=500)
+    parser.add_argument("--orders", type=int, default=500, help="orders each way, in all")
+    parser.add_argument("--order-rounds", type=int, default=5, help="alternating order rounds")
     parser.add_argument("--fanout-rounds", type=int, default=2, help="alternating, 3 s each")
     parser.add_argument(
         "--parts", default="relay,orders,fanout", help="which measures, comma-separated"
@@ -191,10 +199,13 @@ def main() -> None:
         home = Path(folder) / "home"
         streams = start_stream_server(interval_s=0.002)
         fast = start_stream_server(interval_s=0.01)
-        emulator = start_emulator()
+        unlimited = {"spot_orders_per_10s": HIGH, "spot_orders_per_day": HIGH, "weight_limit": HIGH}
+        emulator = start_emulator(**unlimited)
         credentials = {"st": streams.url, "fan": fast.url, "bn": emulator.url}
         token = make_home(home, credentials, 1)[0]
-        gateway = start_gateway(home / "vault.db", home / "audit.db", {})
+        no_limits = {name: HIGH for name in ("REQUEST_WEIGHT", "RAW_REQUESTS", "ORDERS_10S")}
+        no_limits["ORDERS_1D"] = HIGH
+        gateway = start_gateway(home / "vault.db", home / "audit.db", no_limits)
         auth = {"X-Keybroker-Token": token}
         try:
             stream = "/ws/btcusdt@trade"
@@ -234,19 +245,30 @@ def relay(
 
 
 def orders(args: argparse.Namespace, emulator: str, gateway: str, auth: dict[str, str]) -> None:
+    # Rounds alternate straight and through, as for the relay; each round is a new
+    # connection both ways (its first tenth left out).
     api = "/ws-api/v3"
-    direct_orders = asyncio.run(
-        order_round_trips(ws(emulator) + api, {}, signed_ws_order, args.orders, 100)
-    )
-    through_orders = asyncio.run(
-        order_round_trips(ws(gateway) + "/bn" + api, auth, unsigned_ws_order, args.orders, 100)
-    )
-    print("2. an order over the WebSocket API, ~100 orders/s")
+    direct_orders: list[float] = []
+    through_orders: list[float] = []
+    differences: list[float] = []
+    per_round = max(50, args.orders // args.order_rounds)
+    for _ in range(args.order_rounds):
+        one = asyncio.run(
+            order_round_trips(ws(emulator) + api, {}, signed_ws_order, per_round, 100)
+        )
+        two = asyncio.run(
+            order_round_trips(ws(gateway) + "/bn" + api, auth, unsigned_ws_order, per_round, 100)
+        )
+        differences.append(percentile(two, 50) - percentile(one, 50))
+        direct_orders += one
+        through_orders += two
+    print(f"2. an order over the WebSocket API, ~100 orders/s ({args.order_rounds} rounds)")
     print(row("straight to the emulator (bot signs)", direct_orders))
     print(row("through the gateway (token only)", through_orders))
-    added_p50 = percentile(through_orders, 50) - percentile(direct_orders, 50)
     added_p99 = percentile(through_orders, 99) - percentile(direct_orders, 99)
-    print(f"  added p50 {added_p50:.0f} us, p99 {added_p99:.0f} us   (target p50 <= 1000 us)")
+    rounds = ", ".join(f"{d:.0f}" for d in differences)
+    print(f"  added p50 {statistics.median(differences):.0f} us, median of the rounds ({rounds})")
+    print(f"  (target p50 <= 1000 us); added p99 {added_p99:.0f} us")
 
 
 def fanout(

@@ -70,6 +70,7 @@ from keybroker.exchanges.base import (
     OrderTools,
     RateLimit,
     RequestKind,
+    RestTwin,
     WebSocketSupport,
     WsCall,
     classify_either_method,
@@ -1443,7 +1444,7 @@ def ws_url(path: str, environment: str) -> str:
     return url + path
 
 
-def ws_read_call(text: str, rest_base: str) -> WsCall:
+def ws_read_call(text: str) -> WsCall:
     """A WebSocket API request frame, with the REST request that does the same."""
     try:
         frame = json.loads(text, parse_float=Decimal)
@@ -1463,8 +1464,7 @@ def ws_read_call(text: str, rest_base: str) -> WsCall:
     }
     http_method, path = route
     query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params.items())
-    url = httpx.URL(rest_base.rstrip("/") + path + ("?" + query if query else ""))
-    return WsCall(frame.get("id"), method, params, httpx.Request(http_method, url))
+    return WsCall(frame.get("id"), method, params, RestTwin(http_method, path, query))
 
 
 def _ws_text(value: object) -> str:

@@ -51,6 +51,7 @@ from keybroker.exchanges.base import (
     OrderIntent,
     OrderTools,
     RateLimit,
+    RestTwin,
     WebSocketSupport,
     WsCall,
     classify_with,
@@ -1087,7 +1088,7 @@ def ws_response_id(text: str) -> object:
     return _id_text(frame.get("reqId", frame.get("req_id")))
 
 
-def ws_read_call(text: str, rest_base: str) -> WsCall:
+def ws_read_call(text: str) -> WsCall:
     """A private-stream subscription or a trade op, read as its REST twin.
 
     A trade op carries exactly one order (Bybit: "only supports one order"); its
@@ -1101,7 +1102,6 @@ def ws_read_call(text: str, rest_base: str) -> WsCall:
     op = str(frame["op"])
     args = frame.get("args")
     request_id = _id_text(frame.get("reqId", frame.get("req_id")))
-    base = rest_base.rstrip("/")
     if op in WS_OPS:
         if not isinstance(args, list) or len(args) != 1 or not isinstance(args[0], dict):
             raise InvalidInput("a Bybit trade op carries args: a list of exactly one object")
@@ -1110,9 +1110,7 @@ def ws_read_call(text: str, rest_base: str) -> WsCall:
             raise InvalidInput("a Bybit trade op's header is an object")
         _ws_recv_window(header)
         body = _wire.frame_args_body(args[0])
-        rest = httpx.Request(
-            "POST", base + WS_OPS[op], content=body, headers={"Content-Type": "application/json"}
-        )
+        rest = RestTwin("POST", WS_OPS[op], content=body, content_type="application/json")
         return WsCall(request_id, op, {}, rest, frame)
     if op in ("subscribe", "unsubscribe"):
         if not isinstance(args, list) or not args:
@@ -1125,8 +1123,7 @@ def ws_read_call(text: str, rest_base: str) -> WsCall:
             if root not in WS_TOPICS:
                 raise InvalidInput(f"the private topic {topic!r} is not catalogued")
             roots.append(root)
-        rest = httpx.Request("GET", base + WS_TOPICS[sorted(roots)[0]])
-        return WsCall(request_id, op, {}, rest, frame)
+        return WsCall(request_id, op, {}, RestTwin("GET", WS_TOPICS[sorted(roots)[0]]), frame)
     raise InvalidInput(f"the WebSocket op {op!r} is not catalogued")
 
 

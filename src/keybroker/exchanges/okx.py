@@ -50,6 +50,7 @@ from keybroker.exchanges.base import (
     OrderIntent,
     OrderTools,
     RateLimit,
+    RestTwin,
     WebSocketSupport,
     WsCall,
     classify_with,
@@ -1169,7 +1170,7 @@ def ws_local_answer(text: str) -> str | None:
     return None
 
 
-def ws_read_call(text: str, rest_base: str) -> WsCall:
+def ws_read_call(text: str) -> WsCall:
     frame = _wire.json_object(text)
     if frame is None or not isinstance(frame.get("op"), str):
         raise InvalidInput("an OKX WebSocket frame is a JSON object with an op")
@@ -1180,12 +1181,7 @@ def ws_read_call(text: str, rest_base: str) -> WsCall:
     if op in WS_OPS:
         batch = op.startswith("batch-")
         body = _wire.frame_args_body(args if batch else args[0])
-        rest = httpx.Request(
-            "POST",
-            rest_base.rstrip("/") + WS_OPS[op],
-            content=body,
-            headers={"Content-Type": "application/json"},
-        )
+        rest = RestTwin("POST", WS_OPS[op], content=body, content_type="application/json")
         return WsCall(frame.get("id"), op, {}, rest, frame)
     if op in ("subscribe", "unsubscribe"):
         channels = {str(a.get("channel")) for a in args}
@@ -1193,8 +1189,7 @@ def ws_read_call(text: str, rest_base: str) -> WsCall:
         if unknown:
             raise InvalidInput(f"the private channel {unknown[0]!r} is not catalogued")
         path = WS_CHANNELS[sorted(channels)[0]]
-        rest = httpx.Request("GET", rest_base.rstrip("/") + path)
-        return WsCall(frame.get("id"), op, {}, rest, frame)
+        return WsCall(frame.get("id"), op, {}, RestTwin("GET", path), frame)
     raise InvalidInput(f"the WebSocket op {op!r} is not catalogued")
 
 

@@ -113,15 +113,22 @@ async def handle(gateway: Gateway, incoming: Incoming) -> Response:
     return response
 
 
-async def judge(gateway: Gateway, incoming: Incoming, started: float) -> Job | Response:
+async def judge(
+    gateway: Gateway,
+    incoming: Incoming,
+    started: float,
+    read: tuple[Credential, Policy] | None = None,
+) -> Job | Response:
     """Steps 2-4: the allowed request as a counted Job, or the audited refusal to answer.
 
     WebSocket frames (``websocket.py``) come through here too, as their REST
-    twins, so every rule, shared halt and count applies to them alike.
+    twins, so every rule, shared halt and count applies to them alike. ``read``:
+    the caller's own ``credential_and_policy`` of this request, made just before
+    with no wait since (the WebSocket's paper check), so one vault read serves both.
     """
     try:
         # 2. resolve the credential; its policy and the halts come with the same vault read
-        credential, policy = gateway.access.credential_and_policy(incoming.credential)
+        credential, policy = read or gateway.access.credential_and_policy(incoming.credential)
         profile = get_profile(credential.exchange)
         request = outgoing_request(profile, credential, incoming)
         classified = profile.classify(request)  # 3. classify

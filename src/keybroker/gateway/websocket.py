@@ -35,24 +35,27 @@ import contextlib
 import functools
 import json
 import logging
+import secrets
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
+import httpx
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import Event, State
+from websockets.speedups import apply_mask
 
 from keybroker.audit import AuditRow
 from keybroker.crypto.keys import RemoteKey
 from keybroker.errors import InvalidInput, KeybrokerError, KeyStoreError, RateLimited
 from keybroker.exchanges import get_profile
-from keybroker.exchanges.base import ExchangeProfile, WebSocketSupport, WsCall
+from keybroker.exchanges.base import ExchangeProfile, RestTwin, WebSocketSupport, WsCall
 from keybroker.gateway.auth import BOT_SCOPE_KEY
 from keybroker.gateway.pipeline import (
     Incoming,
@@ -308,6 +311,39 @@ class Relayed(ClientConnection):
                 parts, self._fragments = self._fragments, []
                 self._deliver(b"".join(parts))
         self._buffer = buffer[at:]
+
+    def write_text(self, text: str) -> bool:
+        """``text`` as one text frame, masked as a client's must be, written now; False
+        (nothing written) when ``send()`` must do it: the connection is not open, a
+        fragmented send is in progress, or the socket is full.
+
+        ``send()`` goes through an async context manager, the protocol's frame object and
+        its writer before the same ``transport.write``; a signed order waiting for it on
+        a busy machine lost ~35 us. Both end in that one ``write``, so frames written
+        either way leave in order.
+        """
+        protocol = self.protocol
+        if (
+            protocol.state is not State.OPEN
+            or protocol.expect_continuation_frame
+            or protocol.extensions
+            or protocol.writes  # nothing of the protocol's own may be waiting
+            or self.send_in_progress is not None
+            or self.paused
+            or self.transport.is_closing()
+        ):
+            return False
+        payload = text.encode()
+        size = len(payload)
+        if size < 126:
+            head = bytes((0x81, 0x80 | size))  # FIN + text; masked
+        elif size < 65536:
+            head = bytes((0x81, 0x80 | 126)) + size.to_bytes(2)
+        else:
+            head = bytes((0x81, 0x80 | 127)) + size.to_bytes(8)
+        mask = secrets.token_bytes(4)
+        self.transport.write(head + mask + apply_mask(payload, mask))
+        return True
 
     def _deliver(self, payload: bytes) -> None:
         try:
@@ -691,13 +727,10 @@ class ApiSession:
         self.pending: dict[str, Pending] = {}
         self.me = Subscriber.of(websocket, _raw)  # what the bot is sent, in order
         self._login: asyncio.Queue[str] | None = None
-        # Only the path, query and body of a frame's REST equivalent matter: the
-        # pipeline puts the credential's own base URL in front (outgoing_request).
-        self.rest_base = "https://rest.invalid"
 
     async def run(self, target: str) -> None:
         try:
-            upstream = await _connect(target, self._from_exchange)
+            upstream = cast(Relayed, await _connect(target, self._from_exchange))
         except OSError as error:
             await _close(self.websocket, 1011, str(error))
             return
@@ -720,7 +753,7 @@ class ApiSession:
                         self.me.write(local)
                         continue
                     frame = await self._judge(text)
-                    if frame is not None:
+                    if frame is not None and not upstream.write_text(frame):
                         await upstream.send(frame)
         except (WebSocketDisconnect, RuntimeError, KeyError):
             pass
@@ -806,7 +839,7 @@ class ApiSession:
         """Steps 2-6 for one frame: the signed frame to send, or None after answering a refusal."""
         gateway, name = self.gateway, self.credential.name
         try:
-            call = self.support.read_call(text, self.rest_base)
+            call = self.support.read_call(text)
         except InvalidInput as error:
             request_id = self.support.request_id(text)
             await self._refuse(
@@ -824,24 +857,26 @@ class ApiSession:
                 method=call.method,
             )
             return None
-        request = call.rest
+        twin = call.rest
         incoming = Incoming(
-            request.method,
+            twin.method,
             name,
-            request.url.raw_path.split(b"?", 1)[0],
-            request.url.query,
-            [(k, v) for k, v in request.headers.items() if k.lower() == "content-type"],
-            request.content,
+            twin.path.encode("ascii"),
+            twin.query.encode("ascii"),
+            [("content-type", twin.content_type)] if twin.content_type else [],
+            twin.content,
             self.bot,
         )
         try:
-            policy = gateway.access.policy(name)
+            # judge's own vault read, made here: the paper check needs the policy first,
+            # and one read (one PRAGMA) serves both, as for a REST request.
+            read = credential, policy = gateway.access.credential_and_policy(name)
         except KeybrokerError as error:
             await self._refuse(
                 text, call.request_id, 503, "vault_unavailable", str(error), method=call.method
             )
             return None
-        if policy.is_paper or is_keyless(self.credential):
+        if policy.is_paper or is_keyless(credential):
             # The paper venue answers over REST; over a WebSocket a paper order would
             # reach the exchange, so a paper credential's frames are refused here.
             detail = (
@@ -854,7 +889,7 @@ class ApiSession:
             return None
         # Steps 2-4 exactly as for REST: classification, shared halts and counts, exchange
         # facts, the policy, the order counted. A refusal comes back audited.
-        judged = await judge(gateway, incoming, time.perf_counter())
+        judged = await judge(gateway, incoming, time.perf_counter(), read)
         if isinstance(judged, Response):
             status, code, message = _refusal_of(judged)
             self.me.write(self._error(text, call.request_id, status, code, message))
@@ -870,9 +905,7 @@ class ApiSession:
         intent_id = await gateway.audit.append(
             row(job, "intent", decision="allow", detail="websocket")
         )
-        # The client order id the gateway may have added is in the REST request's query.
-        params = {k: v for k, v in request.url.params.multi_items()}
-        signed = WsCall(call.request_id, call.method, params, request, call.frame)
+        signed = judged_call(call, request)
         now = gateway.clock.now_ms()
         try:
             frame = await self._signed(lambda held: self.support.sign_call(signed, held, now))
@@ -961,6 +994,15 @@ class ApiSession:
             )
         )
         self.me.write(self._error(text, request_id, status, code, detail))
+
+
+def judged_call(call: WsCall, judged: httpx.Request) -> WsCall:
+    """The call to sign, rebuilt from the request the pipeline judged: what is sent is what
+    was judged, with the client order id the gateway may have added, in the query
+    (Binance's params) or the body (OKX, Bybit)."""
+    twin = RestTwin.of(judged)
+    params = dict(parse_qsl(twin.query, keep_blank_values=True)) if twin.query else {}
+    return WsCall(call.request_id, call.method, params, twin, call.frame)
 
 
 def _refusal_of(response: Response) -> tuple[int, str, str]:

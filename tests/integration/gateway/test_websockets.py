@@ -332,6 +332,48 @@ def test_a_paper_credential_cannot_send_orders_over_a_websocket(world: World) ->
     assert ws_orders(world) == []
 
 
+def test_a_paper_refusal_is_not_counted_and_each_frame_reads_the_policy_afresh(
+    world: World,
+) -> None:
+    """The paper check and the pipeline share one vault read per frame: a policy set
+    while the bot is connected holds from its next frame, and the frames refused as
+    paper never count against an orders-per-minute limit."""
+    import dataclasses
+
+    from gateway_testkit import TRADER
+
+    vault = world.gateway.vault
+    vault.set_policy("bn", dataclasses.replace(TRADER, mode="paper").to_json())
+
+    async def bot() -> list[dict[str, Any]]:
+        async with connect(world, "/ws-api/v3") as ws:
+            answers = [await request(ws, order(1)), await request(ws, order(2))]
+            live = dataclasses.replace(TRADER, max_orders_per_minute=1)
+            vault.set_policy("bn", live.to_json())
+            return [*answers, await request(ws, order(3)), await request(ws, order(4))]
+
+    paper_one, paper_two, placed, over = run(bot())
+    assert all("trades on paper" in a["error"]["msg"] for a in (paper_one, paper_two))
+    assert placed["status"] == 200, placed  # the two paper refusals were not counted
+    assert over["status"] == 403 and "max_orders_per_minute" in over["error"]["msg"]
+    assert len(ws_orders(world)) == 1
+
+
+def test_a_bots_own_client_order_id_reaches_the_exchange_as_it_wrote_it(world: World) -> None:
+    """The frame sent is rebuilt from the judged REST twin, whose query escapes every
+    reserved character: the id comes back unescaped, inside the signed params."""
+    awkward = "my.bot:1/a_b-c"
+
+    async def bot() -> dict[str, Any]:
+        async with connect(world, "/ws-api/v3") as ws:
+            return await request(ws, order(1, newClientOrderId=awkward))
+
+    answer = run(bot())
+    assert answer["status"] == 200, answer  # the emulator checked the signature
+    assert answer["result"]["clientOrderId"] == awkward
+    assert world.gateway.rows("intent")[0].row.client_order_id == awkward
+
+
 def test_the_gateways_own_endpoints_and_the_dashboard_take_no_websocket(world: World) -> None:
     async def attempt(path: str, token: str | None) -> int | None:
         url = world.gateway.url.replace("http://", "ws://") + path

@@ -15,7 +15,7 @@ import pytest
 
 from keybroker.errors import InvalidInput
 from keybroker.exchanges import bybit, okx
-from keybroker.exchanges.base import WsCall
+from keybroker.exchanges.base import RestTwin, WsCall
 from keybroker.model import Credential
 from keybroker.secret import Secret
 
@@ -24,6 +24,7 @@ CREDENTIAL = Credential(
     name="bb", exchange="bybit", api_key="test-bybit-ws-key", secret=Secret(SECRET)
 )
 NOW = 1_795_000_000_000
+BASE = "https://api-demo.bybit.com"  # the REST host a twin is judged on
 ORDER = {
     "category": "spot",
     "symbol": "BTCUSDT",
@@ -64,11 +65,12 @@ def test_auth_answers_of_both_streams_are_read() -> None:
 
 
 def test_a_trade_op_reads_as_its_rest_twin_and_is_rebuilt_from_the_judged_body() -> None:
-    call = bybit.ws_read_call(trade(), "https://rest.invalid")
+    call = bybit.ws_read_call(trade())
     assert call.request_id == "r1" and call.method == "order.create"
-    assert (call.rest.method, call.rest.url.path) == ("POST", "/v5/order/create")
-    assert bybit.classify(call.rest).kind == "order_place"
-    judged = bybit.add_client_order_id(call.rest, lambda: "kbGATEWAYID")
+    assert (call.rest.method, call.rest.path) == ("POST", "/v5/order/create")
+    twin = call.rest.request(BASE)
+    assert bybit.classify(twin).kind == "order_place"
+    judged = RestTwin.of(bybit.add_client_order_id(twin, lambda: "kbGATEWAYID"))
     sent = json.loads(
         bybit.ws_sign_call(
             WsCall(call.request_id, call.method, {}, judged, call.frame), CREDENTIAL, NOW
@@ -93,14 +95,14 @@ def test_a_trade_op_reads_as_its_rest_twin_and_is_rebuilt_from_the_judged_body()
 )
 def test_frames_the_profile_cannot_read_are_refused(text: str, why: str) -> None:
     with pytest.raises(InvalidInput, match=why):
-        bybit.ws_read_call(text, "https://rest.invalid")
+        bybit.ws_read_call(text)
 
 
 def test_a_private_subscription_reads_the_account_it_streams() -> None:
     text = json.dumps({"req_id": 7, "op": "subscribe", "args": ["order.spot", "execution"]})
-    call = bybit.ws_read_call(text, "https://rest.invalid")
+    call = bybit.ws_read_call(text)
     assert call.request_id == "7"  # one text form, whatever the upstream echoes
-    assert bybit.classify(call.rest).kind == "order_read"
+    assert bybit.classify(call.rest.request(BASE)).kind == "order_read"
     sent = json.loads(bybit.ws_sign_call(call, CREDENTIAL, NOW))
     assert sent == {"op": "subscribe", "args": ["order.spot", "execution"], "req_id": "7"}
 
@@ -182,19 +184,17 @@ def test_numbers_in_a_frame_reach_the_policy_and_the_exchange_as_the_same_text()
     does not reduce to plain digits is refused as an amount."""
     order = {**ORDER, "qty": 0.001, "price": 50000.5, "positionIdx": 0}
     text = json.dumps({"reqId": "n", "op": "order.create", "args": [order]})
-    call = bybit.ws_read_call(text, "https://rest.invalid")
-    (intent,) = bybit.parse_order(call.rest)
+    call = bybit.ws_read_call(text)
+    (intent,) = bybit.parse_order(call.rest.request(BASE))
     assert (str(intent.quantity), str(intent.price)) == ("0.001", "50000.5")
     sent = bybit.ws_sign_call(call, CREDENTIAL, NOW)
     assert sent.endswith(',"args":[' + call.rest.content.decode() + "]}")
     assert json.loads(sent)["args"][0]["positionIdx"] == 0
-    huge = bybit.ws_read_call(text.replace("0.001", "1e3"), "https://rest.invalid")
+    huge = bybit.ws_read_call(text.replace("0.001", "1e3"))
     with pytest.raises(InvalidInput):
-        bybit.parse_order(huge.rest)
+        bybit.parse_order(huge.rest.request(BASE))
     okx_text = '{"id":"1","op":"order","args":[{"instId":"BTC-USDT","sz":0.5}]}'
-    assert okx.ws_read_call(okx_text, "https://rest.invalid").rest.content == (
-        b'{"instId":"BTC-USDT","sz":"0.5"}'
-    )
+    assert okx.ws_read_call(okx_text).rest.content == (b'{"instId":"BTC-USDT","sz":"0.5"}')
 
 
 def test_demo_keys_stream_but_get_no_trade_stream_which_bybit_does_not_offer() -> None:

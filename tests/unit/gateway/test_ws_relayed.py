@@ -261,3 +261,31 @@ def test_a_listener_that_raises_does_not_stop_the_relay_and_its_log_quotes_nothi
     assert asyncio.run(main()) == ["boom", "next"]
     assert "ValueError" in caplog.text
     assert "canary" not in caplog.text and "boom" not in caplog.text
+
+
+def test_frames_written_at_once_reach_the_exchange_masked_whole_and_in_order() -> None:
+    """``write_text`` (the API's signed frames) beside ``send()``: one ordered stream the
+    exchange's own parser reads (it refuses an unmasked client frame); nothing written,
+    and False, once the socket is full or the connection closed."""
+    texts = [f"{n}:" + "x" * size for n, size in enumerate((0, 10, 125, 126, 300, 65535, 70_000))]
+    written: list[bool] = []
+
+    async def scenario(exchange: Exchange, messages: list[str], upstream: object) -> None:
+        relayed = upstream
+        assert isinstance(relayed, gateway_ws.Relayed)
+        for n, text in enumerate(texts):
+            if n % 2:
+                await relayed.send(text)
+            else:
+                written.append(relayed.write_text(text))
+        relayed.pause_writing()  # what the transport calls when the socket is full
+        written.append(relayed.write_text("while full"))
+        relayed.resume_writing()
+        await until(lambda: len(exchange.received) == len(texts))
+        await relayed.close()
+        written.append(relayed.write_text("after the close"))
+
+    exchange, _ = run(scenario)
+    data = [f for f in exchange.received if f.opcode is Opcode.TEXT]
+    assert [f.data.decode() for f in data] == texts
+    assert written == [True, True, True, True, False, False]
