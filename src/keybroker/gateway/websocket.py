@@ -837,6 +837,13 @@ class ApiSession:
 
     async def _judge(self, text: str) -> str | None:
         """Steps 2-6 for one frame: the signed frame to send, or None after answering a refusal."""
+        self.gateway.in_flight += 1  # a REST request or a frame alone commits inline
+        try:
+            return await self._judge_frame(text)
+        finally:
+            self.gateway.in_flight -= 1
+
+    async def _judge_frame(self, text: str) -> str | None:
         gateway, name = self.gateway, self.credential.name
         try:
             call = self.support.read_call(text)
@@ -902,7 +909,7 @@ class ApiSession:
             await deny(gateway, job, "rate_limited", str(limited), error=limited)
             self.me.write(self._error(text, call.request_id, 429, "rate_limited", str(limited)))
             return None
-        intent_id = await gateway.audit.append(
+        intent_id = await gateway.write_now(
             row(job, "intent", decision="allow", detail="websocket")
         )
         signed = judged_call(call, request)
@@ -910,7 +917,7 @@ class ApiSession:
         try:
             frame = await self._signed(lambda held: self.support.sign_call(signed, held, now))
         except KeyStoreError as error:
-            await gateway.audit.append(
+            await gateway.write_now(
                 row(job, "result", intent_id=intent_id, detail=f"not sent: {error}")
             )
             self.me.write(
