@@ -68,7 +68,7 @@ from keybroker.gateway.pipeline import (
 )
 from keybroker.gateway.remote_keys import RemoteKeys
 from keybroker.gateway.state import Gateway
-from keybroker.gateway.ws_protocol import WRITE_TEXT
+from keybroker.gateway.ws_protocol import WRITE_TEXT, frame_header
 from keybroker.model import Credential
 from keybroker.paper.keyless import is_keyless
 from keybroker.vault import BotToken
@@ -263,16 +263,10 @@ class Relayed(ClientConnection):
     def _cut(self, buffer: bytes) -> None:
         at, end = 0, len(buffer)
         while end - at >= 2:
-            first, second = buffer[at], buffer[at + 1]
-            length, head = second & 0x7F, 2
-            if length == 126:
-                if end - at < 4:
-                    break
-                length, head = int.from_bytes(buffer[at + 2 : at + 4]), 4
-            elif length == 127:
-                if end - at < 10:
-                    break
-                length, head = int.from_bytes(buffer[at + 2 : at + 10]), 10
+            header = frame_header(buffer, at, end)
+            if header is None:
+                break
+            first, second, length, head = header
             opcode = first & 0x0F
             if second & 0x80 or first & 0x70 or opcode not in _OPCODES or length > MAX_FRAME_BYTES:
                 self._frames = False  # not ours to judge: websockets fails the connection

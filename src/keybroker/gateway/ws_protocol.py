@@ -52,6 +52,22 @@ _OPCODES = frozenset({0, 1, 2, 8, 9, 10})
 """Continuation, text, binary; close, ping, pong (RFC 6455 section 5.2)."""
 
 
+def frame_header(buffer: bytes, at: int, end: int) -> tuple[int, int, int, int] | None:
+    """RFC 6455's first byte, second byte, payload length and header size (mask key not
+    counted) of the frame starting at ``at``; None while its length bytes have not all come."""
+    first, second = buffer[at], buffer[at + 1]
+    length = second & 0x7F
+    if length == 126:
+        if end - at < 4:
+            return None
+        return first, second, int.from_bytes(buffer[at + 2 : at + 4]), 4
+    if length == 127:
+        if end - at < 10:
+            return None
+        return first, second, int.from_bytes(buffer[at + 2 : at + 10]), 10
+    return first, second, length, 2
+
+
 class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol, offering ``write_text`` in the scope, and
     reading plain text frames itself."""
@@ -84,16 +100,10 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         at, end = 0, len(buffer)
         conn = self.conn
         while end - at >= 2:
-            first, second = buffer[at], buffer[at + 1]
-            length, head = second & 0x7F, 2
-            if length == 126:
-                if end - at < 4:
-                    break
-                length, head = int.from_bytes(buffer[at + 2 : at + 4]), 4
-            elif length == 127:
-                if end - at < 10:
-                    break
-                length, head = int.from_bytes(buffer[at + 2 : at + 10]), 10
+            header = frame_header(buffer, at, end)
+            if header is None:
+                break
+            first, second, length, head = header
             opcode = first & 0x0F
             if not second & 0x80 or first & 0x70 or opcode not in _OPCODES or length > _MAX_CUT:
                 self._hand_over(buffer[at:])  # websockets refuses it, or reads a long frame
