@@ -280,12 +280,12 @@ def _instrument() -> Timers:
     handed: dict[str, float] = {}  # credential -> when its intent row was handed over
 
     @functools.wraps(append)
-    async def intent(log: AuditLog, row: AuditRow) -> int:
+    async def intent(log: AuditLog, row: AuditRow, **options: Any) -> int:
         started = time.perf_counter()
         if row.kind == "intent":
             handed[row.credential or ""] = started
         try:
-            return await append(log, row)
+            return await append(log, row, **options)
         finally:
             if row.kind == "intent" and row.credential in ("local", "openbao"):
                 elapsed = (time.perf_counter() - started) * 1000
@@ -294,7 +294,7 @@ def _instrument() -> Timers:
     # The audit writer's step for a group (a private name: if it is renamed, that timer is off).
     commit = getattr(AuditLog, "_commit", None)
 
-    def writer_starts(log: AuditLog, group: list[Any]) -> list[int]:
+    def writer_starts(log: AuditLog, group: list[Any], *rest: Any) -> list[int]:
         # On the audit writer thread: how long the row waited before any work on it began.
         now = time.perf_counter()
         for item in group:
@@ -302,7 +302,7 @@ def _instrument() -> Timers:
             if item.row.kind == "intent" and name in ("local", "openbao") and name in handed:
                 timers[f"{name} row waits"].append((now - handed.pop(name)) * 1000)
         assert commit is not None
-        return commit(log, group)  # type: ignore[no-any-return]
+        return commit(log, group, *rest)  # type: ignore[no-any-return]
 
     AuditLog.append = intent  # type: ignore[method-assign,assignment]
     if commit is not None:
