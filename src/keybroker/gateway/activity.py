@@ -74,9 +74,14 @@ class Activity:
         if not audit_path.exists():
             return 0
         rows = read_rows(audit_path, since_ms=since, kind="intent", request_kind="order_place")
+        refused = {  # intents a refusal closed (a shared store's admission said no): not sent
+            stored.row.intent_id
+            for stored in read_rows(audit_path, since_ms=since, kind="denied")
+            if stored.row.intent_id is not None
+        }
         for stored in rows:
             row = stored.row
-            if row.credential is None or row.order is None:
+            if row.credential is None or row.order is None or stored.id in refused:
                 continue
             orders = _whole(row.order.get("batch_size")) or 1
             self.record(

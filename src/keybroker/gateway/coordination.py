@@ -55,6 +55,11 @@ class Coordination(Protocol):
 
     shared_fetches: SharedFetches | None
 
+    @property
+    def answering(self) -> bool:
+        """Whether the store answered its last call (False while it is known to be down)."""
+        ...
+
     def limiter(self) -> Limiter: ...
     def nonces(self) -> Nonces: ...
     def activity(self, clock: Clock) -> Activity: ...
@@ -83,6 +88,10 @@ class InProcess:
     def __init__(self, vault: Vault, clock: Clock) -> None:
         self._vault = vault
         self._clock = clock
+
+    @property
+    def answering(self) -> bool:
+        return True  # this process is the store
 
     def limiter(self) -> Limiter:
         return MemoryLimiter(clock=self._clock)

@@ -523,6 +523,11 @@ class RedisCoordination:
         }
 
     # -- health ------------------------------------------------------------------------------
+    @property
+    def answering(self) -> bool:
+        """Whether Redis answered its last call (False while it is known to be down)."""
+        return self.health.up
+
     def unavailable_unless_up(self) -> None:
         if not self.health.should_try():
             raise CoordinationUnavailable(

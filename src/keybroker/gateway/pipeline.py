@@ -91,6 +91,8 @@ class Job:
     and its shared counts; ``refund`` undoes both if the policy refuses it."""
     spend: tuple[Charge, ...] = ()
     """What ``request`` spends from the rate-limit budgets (``charges``), worked out once."""
+    intent_id: int | None = None
+    """Its intent row, when ``judge`` already made it durable (``admit_beside_intent``)."""
 
 
 async def handle(gateway: Gateway, incoming: Incoming) -> Response:
@@ -98,7 +100,7 @@ async def handle(gateway: Gateway, incoming: Incoming) -> Response:
     started = time.perf_counter()
     gateway.in_flight += 1
     try:
-        judged = await judge(gateway, incoming, started)
+        judged = await judge(gateway, incoming, started, intent_early=True)
         if isinstance(judged, Response):
             return judged
         job = judged
@@ -118,6 +120,8 @@ async def judge(
     incoming: Incoming,
     started: float,
     read: tuple[Credential, Policy] | None = None,
+    *,
+    intent_early: bool = False,
 ) -> Job | Response:
     """Steps 2-4: the allowed request as a counted Job, or the audited refusal to answer.
 
@@ -125,6 +129,8 @@ async def judge(
     twins, so every rule, shared halt and count applies to them alike. ``read``:
     the caller's own ``credential_and_policy`` of this request, made just before
     with no wait since (the WebSocket's paper check), so one vault read serves both.
+    ``intent_early``: the caller lets an order's intent row be made here, during
+    a shared store's admission (``admit_beside_intent``); the Job then carries it.
     """
     try:
         # 2. resolve the credential; its policy and the halts come with the same vault read
@@ -157,22 +163,39 @@ async def judge(
         return refused
     prices = await last_prices(gateway, job) if needs_prices(policy, job) else {}
     known = await exchange_facts(gateway, job, policy, prices)
+    intent_id = None
     try:
-        job = await admit(gateway, job, prices)  # no wait from here to count_orders
+        if (
+            intent_early
+            and shared
+            and classified.kind == "order_place"
+            and gateway.coordination is not None
+            and gateway.coordination.answering  # an order refused at once needs no intent
+            and evaluate(
+                policy, classified, intents, facts(gateway, job, prices, known, reread_halts=False)
+            ).allowed
+        ):  # as things stood before the admission: worth an intent row now
+            admission, intent_id = await admit_beside_intent(
+                gateway, job, prices, known, reread_halts=reread_halts
+            )
+            job, context = await admission
+        else:
+            job, context = await admitted(gateway, job, prices, known, reread_halts=reread_halts)
     except KeybrokerError as error:
-        refused = await refuse(gateway, incoming, error_response(error), str(error))
+        response = error_response(error)
+        refused = await refuse(gateway, incoming, response, str(error), intent_id=intent_id)
         observe_added(gateway, "unknown", started, None)
         return refused
-    context = facts(gateway, job, prices, known, reread_halts=reread_halts)
     decision = evaluate(policy, classified, intents, context)  # 4. the policy
     if not decision.allowed:
         if job.prepaid is not None and gateway.coordination is not None:
             gateway.coordination.refund(job.prepaid)  # it never leaves: budget, counts back
-        denied = await deny(gateway, job, decision.rule, decision.detail)
+        denied = await deny(gateway, job, decision.rule, decision.detail, intent_id=intent_id)
         observe_added(gateway, classified.kind, started, None)
         return denied
     settle(gateway.facts, credential, classified.kind, known)  # open orders, positions
-    return count_orders(gateway, job, prices)
+    job = count_orders(gateway, job, prices)
+    return job if intent_id is None else dataclasses.replace(job, intent_id=intent_id)
 
 
 async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
@@ -181,17 +204,24 @@ async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
         await take_budget(gateway, job, job.request)  # 5. rate limit (or 429 here)
     except RateLimited as limited:
         paper_route.not_on_the_way(gateway, job)  # an allowed paper order that never arrives
-        return await deny(gateway, job, "rate_limited", str(limited), error=limited)
+        return await deny(
+            gateway, job, "rate_limited", str(limited), error=limited, intent_id=job.intent_id
+        )
     build: Build = functools.partial(sign, gateway, job, job.request)
-    ahead = None
-    if not job.paper and isinstance(job.credential.secret, RemoteKey):
-        build = ahead = SignAhead(build)  # 7. starts now: OpenBao's round trip overlaps 6.'s fsync
-    try:
-        intent_id = await gateway.write_now(row(job, "intent", decision="allow"))  # 6. audit
-    except BaseException:
-        if ahead is not None:
-            ahead.discard()  # signed, never sent: nothing leaves without its intent row
-        raise
+    if job.intent_id is not None:
+        intent_id = job.intent_id  # 6. made durable during the shared store's admission
+    else:
+        ahead = None
+        if not job.paper and isinstance(job.credential.secret, RemoteKey):
+            build = ahead = SignAhead(build)  # 7. starts now: OpenBao's round trip overlaps 6.
+        try:
+            intent_id = await gateway.write_now(  # 6. audit
+                row(job, "intent", decision="allow"), beside=ahead is not None
+            )
+        except BaseException:
+            if ahead is not None:
+                ahead.discard()  # signed, never sent: nothing leaves without its intent row
+            raise
     try:
         if job.paper:  # 8. the paper venue answers in the exchange's format; nothing is sent
             outcome = await paper_route.answer(gateway, job)
@@ -442,11 +472,79 @@ async def admit(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> Job:
     return job if prepaid is None else dataclasses.replace(job, prepaid=prepaid)
 
 
+async def admitted(
+    gateway: Gateway,
+    job: Job,
+    prices: dict[str, Decimal],
+    known: Known,
+    *,
+    reread_halts: bool,
+) -> tuple[Job, PolicyContext]:
+    """``admit``, and the policy's context as that admission left it.
+
+    The context is read with no wait after the admission: the counts a shared
+    store answered are those from just before this order (which it counted),
+    and an order admitted after it must not lend this one its counts, which
+    already hold this order.
+    """
+    job = await admit(gateway, job, prices)
+    return job, facts(gateway, job, prices, known, reread_halts=reread_halts)
+
+
+async def admit_beside_intent(
+    gateway: Gateway,
+    job: Job,
+    prices: dict[str, Decimal],
+    known: Known,
+    *,
+    reread_halts: bool,
+) -> tuple[asyncio.Future[tuple[Job, PolicyContext]], int]:
+    """``admitted`` under way, and the order's intent row, committed while the store answers.
+
+    The fsync and a shared store's round trip (Redis: about 0.7 ms from an
+    idle gateway here) each cost more than the p50 the store may add (#9), so
+    they run side by side; an order then waits for the slower, not the sum.
+    The row is written before the store's word, for an order the policy
+    allowed as things stood: if the store refuses it (a halt, a shared count,
+    the store down) or the policy does with the fresh counts, the row that
+    follows is a refusal naming this intent (``intent_id``), and nothing leaves.
+    """
+    notional = counted_notional(job, prices) if job.intents else None  # as count_orders
+    intent = dataclasses.replace(job, notional=notional)
+    admission = asyncio.ensure_future(
+        admitted(gateway, job, prices, known, reread_halts=reread_halts)
+    )
+    try:
+        intent_id = await gateway.write_now(row(intent, "intent", decision="allow"), beside=True)
+    except BaseException:
+        admission.add_done_callback(functools.partial(_refund, gateway))
+        raise
+    return admission, intent_id
+
+
+def _refund(gateway: Gateway, admission: asyncio.Future[tuple[Job, PolicyContext]]) -> None:
+    """Give back what an admission took for an order whose intent row failed."""
+    if admission.cancelled() or admission.exception() is not None:
+        return
+    prepaid = admission.result()[0].prepaid
+    if prepaid is not None and gateway.coordination is not None:
+        gateway.coordination.refund(prepaid)
+
+
 async def deny(
-    gateway: Gateway, job: Job, rule: str, detail: str, *, error: RateLimited | None = None
+    gateway: Gateway,
+    job: Job,
+    rule: str,
+    detail: str,
+    *,
+    error: RateLimited | None = None,
+    intent_id: int | None = None,
 ) -> Response:
-    """Audit a refusal (durably), alert, and answer it; the request never left the machine."""
-    await gateway.write_now(row(job, "denied", decision="deny", rule=rule, detail=detail))
+    """Audit a refusal (durably), alert, and answer it; the request never left the machine.
+    ``intent_id``: the intent row already made for it, which this refusal closes."""
+    await gateway.write_now(
+        row(job, "denied", decision="deny", rule=rule, detail=detail, intent_id=intent_id)
+    )
     gateway.metrics.count("keybroker_denials_total", credential=job.credential.name, rule=rule)
     count(gateway, job, "rate_limited" if error else "denied")
     if error is not None:
@@ -463,9 +561,17 @@ async def deny(
     return denial(rule, detail)
 
 
-async def refuse(gateway: Gateway, incoming: Incoming, response: Response, detail: str) -> Response:
+async def refuse(
+    gateway: Gateway,
+    incoming: Incoming,
+    response: Response,
+    detail: str,
+    *,
+    intent_id: int | None = None,
+) -> Response:
     """Audit and give ``response``: a request refused before it was classified (or its
-    policy read). The row's rule is the answer's error code."""
+    policy read, or a shared store's admission). The row's rule is the answer's error
+    code; ``intent_id``: the intent row already made for it, which this refusal closes."""
     code = response.headers.get("x-keybroker-error", "error")
     await gateway.write_now(
         AuditRow(
@@ -477,6 +583,7 @@ async def refuse(gateway: Gateway, incoming: Incoming, response: Response, detai
             decision="deny",
             rule=code,
             detail=detail,
+            intent_id=intent_id,
         )
     )
     gateway.metrics.count(

@@ -120,11 +120,13 @@ class Gateway:
         return client
 
     def audit(self) -> list[StoredRow]:
-        """Every row, once each intent row has its result (written just after the answer)."""
+        """Every row, once each intent row has its result (written just after the answer)
+        or the refusal that closed it (with Redis, an intent row can precede its refusal)."""
 
         def settled() -> bool:
-            kinds = [row.row.kind for row in read_rows(self.audit_path)]
-            return kinds.count("result") >= kinds.count("intent")
+            rows = [stored.row for stored in read_rows(self.audit_path)]
+            closed = sum(r.kind == "result" or r.intent_id is not None for r in rows)
+            return closed >= sum(r.kind == "intent" for r in rows)
 
         wait_until(settled, timeout=5.0)
         return read_rows(self.audit_path)
