@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import re
 import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -171,30 +170,6 @@ def test_orders_signed_in_openbao_reach_the_exchange(
     # The spent wrapping token is gone from openbao.json: the file cannot log anyone in again.
     connection = load(setup.home)
     assert connection is not None and connection.wrapped_secret_id is None
-
-
-def test_a_lone_orders_intent_row_is_committed_while_openbao_signs(
-    setup: Setup, start_gateway: Callable[..., Gateway]
-) -> None:
-    # Alone in the gateway, an order with a local key commits its intent row on the loop's
-    # thread; one whose key is in OpenBao commits it on the writer thread, so that the loop
-    # takes OpenBao's answer, started just before, while the row is made durable.
-    setup.kb("openbao", "setup", env=setup.bao_env())  # a fresh single-use secret id
-    gateway = start_gateway(setup.home)
-    client = gateway.client()
-    assert wait_until(lambda: client.get("/_/status").json()["openbao"]["state"] == "ready")
-
-    def commits() -> dict[str, float]:
-        text = client.get("/_/metrics").text
-        found = re.findall(r'^keybroker_audit_commits_total\{thread="(\w+)"\} (\S+)$', text, re.M)
-        return {thread: float(value) for thread, value in found}
-
-    before = commits()
-    for price in (50_010, 50_011, 50_012):  # one after another: each alone in the gateway
-        assert client.post("/bn/api/v3/order", data=_order(price)).status_code == 200
-    after = commits()
-    assert after.get("inline", 0) == before.get("inline", 0)
-    assert after["writer"] >= before.get("writer", 0) + 3
 
 
 def test_a_burst_goes_to_openbao_in_batches(

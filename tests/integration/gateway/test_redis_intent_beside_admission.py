@@ -11,12 +11,10 @@ redis-server and the emulator.
 
 from __future__ import annotations
 
-import re
 import signal
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 from gateway_testkit import (
     LIMIT_BUY,
     StartEmulator,
@@ -123,26 +121,3 @@ def test_an_order_the_policy_refuses_as_things_stand_gets_no_intent_row(
     assert [r.row.kind for r in order_rows(gw.audit_path)] == ["denied"]
     with redis_clean.client() as client:  # its count went back (the admission counted it)
         assert wait_until(lambda: client.zcard("keybroker:orders:credential:bn") == 0)
-
-
-def commits(client: httpx.Client) -> dict[str, float]:
-    """keybroker_audit_commits_total by thread, from /_/metrics."""
-    text = client.get("/_/metrics").text
-    found = re.findall(r'^keybroker_audit_commits_total\{thread="(\w+)"\} (\S+)$', text, re.M)
-    return {thread: float(value) for thread, value in found}
-
-
-def test_a_lone_orders_intent_row_goes_to_the_writer_thread_so_the_loop_takes_redis_answer(
-    tmp_path: Path, emulator: StartEmulator, gateway: StartGateway, redis_clean: RedisServer
-) -> None:
-    # Without Redis a lone order commits on the loop's thread (test_gateway_metrics.py); with
-    # Redis the loop has the admission's answer to take meanwhile, so the writer commits.
-    exchange = emulator("binance")
-    gw = gateway(*host(tmp_path, "a", exchange.url), redis_url=Secret(redis_clean.url), gateways=1)
-    client = gw.client()
-    before = commits(client)
-    for _ in range(3):  # one after another: each alone in the gateway
-        assert client.post("/bn/api/v3/order", data=LIMIT_BUY).status_code == 200
-    after = commits(client)
-    assert after.get("inline", 0) == before.get("inline", 0)
-    assert after["writer"] >= before.get("writer", 0) + 3
