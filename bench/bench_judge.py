@@ -37,14 +37,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import keybroker
 from keybroker.crypto.kdf import Argon2idParams
-from keybroker.gateway import GatewayConfig, create_app
-from keybroker.gateway import pipeline
+from keybroker.gateway import GatewayConfig, create_app, pipeline
 from keybroker.gateway.pipeline import Incoming, Job
 from keybroker.gateway.state import Gateway
 from keybroker.model import Credential
@@ -144,21 +143,22 @@ async def running_gateway(root: Path) -> AsyncIterator[tuple[Gateway, BotToken]]
     vault.unlock(Secret(PASSPHRASE))
     app = create_app(vault, GatewayConfig(audit_path=root / "audit.db"))
     async with app.router.lifespan_context(app) as state:
-        gateway = state["gateway"]
+        assert state is not None
+        gateway: Gateway = state["gateway"]
         yield gateway, gateway.access.check_token(token)
     vault.close()
 
 
 def judge_one(
     gateway: Gateway, bot: BotToken, exchange: str
-) -> Callable[[], asyncio.Future[Job | object]]:
+) -> Callable[[], Coroutine[object, object, object]]:
     method, path, headers, body = ORDERS[exchange]
     passphrase = Secret("bench-passphrase-not-real")
     read = None
     if exchange != "binance":
         credential = Credential(
             exchange,
-            exchange,  # type: ignore[arg-type]
+            exchange,
             "bench-key-not-real",
             Secret("YmVuY2gtc2VjcmV0LW5vdC1yZWFs"),
             passphrase,
@@ -168,8 +168,8 @@ def judge_one(
         read = (credential, POLICY)
     incoming = Incoming(method, exchange, path, b"", list(headers), body, bot)
 
-    def once() -> asyncio.Future[Job | object]:
-        return asyncio.ensure_future(pipeline.judge(gateway, incoming, time.perf_counter(), read))
+    async def once() -> object:
+        return await pipeline.judge(gateway, incoming, time.perf_counter(), read)
 
     return once
 
@@ -216,7 +216,8 @@ async def main_async(args: argparse.Namespace) -> None:
             hot = await measure(gateway, bot, args.exchange, args.orders, args.rounds, 0.0)
             paced = await measure(gateway, bot, args.exchange, args.paced_orders, args.rounds, 0.01)
     print(
-        f"{'exchange':<18} {'hot p50 (µs)':>13} {'hot mean':>9} {'paced p50':>10} {'paced mean':>11}"
+        f"{'exchange':<18} {'hot p50 (µs)':>13} {'hot mean':>9}"
+        f" {'paced p50':>10} {'paced mean':>11}"
     )
     for name in args.exchange:
         print(
