@@ -16,7 +16,6 @@ reader.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -103,6 +102,21 @@ class OrderIntent:
         # One spelling across exchanges ("buy"/"sell"), so policies compare sides simply.
         if self.side is not None:
             object.__setattr__(self, "side", self.side.lower())
+
+    def with_client_order_id(self, value: str) -> OrderIntent:
+        """This intent with ``client_order_id`` ``value``: ``dataclasses.replace`` without
+        its generic walk over the fields, on every order (a test holds the two equal)."""
+        return OrderIntent(
+            self.symbol,
+            self.side,
+            self.type,
+            self.quantity,
+            self.price,
+            self.quote_quantity,
+            value,
+            self.reduce_only,
+            self.leverage,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +240,7 @@ def json_order_with_id(
     if plain and PLAIN_CLIENT_ID.fullmatch(text) is None:
         return None
     body = insert_json_member(raw, name, text if number else json.dumps(text))
-    return with_body(request, body), [dataclasses.replace(intents[0], client_order_id=text)]
+    return with_body(request, body), [intents[0].with_client_order_id(text)]
 
 
 LookupOutcome = Literal["found", "absent", "unknown"]

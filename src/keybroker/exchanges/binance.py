@@ -603,6 +603,7 @@ _KEY_ONLY_PATHS = frozenset(
 
 # Families of dangerous paths, whatever the verb and whatever the last segments:
 # new sub-paths appear every quarter, and each one of these moves keys or value.
+# Every family is under /sapi/ (classify looks no further for other paths).
 _DANGEROUS_FAMILIES: tuple[tuple[re.Pattern[str], RequestKind], ...] = (
     (re.compile(r"^/sapi/v\d+/(sub-account|broker)/subaccountapi(/|$)"), "key_management"),
     (re.compile(r"^/sapi/v\d+/account/apirestrictions/"), "key_management"),
@@ -719,7 +720,7 @@ def classify(request: httpx.Request) -> ClassifiedRequest:
     the query.
     """
     result = classify_either_method(CATALOGUE, request, is_public_path=is_public_path)
-    for pattern, kind in _DANGEROUS_FAMILIES:
+    for pattern, kind in _DANGEROUS_FAMILIES if result.path.startswith("/sapi/") else ():
         if pattern.match(result.path):
             if result.kind in DANGEROUS_KINDS:
                 return result
@@ -1268,7 +1269,7 @@ def with_client_order_id(
     if PLAIN_CLIENT_ID.fullmatch(value) is None:
         return None
     added = _with_id_field(request, value.encode("ascii"))
-    return added, [dataclasses.replace(intents[0], client_order_id=value)]
+    return added, [intents[0].with_client_order_id(value)]
 
 
 def _with_id_field(request: httpx.Request, value: bytes) -> httpx.Request:

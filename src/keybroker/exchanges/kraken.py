@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -782,7 +781,7 @@ def with_client_order_id(
     new = cl_ord_id(new_id)
     field = b"cl_ord_id=" + _wire.quote_rfc3986(new).encode("ascii")
     added = _wire.with_body(request, _wire.append_form_field(body, field))
-    return added, [dataclasses.replace(intents[0], client_order_id=new)]
+    return added, [intents[0].with_client_order_id(new)]
 
 
 def lookup_request(request: httpx.Request, intent: OrderIntent) -> httpx.Request | None:
