@@ -155,14 +155,17 @@ def read_usage(headers: Mapping[str, str]) -> dict[str, float]:
 
 
 # -- 5. Order-intent parser ----------------------------------------------------------------
-def parse_order(request: httpx.Request) -> list[OrderIntent]:
+def parse_order(
+    request: httpx.Request, *, classified: ClassifiedRequest | None = None
+) -> list[OrderIntent]:
     """One intent per order the request places, from query, form or JSON body.
 
     Amounts are Decimal, never float (``_wire.load_json`` parses JSON that
     way and refuses duplicate keys); a parameter given twice is refused, so
     a policy never checks one copy while the exchange executes the other.
     Batch endpoints yield one intent per order. InvalidInput for what cannot
-    be read.
+    be read. ``classified``: ``classify(request)`` when the caller (the gateway) made
+    it already; use it rather than classifying again.
     """
     return []
 

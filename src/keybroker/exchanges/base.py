@@ -17,11 +17,12 @@ reader.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal, Protocol
@@ -31,7 +32,7 @@ import httpx
 
 from keybroker.clock import Clock, SystemClock
 from keybroker.errors import InvalidInput, UnreadableAmount, UpstreamError
-from keybroker.exchanges._wire import ScientificDecimal
+from keybroker.exchanges._wire import ScientificDecimal, insert_json_member, with_body
 from keybroker.model import Credential
 from keybroker.secret import Secret
 
@@ -102,6 +103,21 @@ class OrderIntent:
         if self.side is not None:
             object.__setattr__(self, "side", self.side.lower())
 
+    def with_client_order_id(self, value: str) -> OrderIntent:
+        """This intent with ``client_order_id`` ``value``: ``dataclasses.replace`` without
+        its generic walk over the fields, on every order (a test holds the two equal)."""
+        return OrderIntent(
+            self.symbol,
+            self.side,
+            self.type,
+            self.quantity,
+            self.price,
+            self.quote_quantity,
+            value,
+            self.reduce_only,
+            self.leverage,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class KeyPermissions:
@@ -141,6 +157,92 @@ class KeyPattern:
 TimeParser = Callable[[bytes], int]
 
 
+class OrderParser(Protocol):
+    """An exchange module's ``parse_order``: one intent per order ``request`` places.
+
+    ``classified``, when given, is ``classify(request)`` of this very request,
+    made by the caller (the gateway classifies every request once): the parser
+    uses it instead of classifying the request again. Omitted, it classifies.
+    """
+
+    def __call__(
+        self, request: httpx.Request, *, classified: ClassifiedRequest | None = None
+    ) -> list[OrderIntent]: ...
+
+
+class ClientIdAdder(Protocol):
+    """An exchange module's ``add_client_order_id`` (see ``OrderTools``); ``classified`` as
+    for ``OrderParser``: the request's own classification, so it is not made again."""
+
+    def __call__(
+        self,
+        request: httpx.Request,
+        new_id: Callable[[], str],
+        *,
+        classified: ClassifiedRequest | None = None,
+    ) -> httpx.Request: ...
+
+
+ClientIdWriter = Callable[
+    [httpx.Request, Callable[[], str], ClassifiedRequest, Sequence[OrderIntent]],
+    tuple[httpx.Request, list[OrderIntent]] | None,
+]
+"""(request, new_id, its classification, its intents) -> the request with a client order id
+added and its intents as ``parse_order`` reads that request, or None: see
+``OrderTools.with_client_order_id``."""
+
+
+def json_member_absent(body: bytes, name: str) -> bool:
+    """Whether the JSON ``body`` surely has no object member called ``name``, at any depth.
+
+    Read from the bytes alone, so it can say False for a body that has none (the
+    name inside a string value): callers then take the slow, exact way. Without
+    a backslash in the body no key is escaped, so a key ``name`` appears as
+    ``"name"`` byte for byte; invalid UTF-8 is refused by ``load_json`` anyway.
+    """
+    return b"\\" not in body and b'"' + name.encode("ascii") + b'"' not in body
+
+
+# What a client order id may be for a fast path to write it as it is: letters, digits,
+# ``-``, ``_`` and ``.``, which no form or JSON encoding changes (the gateway's ids are
+# ``kb`` and hex). Anything else goes the slow way, written and then read back.
+PLAIN_CLIENT_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def json_order_with_id(
+    request: httpx.Request,
+    intents: Sequence[OrderIntent],
+    name: str,
+    value: Callable[[], str],
+    *,
+    number: bool = False,
+    absent: tuple[str, ...] = (),
+    plain: bool = False,
+) -> tuple[httpx.Request, list[OrderIntent]] | None:
+    """``with_client_order_id``'s fast way for one JSON order object (see ``OrderTools``).
+
+    ``request``'s body is one order, read before as ``intents``, without a member
+    ``name`` (nor any of ``absent``) at all: the member ``name`` with ``value()``
+    (written as a JSON number when ``number``) goes first, every other byte stays
+    (``_wire.insert_json_member``, as the exchange's ``add_client_order_id`` writes
+    it), and the one intent gets that id. None for anything else: a batch, a body
+    that is not one object, the member there (blank or null: a second copy once
+    one is added, which ``load_json`` refuses), a backslash anywhere, and with
+    ``plain`` an id that is not ``PLAIN_CLIENT_ID`` (for exchanges whose
+    ``add_client_order_id`` writes it without JSON escaping).
+    """
+    raw = request.read()
+    if len(intents) != 1 or not raw.lstrip().startswith(b"{"):
+        return None
+    if not all(json_member_absent(raw, member) for member in (name, *absent)):
+        return None
+    text = value()
+    if plain and PLAIN_CLIENT_ID.fullmatch(text) is None:
+        return None
+    body = insert_json_member(raw, name, text if number else json.dumps(text))
+    return with_body(request, body), [intents[0].with_client_order_id(text)]
+
+
 LookupOutcome = Literal["found", "absent", "unknown"]
 
 
@@ -173,7 +275,7 @@ class OrderTools:
     Every ``request`` here carries the full URL it will be sent to.
     """
 
-    add_client_order_id: Callable[[httpx.Request, Callable[[], str]], httpx.Request]
+    add_client_order_id: ClientIdAdder
     lookup_request: Callable[[httpx.Request, OrderIntent], httpx.Request | None]
     lookup_outcome: Callable[[int, bytes], LookupOutcome]
     price_request: Callable[[httpx.Request, str], httpx.Request | None]
@@ -183,6 +285,13 @@ class OrderTools:
     position_request: Callable[[httpx.Request, str], httpx.Request | None] | None = None
     position_notional: Callable[[bytes, str], Decimal | None] | None = None
     positions_on: str = ""
+    with_client_order_id: ClientIdWriter | None = None
+    """Optional: ``add_client_order_id`` and ``parse_order`` of its result in one step, for
+    the gateway's every order: ``(request, new_id, classified, intents)`` -> the request
+    with the id added and ``intents`` (read from ``request``) with that id, exactly as
+    ``parse_order`` reads the new request (a test holds the two ways equal). None when
+    the fast way cannot be sure (a batch, the id's field present but blank): the gateway
+    then adds the id and reads the order again."""
 
 
 RateCount = Literal["weight", "orders", "requests"]
@@ -713,7 +822,7 @@ class ExchangeProfile:
     sign_request: SignFunction
     catalogue: Catalogue
     classify_request: Callable[[httpx.Request], ClassifiedRequest]
-    parse_order_request: Callable[[httpx.Request], list[OrderIntent]]
+    parse_order_request: OrderParser
     map_error_response: ErrorMapper
     permission_request: Callable[[str], httpx.Request] | None = None
     """environment → the unsigned request that asks the exchange about the key itself."""
@@ -808,9 +917,13 @@ class ExchangeProfile:
     def classify(self, request: httpx.Request) -> ClassifiedRequest:
         return self.classify_request(request)
 
-    def parse_order(self, request: httpx.Request) -> list[OrderIntent]:
-        """One intent per order in the request (batch endpoints give several)."""
-        return self.parse_order_request(request)
+    def parse_order(
+        self, request: httpx.Request, *, classified: ClassifiedRequest | None = None
+    ) -> list[OrderIntent]:
+        """One intent per order in the request (batch endpoints give several).
+
+        ``classified``: ``classify(request)`` when the caller has it (not made again)."""
+        return self.parse_order_request(request, classified=classified)
 
     def map_error(
         self, status: int, body: bytes, headers: Mapping[str, str] | None = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
@@ -58,6 +58,7 @@ from keybroker.exchanges._wire import (
 )
 from keybroker.exchanges.base import (
     DANGEROUS_KINDS,
+    PLAIN_CLIENT_ID,
     Catalogue,
     ClassifiedRequest,
     CredentialRules,
@@ -602,6 +603,7 @@ _KEY_ONLY_PATHS = frozenset(
 
 # Families of dangerous paths, whatever the verb and whatever the last segments:
 # new sub-paths appear every quarter, and each one of these moves keys or value.
+# Every family is under /sapi/ (classify looks no further for other paths).
 _DANGEROUS_FAMILIES: tuple[tuple[re.Pattern[str], RequestKind], ...] = (
     (re.compile(r"^/sapi/v\d+/(sub-account|broker)/subaccountapi(/|$)"), "key_management"),
     (re.compile(r"^/sapi/v\d+/account/apirestrictions/"), "key_management"),
@@ -718,7 +720,7 @@ def classify(request: httpx.Request) -> ClassifiedRequest:
     the query.
     """
     result = classify_either_method(CATALOGUE, request, is_public_path=is_public_path)
-    for pattern, kind in _DANGEROUS_FAMILIES:
+    for pattern, kind in _DANGEROUS_FAMILIES if result.path.startswith("/sapi/") else ():
         if pattern.match(result.path):
             if result.kind in DANGEROUS_KINDS:
                 return result
@@ -1000,14 +1002,17 @@ _ORDER_PARSERS_BY_PATH = {
 }
 
 
-def parse_order(request: httpx.Request) -> list[OrderIntent]:
+def parse_order(
+    request: httpx.Request, *, classified: ClassifiedRequest | None = None
+) -> list[OrderIntent]:
     """One intent per order the request places (batch and order-list endpoints give several).
 
     Cancels give one symbol-only intent when they name a symbol, so a symbol
     allowlist can judge them; other requests give none. Raises InvalidInput
     for a missing symbol, a malformed amount or a parameter given twice.
+    ``classified``: ``classify(request)``, when the caller made it already.
     """
-    result = classify(request)
+    result = classified or classify(request)
     parser = _ORDER_PARSERS_BY_PATH.get((result.method, result.path))
     if parser is not None:
         return parser(request_params(request))
@@ -1223,19 +1228,52 @@ _PRICE_PATHS = {"api": "/api/v3/ticker/price", "fapi": "/fapi/v1/ticker/price"}
 _ORDER_NOT_FOUND = -2013
 
 
-def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> httpx.Request:
+def add_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    *,
+    classified: ClassifiedRequest | None = None,
+) -> httpx.Request:
     """``request`` with ``newClientOrderId`` added where a single order has none.
 
     The parameter goes where the others are: the form body when there is one,
     else the query. Every other byte is kept. Raises InvalidInput as
-    ``parse_order`` does for a parameter given twice.
+    ``parse_order`` does for a parameter given twice. ``classified``:
+    ``classify(request)``, when the caller made it already.
     """
-    result = classify(request)
+    result = classified or classify(request)
     if result.kind != "order_place" or result.path not in _SINGLE_ORDER_PATHS:
         return request
     if request_params(request).get("newClientOrderId"):
         return request
-    field = b"newClientOrderId=" + new_id().encode("ascii")
+    return _with_id_field(request, new_id().encode("ascii"))
+
+
+def with_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    classified: ClassifiedRequest,
+    intents: Sequence[OrderIntent],
+) -> tuple[httpx.Request, list[OrderIntent]] | None:
+    """``add_client_order_id`` and ``parse_order`` of its result, without reading the order again.
+
+    Only for the plain case: a single order whose parameters name no
+    ``newClientOrderId`` at all (blank is a second copy once one is added, which
+    ``parse_order`` refuses) and an id written as it is read. Otherwise None.
+    """
+    if classified.kind != "order_place" or classified.path not in _SINGLE_ORDER_PATHS:
+        return request, list(intents)  # add_client_order_id leaves it alone
+    if len(intents) != 1 or "newClientOrderId" in request_params(request):
+        return None
+    value = new_id()
+    if PLAIN_CLIENT_ID.fullmatch(value) is None:
+        return None
+    added = _with_id_field(request, value.encode("ascii"))
+    return added, [intents[0].with_client_order_id(value)]
+
+
+def _with_id_field(request: httpx.Request, value: bytes) -> httpx.Request:
+    field = b"newClientOrderId=" + value
     body = _body(request)
     query = request.url.query
     if body or (not query and request.method in _BODY_METHODS):
@@ -1327,6 +1365,7 @@ def position_notional(body: bytes, symbol: str) -> Decimal | None:
 
 ORDER_TOOLS = OrderTools(
     add_client_order_id=add_client_order_id,
+    with_client_order_id=with_client_order_id,
     lookup_request=lookup_request,
     lookup_outcome=lookup_outcome,
     price_request=price_request,

@@ -19,7 +19,7 @@ import datetime
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -54,6 +54,7 @@ from keybroker.exchanges.base import (
     RequestKind,
     classify_with,
     effective_method,
+    json_order_with_id,
     normalize_path,
     parse_amount,
 )
@@ -306,15 +307,21 @@ ORDER_PATHS = frozenset({"/v2/auth/w/order/submit", "/v2/auth/w/order/update"})
 REDUCE_ONLY_FLAG = 1024  # Bitfinex order flag: may only reduce a position
 
 
-def parse_order(request: httpx.Request) -> list[OrderIntent]:
+def parse_order(
+    request: httpx.Request, *, classified: ClassifiedRequest | None = None
+) -> list[OrderIntent]:
     """One intent per order in a submit, update or multi request; [] for other requests.
 
     Bitfinex has no side field: a positive ``amount`` buys, a negative one
     sells. Updates carry no symbol, so their intent has ``symbol=""``, which a
     symbol allowlist refuses (fail closed). Raises InvalidInput on a body that
-    is not the documented JSON.
+    is not the documented JSON. ``classified``: ``classify(request)``, when the caller
+    made it already (its path is the one read here).
     """
-    path = normalize_path(request.url.raw_path.decode("ascii", "replace"))
+    if classified is not None:
+        path = classified.path
+    else:
+        path = normalize_path(request.url.raw_path.decode("ascii", "replace"))
     if path in ORDER_PATHS:
         return [_intent(_json_object(request.read()))]
     if path == MULTI_PATH:
@@ -560,9 +567,14 @@ def cid_date(cid: int) -> str | None:
     return (datetime.date(1970, 1, 1) + datetime.timedelta(days=day)).isoformat()
 
 
-def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> httpx.Request:
+def add_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    *,
+    classified: ClassifiedRequest | None = None,
+) -> httpx.Request:
     """``request`` with ``cid`` (a JSON number) first in an order/submit that has none."""
-    classified = classify(request)
+    classified = classified or classify(request)
     if classified.kind != "order_place" or classified.pattern != "/v2/auth/w/order/submit":
         return request
     body = request.read()
@@ -570,6 +582,19 @@ def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> ht
     if not isinstance(payload, dict) or payload.get("cid") is not None:
         return request
     return _wire.with_body(request, _wire.insert_json_member(body, "cid", str(new_cid(new_id))))
+
+
+def with_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    classified: ClassifiedRequest,
+    intents: Sequence[OrderIntent],
+) -> tuple[httpx.Request, list[OrderIntent]] | None:
+    """``add_client_order_id`` and ``parse_order`` of its result in one step (``OrderTools``):
+    an order/submit without ``cid``; the intent's id is the number as ``parse_order`` reads it."""
+    if classified.kind != "order_place" or classified.pattern != "/v2/auth/w/order/submit":
+        return request, list(intents)
+    return json_order_with_id(request, intents, "cid", lambda: str(new_cid(new_id)), number=True)
 
 
 def lookup_request(request: httpx.Request, intent: OrderIntent) -> httpx.Request | None:
@@ -616,6 +641,7 @@ def parse_price(body: bytes) -> Decimal | None:
 
 ORDER_TOOLS = OrderTools(
     add_client_order_id=add_client_order_id,
+    with_client_order_id=with_client_order_id,
     lookup_request=lookup_request,
     lookup_outcome=lookup_outcome,
     price_request=price_request,

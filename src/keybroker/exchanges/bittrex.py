@@ -222,13 +222,16 @@ RATE_LIMITS: tuple[RateLimit, ...] = (RateLimit("REQUESTS", 60, 60, "requests", 
 
 
 # -- 5. Order-intent parser ----------------------------------------------------------------
-def parse_order(request: httpx.Request) -> list[OrderIntent]:
+def parse_order(
+    request: httpx.Request, *, classified: ClassifiedRequest | None = None
+) -> list[OrderIntent]:
     """One intent per order placed: POST /v3/orders, a conditional order's ``orderToCreate``,
     and each ``order``/``post`` item of a batch. ``limit`` is the price and
     ``ceiling`` the quote amount of CEILING_* orders. InvalidInput on bodies
-    that are not the documented JSON.
+    that are not the documented JSON. ``classified``: ``classify(request)``, when the
+    caller made it already.
     """
-    classified = classify(request)
+    classified = classified or classify(request)
     if classified.kind != "order_place":
         return []
     if classified.pattern == "/v3/orders":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -55,6 +55,7 @@ from keybroker.exchanges.base import (
     WebSocketSupport,
     WsCall,
     classify_with,
+    json_order_with_id,
     parse_amount,
     read_usage_headers,
     uuid_client_id,
@@ -522,7 +523,9 @@ _INTENT_PARSERS = {
 }
 
 
-def parse_order(request: httpx.Request) -> list[OrderIntent]:
+def parse_order(
+    request: httpx.Request, *, classified: ClassifiedRequest | None = None
+) -> list[OrderIntent]:
     """One intent per order in an order-placing request (batch: the ``request`` array).
 
     Requests of any other kind give no intents. Bybit reads POST parameters
@@ -530,8 +533,9 @@ def parse_order(request: httpx.Request) -> list[OrderIntent]:
     request are refused (InvalidInput) rather than left unchecked, as are
     bodies that are not strict JSON (duplicate keys, NaN) or lack ``category``
     or ``symbol``. A batch's top-level ``category`` applies to every order.
+    ``classified``: ``classify(request)``, when the caller made it already.
     """
-    classified = classify(request)
+    classified = classified or classify(request)
     if classified.kind != "order_place" or classified.pattern is None:
         return []
     parser = _INTENT_PARSERS[classified.pattern]
@@ -818,13 +822,18 @@ def order_link_id(new_id: Callable[[], str]) -> str:
     return raw if _ORDER_LINK_ID.fullmatch(raw) else uuid_client_id(raw)
 
 
-def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> httpx.Request:
+def add_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    *,
+    classified: ClassifiedRequest | None = None,
+) -> httpx.Request:
     """``request`` with ``orderLinkId`` as the first member of a single order that has none.
 
     Every other byte of the body is kept (``_wire.insert_json_member``).
     Raises InvalidInput as ``parse_order`` does for a body that is not strict JSON.
     """
-    classified = classify(request)
+    classified = classified or classify(request)
     if classified.kind != "order_place" or classified.pattern != _CREATE:
         return request
     raw = request.read()
@@ -841,6 +850,19 @@ def _category(request: httpx.Request) -> str | None:
     except InvalidInput:
         return None
     return _text(payload, "category") if isinstance(payload, dict) else None
+
+
+def with_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    classified: ClassifiedRequest,
+    intents: Sequence[OrderIntent],
+) -> tuple[httpx.Request, list[OrderIntent]] | None:
+    """``add_client_order_id`` and ``parse_order`` of its result in one step (``OrderTools``):
+    a single order object without ``orderLinkId``."""
+    if classified.kind != "order_place" or classified.pattern != _CREATE:
+        return request, list(intents)
+    return json_order_with_id(request, intents, "orderLinkId", lambda: order_link_id(new_id))
 
 
 def lookup_request(request: httpx.Request, intent: OrderIntent) -> httpx.Request | None:
@@ -882,6 +904,7 @@ def parse_price(body: bytes) -> Decimal | None:
 
 ORDER_TOOLS = OrderTools(
     add_client_order_id=add_client_order_id,
+    with_client_order_id=with_client_order_id,
     lookup_request=lookup_request,
     lookup_outcome=lookup_outcome,
     price_request=price_request,

@@ -20,7 +20,7 @@ import binascii
 import json
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -54,6 +54,7 @@ from keybroker.exchanges.base import (
     OrderTools,
     RateLimit,
     classify_either_method,
+    json_order_with_id,
     parse_amount,
     read_usage_headers,
     uuid_client_id,
@@ -378,16 +379,18 @@ ORDER_TYPES: dict[str, str] = {
 }
 
 
-def parse_order(request: httpx.Request) -> list[OrderIntent]:
+def parse_order(
+    request: httpx.Request, *, classified: ClassifiedRequest | None = None
+) -> list[OrderIntent]:
     """Intents of ``orders`` (create), ``orders/edit`` and ``orders/close_position``; [] otherwise.
 
     ``order_configuration`` must hold exactly one configuration, or the
     exchange and the policy could read different orders (InvalidInput).
     ``side`` is lower-cased like every other exchange's. An edit does not
     name the product, so its ``symbol`` is ``""``; a close is a reduce-only
-    market order.
+    market order. ``classified``: ``classify(request)``, when the caller made it already.
     """
-    classified = classify(request)
+    classified = classified or classify(request)
     if classified.kind != "order_place":
         return []
     body = _wire.load_json(request.read())
@@ -623,9 +626,14 @@ KEY_PATTERNS = (
 _CLIENT_ID_PATHS = frozenset({f"{_V3}/orders", f"{_V3}/orders/close_position"})
 
 
-def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> httpx.Request:
+def add_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    *,
+    classified: ClassifiedRequest | None = None,
+) -> httpx.Request:
     """``request`` with ``client_order_id`` first in a create or close that has none."""
-    classified = classify(request)
+    classified = classified or classify(request)
     if classified.kind != "order_place" or classified.pattern not in _CLIENT_ID_PATHS:
         return request
     body = request.read()
@@ -634,6 +642,19 @@ def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> ht
         return request
     member = json.dumps(uuid_client_id(new_id()))
     return _wire.with_body(request, _wire.insert_json_member(body, "client_order_id", member))
+
+
+def with_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    classified: ClassifiedRequest,
+    intents: Sequence[OrderIntent],
+) -> tuple[httpx.Request, list[OrderIntent]] | None:
+    """``add_client_order_id`` and ``parse_order`` of its result in one step (``OrderTools``):
+    a create or close without ``client_order_id``."""
+    if classified.kind != "order_place" or classified.pattern not in _CLIENT_ID_PATHS:
+        return request, list(intents)
+    return json_order_with_id(request, intents, "client_order_id", lambda: uuid_client_id(new_id()))
 
 
 def lookup_request(request: httpx.Request, intent: OrderIntent) -> httpx.Request | None:
@@ -661,6 +682,7 @@ def parse_price(body: bytes) -> Decimal | None:
 
 ORDER_TOOLS = OrderTools(
     add_client_order_id=add_client_order_id,
+    with_client_order_id=with_client_order_id,
     lookup_request=lookup_request,
     lookup_outcome=lookup_outcome,
     price_request=price_request,

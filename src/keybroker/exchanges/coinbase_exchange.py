@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -49,6 +49,7 @@ from keybroker.exchanges.base import (
     OrderTools,
     RateLimit,
     classify_either_method,
+    json_order_with_id,
     parse_amount,
     uuid_client_id,
 )
@@ -277,13 +278,16 @@ RATE_LIMITS: tuple[RateLimit, ...] = (
 
 
 # -- 5. Order-intent parser ----------------------------------------------------------------
-def parse_order(request: httpx.Request) -> list[OrderIntent]:
+def parse_order(
+    request: httpx.Request, *, classified: ClassifiedRequest | None = None
+) -> list[OrderIntent]:
     """The intent of ``POST /orders`` (JSON); [] for any other request.
 
     ``size`` is the quantity, ``funds`` the quote quantity (market orders),
     ``price`` the limit price; ``stop_price`` is a trigger, not a price.
+    ``classified``: ``classify(request)``, when the caller made it already.
     """
-    if classify(request).kind != "order_place":
+    if (classified or classify(request)).kind != "order_place":
         return []
     body = _wire.load_json(request.read())
     if not isinstance(body, dict):
@@ -403,9 +407,14 @@ PERMISSION_NOTE = (
 # "Create a new order"); the gateway adds one made from its own id. GET
 # /orders/client:{client_oid} finds the order; 404 means Coinbase has no
 # order by that id.
-def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> httpx.Request:
+def add_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    *,
+    classified: ClassifiedRequest | None = None,
+) -> httpx.Request:
     """``request`` with ``client_oid`` first in an order that has none."""
-    if classify(request).kind != "order_place":
+    if (classified or classify(request)).kind != "order_place":
         return request
     body = request.read()
     payload = _wire.load_json(body)
@@ -413,6 +422,19 @@ def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> ht
         return request
     member = json.dumps(uuid_client_id(new_id()))
     return _wire.with_body(request, _wire.insert_json_member(body, "client_oid", member))
+
+
+def with_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    classified: ClassifiedRequest,
+    intents: Sequence[OrderIntent],
+) -> tuple[httpx.Request, list[OrderIntent]] | None:
+    """``add_client_order_id`` and ``parse_order`` of its result in one step (``OrderTools``):
+    an order without ``client_oid``."""
+    if classified.kind != "order_place":
+        return request, list(intents)
+    return json_order_with_id(request, intents, "client_oid", lambda: uuid_client_id(new_id()))
 
 
 def lookup_request(request: httpx.Request, intent: OrderIntent) -> httpx.Request | None:
@@ -451,6 +473,7 @@ def parse_price(body: bytes) -> Decimal | None:
 
 ORDER_TOOLS = OrderTools(
     add_client_order_id=add_client_order_id,
+    with_client_order_id=with_client_order_id,
     lookup_request=lookup_request,
     lookup_outcome=lookup_outcome,
     price_request=price_request,

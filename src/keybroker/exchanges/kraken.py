@@ -18,7 +18,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -54,6 +54,7 @@ from keybroker.exchanges.base import (
     OrderTools,
     RateLimit,
     classify_either_method,
+    json_order_with_id,
     parse_amount,
     uuid_client_id,
 )
@@ -372,16 +373,19 @@ _LIMIT_ON_PRICE2 = frozenset({"stop-loss-limit", "take-profit-limit", "trailing-
 _MARKET_ON_TRIGGER = frozenset({"market", "stop-loss", "take-profit", "trailing-stop"})
 
 
-def parse_order(request: httpx.Request) -> list[OrderIntent]:
+def parse_order(
+    request: httpx.Request, *, classified: ClassifiedRequest | None = None
+) -> list[OrderIntent]:
     """Intents of AddOrder, AddOrderBatch (one per order), EditOrder and AmendOrder; [] otherwise.
 
     Amounts are Decimal. With ``oflags`` containing ``viqc`` the volume is in
     the quote currency and becomes ``quote_quantity``. EditOrder and
     AmendOrder may not name the pair, in which case ``symbol`` is ``""``.
     Relative prices (``+5``, ``-1%``, ``#2``) cannot be checked against a
-    price collar and raise InvalidInput, as do repeated fields.
+    price collar and raise InvalidInput, as do repeated fields. ``classified``:
+    ``classify(request)``, when the caller made it already.
     """
-    classified = classify(request)
+    classified = classified or classify(request)
     if classified.kind != "order_place":
         return []
     method = classified.path.rsplit("/", 1)[-1]
@@ -725,18 +729,23 @@ def cl_ord_id(new_id: Callable[[], str]) -> str:
     return raw if _CL_ORD_ID.fullmatch(raw) else uuid_client_id(raw)
 
 
-def _is_add_order(request: httpx.Request) -> bool:
-    classified = classify(request)
+def _is_add_order(request: httpx.Request, classified: ClassifiedRequest | None = None) -> bool:
+    classified = classified or classify(request)
     return classified.kind == "order_place" and classified.path.endswith("/addorder")
 
 
-def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> httpx.Request:
+def add_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    *,
+    classified: ClassifiedRequest | None = None,
+) -> httpx.Request:
     """``request`` with ``cl_ord_id`` added to an AddOrder that has neither it nor ``userref``.
 
     Form bodies get the field last, JSON bodies first; every other byte is
     kept, and the signer's nonce goes in after (the id is signed with the rest).
     """
-    if not _is_add_order(request):
+    if not _is_add_order(request, classified):
         return request
     fields = _fields(request)
     if _text(fields.get("cl_ord_id")) is not None or _text(fields.get("userref")) is not None:
@@ -749,6 +758,30 @@ def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> ht
         )
     field = b"cl_ord_id=" + _wire.quote_rfc3986(new).encode("ascii")
     return _wire.with_body(request, _wire.append_form_field(body, field))
+
+
+def with_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    classified: ClassifiedRequest,
+    intents: Sequence[OrderIntent],
+) -> tuple[httpx.Request, list[OrderIntent]] | None:
+    """``add_client_order_id`` and ``parse_order`` of its result in one step (``OrderTools``):
+    an AddOrder that names neither ``cl_ord_id`` nor ``userref`` (not even blank)."""
+    if not _is_add_order(request, classified):
+        return request, list(intents)
+    body = request.read()
+    if _is_json(request, body):
+        return json_order_with_id(
+            request, intents, "cl_ord_id", lambda: cl_ord_id(new_id), absent=("userref",)
+        )
+    fields = _fields(request)
+    if len(intents) != 1 or "cl_ord_id" in fields or "userref" in fields:
+        return None
+    new = cl_ord_id(new_id)
+    field = b"cl_ord_id=" + _wire.quote_rfc3986(new).encode("ascii")
+    added = _wire.with_body(request, _wire.append_form_field(body, field))
+    return added, [intents[0].with_client_order_id(new)]
 
 
 def lookup_request(request: httpx.Request, intent: OrderIntent) -> httpx.Request | None:
@@ -791,6 +824,7 @@ def parse_price(body: bytes) -> Decimal | None:
 
 ORDER_TOOLS = OrderTools(
     add_client_order_id=add_client_order_id,
+    with_client_order_id=with_client_order_id,
     lookup_request=lookup_request,
     lookup_outcome=lookup_outcome,
     price_request=price_request,

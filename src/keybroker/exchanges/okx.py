@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -54,6 +54,7 @@ from keybroker.exchanges.base import (
     WebSocketSupport,
     WsCall,
     classify_with,
+    json_order_with_id,
     parse_amount,
 )
 from keybroker.model import Credential
@@ -679,15 +680,18 @@ _INTENT_PARSERS = {
 _PARSERS_BY_PATH = {key.lower(): parser for key, parser in _INTENT_PARSERS.items()}
 
 
-def parse_order(request: httpx.Request) -> list[OrderIntent]:
+def parse_order(
+    request: httpx.Request, *, classified: ClassifiedRequest | None = None
+) -> list[OrderIntent]:
     """One intent per order in an order-placing request (batch endpoints: a JSON array).
 
     Requests of any other kind give no intents. OKX reads order parameters
     from the JSON body only, so parameters in the query string of an order
     request are refused (InvalidInput) rather than left unchecked, as are
     bodies that are not strict JSON (duplicate keys, NaN) or lack instId.
+    ``classified``: ``classify(request)``, when the caller made it already.
     """
-    classified = classify(request)
+    classified = classified or classify(request)
     if classified.kind != "order_place" or classified.pattern is None:
         return []
     parser = _PARSERS_BY_PATH[classified.pattern.lower()]
@@ -951,14 +955,19 @@ def _object_starts(text: str, is_list: bool) -> list[int]:
         _, index = decoder.raw_decode(text, index)
 
 
-def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> httpx.Request:
+def add_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    *,
+    classified: ClassifiedRequest | None = None,
+) -> httpx.Request:
     """``request`` with ``clOrdId`` set in every order object that lacks the key.
 
     The id is written into the body text right after each object's ``{``, so
     every other byte (numbers as the bot spelled them included) is kept.
     Raises InvalidInput as ``parse_order`` does for a body that is not strict JSON.
     """
-    classified = classify(request)
+    classified = classified or classify(request)
     if classified.kind != "order_place" or classified.pattern not in _CLIENT_ID_PATTERNS:
         return request
     raw = request.read()
@@ -987,6 +996,19 @@ def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> ht
     return httpx.Request(
         request.method, request.url, headers=headers, content="".join(pieces).encode("utf-8")
     )
+
+
+def with_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    classified: ClassifiedRequest,
+    intents: Sequence[OrderIntent],
+) -> tuple[httpx.Request, list[OrderIntent]] | None:
+    """``add_client_order_id`` and ``parse_order`` of its result in one step (``OrderTools``):
+    a single order object without ``clOrdId``, and an id written as it is read."""
+    if classified.kind != "order_place" or classified.pattern not in _CLIENT_ID_PATTERNS:
+        return request, list(intents)
+    return json_order_with_id(request, intents, "clOrdId", new_id, plain=True)
 
 
 def lookup_request(request: httpx.Request, intent: OrderIntent) -> httpx.Request | None:
@@ -1077,6 +1099,7 @@ def position_notional(body: bytes, symbol: str) -> Decimal | None:
 
 ORDER_TOOLS = OrderTools(
     add_client_order_id=add_client_order_id,
+    with_client_order_id=with_client_order_id,
     lookup_request=lookup_request,
     lookup_outcome=lookup_outcome,
     price_request=price_request,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
@@ -52,6 +52,7 @@ from keybroker.exchanges.base import (
     RateLimit,
     classify_with,
     effective_method,
+    json_order_with_id,
     parse_amount,
     uuid_client_id,
 )
@@ -255,15 +256,18 @@ RATE_LIMITS: tuple[RateLimit, ...] = (
 SINGLE_ORDER_PATTERNS = frozenset({"/orders", "/smartorders", "/orders/{id}", "/smartorders/{id}"})
 
 
-def parse_order(request: httpx.Request) -> list[OrderIntent]:
+def parse_order(
+    request: httpx.Request, *, classified: ClassifiedRequest | None = None
+) -> list[OrderIntent]:
     """One intent per order placed (POST /orders, /smartorders, each of /orders/batch) or replaced.
 
     A replace (PUT /orders/{id}) names no symbol, so its intent has ``symbol=""``,
     which a symbol allowlist refuses (fail closed). ``quantity`` is in base
     currency, ``amount`` (market buys) in quote. Raises InvalidInput on a body
-    that is not the documented JSON.
+    that is not the documented JSON. ``classified``: ``classify(request)``, when the
+    caller made it already.
     """
-    classified = classify(request)
+    classified = classified or classify(request)
     if classified.kind != "order_place" or classified.pattern is None:
         return []
     body = _json_body(request.read())
@@ -427,9 +431,14 @@ def client_order_id(new_id: Callable[[], str]) -> str:
     return raw if _CLIENT_ORDER_ID.fullmatch(raw) else uuid_client_id(raw)
 
 
-def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> httpx.Request:
+def add_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    *,
+    classified: ClassifiedRequest | None = None,
+) -> httpx.Request:
     """``request`` with ``clientOrderId`` first in a POST /orders that has none."""
-    classified = classify(request)
+    classified = classified or classify(request)
     if classified.kind != "order_place" or classified.pattern != "/orders":
         return request
     body = request.read()
@@ -438,6 +447,19 @@ def add_client_order_id(request: httpx.Request, new_id: Callable[[], str]) -> ht
         return request
     member = json.dumps(client_order_id(new_id))
     return _wire.with_body(request, _wire.insert_json_member(body, "clientOrderId", member))
+
+
+def with_client_order_id(
+    request: httpx.Request,
+    new_id: Callable[[], str],
+    classified: ClassifiedRequest,
+    intents: Sequence[OrderIntent],
+) -> tuple[httpx.Request, list[OrderIntent]] | None:
+    """``add_client_order_id`` and ``parse_order`` of its result in one step (``OrderTools``):
+    a POST /orders without ``clientOrderId``."""
+    if classified.kind != "order_place" or classified.pattern != "/orders":
+        return request, list(intents)
+    return json_order_with_id(request, intents, "clientOrderId", lambda: client_order_id(new_id))
 
 
 def lookup_request(request: httpx.Request, intent: OrderIntent) -> httpx.Request | None:
@@ -474,6 +496,7 @@ def parse_price(body: bytes) -> Decimal | None:
 
 ORDER_TOOLS = OrderTools(
     add_client_order_id=add_client_order_id,
+    with_client_order_id=with_client_order_id,
     lookup_request=lookup_request,
     lookup_outcome=lookup_outcome,
     price_request=price_request,

@@ -268,15 +268,28 @@ def outgoing_request(
 def read_orders(
     profile: ExchangeProfile, request: httpx.Request, classified: ClassifiedRequest
 ) -> tuple[httpx.Request, tuple[OrderIntent, ...]]:
-    """The order intents, after a client order id was added to every new order without one."""
+    """The order intents, after a client order id was added to every new order without one.
+
+    Classified once (``classified`` is this request's own); the order is read
+    once where the exchange can add the id to its intents as it adds it to the
+    request (``OrderTools.with_client_order_id``), else read again once added.
+    """
     if classified.kind not in ORDER_KINDS:
         return request, ()
-    intents = profile.parse_order(request)  # InvalidInput: refused, never guessed at
+    # InvalidInput: refused, never guessed at
+    intents = profile.parse_order(request, classified=classified)
     tools = profile.orders
     missing_id = any(intent.client_order_id is None for intent in intents)
     if classified.kind == "order_place" and tools is not None and missing_id:
-        request = tools.add_client_order_id(request, new_client_order_id)
-        intents = profile.parse_order(request)
+        both = None
+        if tools.with_client_order_id is not None:
+            both = tools.with_client_order_id(request, new_client_order_id, classified, intents)
+        if both is not None:
+            request, intents = both
+        else:
+            added = tools.add_client_order_id(request, new_client_order_id, classified=classified)
+            if added is not request:
+                request, intents = added, profile.parse_order(added, classified=classified)
     return request, tuple(intents)
 
 

@@ -118,7 +118,48 @@ def charges_for(
     ``{"binance:REQUEST_WEIGHT": 6000}`` for Binance's 2026 spot limit, where
     the default is seed 001's 1,200. A capacity of zero or less switches
     that budget off (no charge at all).
+
+    Worked out once per kind of request: the same inputs (overrides aside) give the
+    same charges, remembered in ``_WORKED_OUT`` (every order of a bot spends the same).
     """
+    memo = None
+    if limit_overrides is None:
+        memo = (id(profile), classified, host, account, environment, _symbols(intents))
+        known = _WORKED_OUT.get(memo)
+        if known is not None and known[0] is profile:
+            return list(known[1])
+    charges = _work_out(profile, classified, host, account, environment, intents, limit_overrides)
+    if memo is not None:
+        if len(_WORKED_OUT) >= _WORKED_OUT_MAX:
+            _WORKED_OUT.clear()  # many hosts, accounts or paths: start again
+        _WORKED_OUT[memo] = (profile, tuple(charges))
+    return charges
+
+
+# (id(profile), classified, host, account, environment, order symbols) -> (profile, charges).
+# The profile is held, so its id names no other profile while the entry lives; charges
+# depend on nothing else (a batch's size and per-symbol counts are in its symbols).
+_WORKED_OUT: dict[tuple[object, ...], tuple[ExchangeProfile, tuple[Charge, ...]]] = {}
+_WORKED_OUT_MAX = 4096
+
+
+def _symbols(intents: Sequence[OrderIntent]) -> tuple[str, ...]:
+    if not intents:
+        return ()
+    if len(intents) == 1:
+        return (intents[0].symbol,)
+    return tuple(intent.symbol for intent in intents)
+
+
+def _work_out(
+    profile: ExchangeProfile,
+    classified: ClassifiedRequest,
+    host: str,
+    account: str,
+    environment: str,
+    intents: Sequence[OrderIntent],
+    limit_overrides: Mapping[str, float] | None,
+) -> list[Charge]:
     base = host_prefix(profile.name, environment, host)
     charges: list[Charge] = []
     endpoint = endpoint_id(classified)
