@@ -81,6 +81,8 @@ CONNECT_ATTEMPTS = 4
 KEEPALIVE_S = 30 * 60.0
 """Binance closes a listen key after 60 minutes without a keep-alive; half of it."""
 MAX_FRAME_BYTES = 1 << 20
+MATCH_AFTER_S = 0.002
+"""How long after relaying an answer it is matched to its request (``ApiSession``)."""
 
 
 async def websocket_entry(websocket: WebSocket) -> None:
@@ -742,6 +744,8 @@ class ApiSession:
         self.pending: dict[object, Pending] = {}
         self.me = Subscriber.of(websocket, _raw)  # what the bot is sent, in order
         self._login: asyncio.Queue[str] | None = None
+        self._answers: list[tuple[str, int]] = []  # relayed (with when), not matched yet
+        self._matching: asyncio.TimerHandle | None = None
 
     async def run(self, target: str) -> None:
         try:
@@ -792,18 +796,43 @@ class ApiSession:
 
     def _from_exchange(self, text: str) -> None:
         """Each upstream frame as it is read (``Relayed``): to the bot at once; an answer to
-        a pending request then writes its result row, as REST's does, after the answer."""
+        a pending request then writes its result row, as REST's does, after the answer.
+
+        The bot needs a CPU to read its answer just as this process has written it, and
+        on a small machine the exchange's side is often still busy on the other: the
+        answer's matching and result row (~0.2 ms) waited for here delayed the bot by as
+        much. So the frame is matched ``MATCH_AFTER_S`` later, once this process slept
+        (``_match_answers``), or before the bot's next frame is judged, whichever comes
+        first, and before the session ends: every answer is matched, in order.
+        """
         if self._login is not None:  # the answer to the gateway's own login
             self._login.put_nowait(text)
             return
         if self.support.is_heartbeat_answer(text):
             return  # the answer to the gateway's own ping
         self.me.write(text)
-        request_id = self.support.response_id(text)
-        if request_id is not None:
-            pending = self.pending.pop(id_key(request_id), None)
-            if pending is not None:
-                self._result(pending, text)
+        self._answers.append((text, self.gateway.clock.now_ms()))
+        if self._matching is None:
+            loop = asyncio.get_running_loop()
+            self._matching = loop.call_later(MATCH_AFTER_S, self._match_answers)
+
+    def _match_answers(self) -> None:
+        """Match the answers relayed so far to their requests: each one answered writes
+        its result row (``_result``) and frees its id."""
+        if self._matching is not None:
+            self._matching.cancel()
+            self._matching = None
+        answers, self._answers = self._answers, []
+        for text, received_ms in answers:
+            try:
+                request_id = self.support.response_id(text)
+                if request_id is not None:
+                    pending = self.pending.pop(id_key(request_id), None)
+                    if pending is not None:
+                        self._result(pending, text, received_ms)
+            except Exception as error:  # one bad answer must not cost the others their rows
+                # The type only: a message could quote the frame.
+                log.error("an answer could not be matched (%s)", type(error).__name__)
 
     async def _log_in(
         self, upstream: ClientConnection, login: Callable[[Credential, int], str]
@@ -860,6 +889,8 @@ class ApiSession:
 
     async def _judge_frame(self, text: str) -> Signed | None:
         gateway, name = self.gateway, self.credential.name
+        if self._answers:  # the ids answered so far are free again, as the bot saw
+            self._match_answers()
         try:
             call = self.support.read_call(text)
         except InvalidInput as error:
@@ -968,11 +999,11 @@ class ApiSession:
         remote = self.gateway.remote_keys or RemoteKeys.absent(self.gateway.alert)
         return await remote.run(self.profile.name, self.credential, work)
 
-    def _result(self, pending: Pending, text: str) -> None:
+    def _result(self, pending: Pending, text: str, received_ms: int) -> None:
         """The answer's result row, written with the next commit (``Gateway.write_later``)."""
         read = self.support.answer_status or _status_of
         status, code = read(text)
-        latency = self.gateway.clock.now_ms() - pending.sent_ms
+        latency = received_ms - pending.sent_ms
         self.gateway.write_later(
             row(
                 pending.job,
@@ -986,6 +1017,7 @@ class ApiSession:
 
     async def _lost(self) -> int:
         """Result rows for requests that never got an answer; how many there were."""
+        self._match_answers()  # the answers read before the end are not lost
         lost = list(self.pending.values())
         self.pending.clear()
         for pending in lost:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -29,6 +30,7 @@ from gateway_testkit import (
 from websockets.asyncio.client import ClientConnection
 
 from keybroker.emulator import EmulatorConfig
+from keybroker.gateway import websocket as gateway_ws
 
 TOKEN_HEADER = "X-Keybroker-Token"
 
@@ -173,6 +175,36 @@ def test_an_order_frame_is_signed_early_but_leaves_only_once_its_intent_row_is_d
     assert len(ws_orders(world)) == 1
     intents = world.gateway.rows("intent")
     assert [r.row.request_kind for r in intents] == ["order_place"]
+
+
+def test_answers_are_matched_after_the_bot_has_them_and_before_anything_else(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer's result row is written after the answer went out (here: long after, the
+    timer pushed out of the way). The bot's next frame, reusing the id it was answered
+    on, is judged only once the answer was matched (not refused as a duplicate); the
+    session's end matches what is left; and the row's latency is the answer's arrival,
+    not the moment it was matched."""
+    monkeypatch.setattr(gateway_ws, "MATCH_AFTER_S", 60.0)
+
+    async def bot() -> tuple[dict[str, Any], dict[str, Any], float]:
+        async with connect(world, "/ws-api/v3") as ws:
+            first = await request(ws, order(7))
+            started = time.perf_counter()
+            again = await request(ws, order(7))  # the same id, once its answer came
+            round_trip_ms = (time.perf_counter() - started) * 1000
+            await asyncio.sleep(1.5)  # matched only when the session ends, after this
+            return first, again, round_trip_ms
+
+    first, again, round_trip_ms = run(bot())
+    assert first["status"] == 200 and again["status"] == 200, again
+    assert len(ws_orders(world)) == 2
+    assert wait_until(lambda: len(world.gateway.rows("result")) >= 2)
+    results = world.gateway.rows("result")
+    assert [r.row.status for r in results] == [200, 200]
+    assert not any("before an answer" in (r.row.detail or "") for r in results)
+    last = results[-1].row.latency_ms
+    assert last is not None and last <= round_trip_ms + 2  # within the bot's own wait
 
 
 def test_a_bot_with_only_a_token_receives_its_own_order_updates(world: World) -> None:
