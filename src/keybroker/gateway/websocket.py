@@ -714,10 +714,10 @@ async def _frames_until(
 class Signed:
     """A signed request frame: its text, and the same as a masked client frame on the
     wire (``Relayed.write_frame``), both built before the intent row is durable and
-    neither sent before."""
+    neither sent before. Its repr shows neither: the frame carries the signature."""
 
-    text: str
-    wire: bytes
+    text: str = field(repr=False)
+    wire: bytes = field(repr=False)
 
 
 @dataclass

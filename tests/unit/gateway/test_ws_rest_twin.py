@@ -13,7 +13,7 @@ import pytest
 from keybroker.exchanges import binance, bybit, okx
 from keybroker.exchanges.base import RestTwin, WebSocketSupport
 from keybroker.gateway.outgoing import request_for
-from keybroker.gateway.websocket import id_key, judged_call, query_params
+from keybroker.gateway.websocket import Signed, id_key, judged_call, masked_frame, query_params
 from keybroker.model import Credential
 from keybroker.secret import Secret
 
@@ -153,3 +153,12 @@ def test_answers_are_matched_by_equal_ids_and_never_across_json_types() -> None:
         assert id_key(json.loads(json.dumps(value))) == key  # the same id read back
     assert id_key({"b": [2], "a": 1}) == id_key({"a": 1, "b": [2]})
     assert len({id_key(1), id_key("1"), id_key(True), id_key(1.0)}) == 4
+
+
+def test_a_signed_frame_shows_no_signature_in_its_repr() -> None:
+    call = binance.ws_read_call(FRAMES[0][2])
+    binance_key = Credential("bn", "binance", "FAKE-api-key-123", Secret("FAKE-secret-456"))
+    signed = Signed(text := binance.ws_sign_call(call, binance_key, 0), masked_frame(text))
+    signature = json.loads(signed.text)["params"]["signature"]
+    shown = repr(signed) + str(signed)
+    assert signature not in shown and "FAKE-api-key-123" not in shown
