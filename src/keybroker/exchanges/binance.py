@@ -1483,10 +1483,16 @@ def ws_url(path: str, environment: str) -> str:
     return url + path
 
 
+_WS_DECODER = json.JSONDecoder(parse_float=Decimal)
+"""One decoder for every frame: ``json.loads(text, parse_float=...)`` builds a new one each call."""
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+"""What ``quote(value, safe="")`` leaves as it is: such a value is its own escape."""
+
+
 def ws_read_call(text: str) -> WsCall:
     """A WebSocket API request frame, with the REST request that does the same."""
     try:
-        frame = json.loads(text, parse_float=Decimal)
+        frame = _WS_DECODER.decode(text)
     except ValueError:
         raise InvalidInput("the frame is not JSON") from None
     if not isinstance(frame, dict) or not isinstance(frame.get("method"), str):
@@ -1499,10 +1505,15 @@ def ws_read_call(text: str) -> WsCall:
     if route is None:
         raise InvalidInput(f"the WebSocket API method {method!r} is not catalogued")
     params = {
-        str(name): _ws_text(value) for name, value in raw.items() if name not in _WS_AUTH_PARAMS
+        str(name): value if type(value) is str else _ws_text(value)
+        for name, value in raw.items()
+        if name not in _WS_AUTH_PARAMS
     }
     http_method, path = route
-    query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params.items())
+    query = "&".join(
+        f"{name}={value if _UNRESERVED.fullmatch(value) else quote(value, safe='')}"
+        for name, value in params.items()
+    )
     return WsCall(frame.get("id"), method, params, RestTwin(http_method, path, query))
 
 
@@ -1531,7 +1542,11 @@ def ws_sign_call(call: WsCall, credential: Credential, now_ms: int) -> str:
     frame: dict[str, object] = {"id": call.request_id, "method": call.method}
     if params:
         frame["params"] = params
-    return json.dumps(frame, separators=(",", ":"))
+    return _COMPACT.encode(frame)
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""``json.dumps(..., separators=(",", ":"))`` without a new encoder for every frame."""
 
 
 def ws_error_frame(request_id: object, status: int, code: str, message: str) -> str:

@@ -115,11 +115,9 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
                 mask = buffer[start + head : start + head + 4]
                 payload = apply_mask(buffer[start + head + 4 : at], mask)
                 limits = (conn.max_message_size, conn.max_fragment_size)
-                if all(n is None or length <= n for n in limits) and _is_utf8(payload):
-                    # uvicorn's own handle_text for one whole frame
-                    self.curr_msg_data_type = "text"
-                    self.frames = [payload]
-                    self.send_receive_event_to_app()
+                decoded = _utf8(payload) if all(n is None or length <= n for n in limits) else None
+                if decoded is not None:
+                    self._queue_text(decoded)
                     continue
                 self._hand_over(buffer[start:])  # too big or not UTF-8: websockets fails it
                 return
@@ -128,6 +126,15 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
                 self._hand_over(buffer[at:])  # closing: websockets reads the rest
                 return
         self._partial = buffer[at:]
+
+    def _queue_text(self, text: str) -> None:
+        """uvicorn's ``send_receive_event_to_app`` for one whole text frame, with the text
+        decoded once (the UTF-8 check's own decoding), not checked and then decoded again.
+        Reading pauses as uvicorn's does: the app's next read resumes it."""
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def _hand_over(self, rest: bytes) -> None:
         """websockets reads everything from ``rest`` on (a frame boundary)."""
@@ -167,9 +174,8 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         return True
 
 
-def _is_utf8(payload: bytes) -> bool:
+def _utf8(payload: bytes) -> str | None:
     try:
-        payload.decode()
+        return payload.decode()
     except UnicodeDecodeError:
-        return False
-    return True
+        return None

@@ -7,7 +7,10 @@ in a thread; the bots are ``websockets`` clients holding only a bot token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -27,6 +30,7 @@ from gateway_testkit import (
 from websockets.asyncio.client import ClientConnection
 
 from keybroker.emulator import EmulatorConfig
+from keybroker.gateway import websocket as gateway_ws
 
 TOKEN_HEADER = "X-Keybroker-Token"
 
@@ -50,9 +54,14 @@ def run(coro: Awaitable[Any]) -> Any:
 async def request(bot: ClientConnection, frame: dict[str, Any]) -> dict[str, Any]:
     """Send a request frame; the answer with its id (events in between are skipped)."""
     await bot.send(json.dumps(frame))
+    return await request_answer(bot, frame["id"])
+
+
+async def request_answer(bot: ClientConnection, request_id: object) -> dict[str, Any]:
+    """The next answer with ``request_id`` (events in between are skipped)."""
     while True:
-        answer = json.loads(await asyncio.wait_for(bot.recv(), 10))
-        if answer.get("id") == frame["id"]:
+        answer = json.loads(await asyncio.wait_for(bot.recv(), 15))
+        if answer.get("id") == request_id:
             return answer
 
 
@@ -132,6 +141,70 @@ def test_halt_stops_websocket_orders_and_cancels_still_pass(world: World) -> Non
     assert refused["status"] == 403 and "halt" in refused["error"]["msg"]
     assert cancelled["status"] == 200 and cancelled["result"]["status"] == "CANCELED"
     assert len(ws_orders(world)) == 1
+
+
+def test_an_order_frame_is_signed_early_but_leaves_only_once_its_intent_row_is_durable(
+    world: World,
+) -> None:
+    """The gateway signs a frame before its intent row's commit (its key is local), and
+    still sends nothing until the row is durable: while another connection holds the
+    audit log's write lock, the emulator sees no order and the bot no answer."""
+    held = sqlite3.connect(world.gateway.audit_path, isolation_level=None)
+
+    async def bot() -> tuple[list[dict[str, Any]], str | None, dict[str, Any]]:
+        async with connect(world, "/ws-api/v3") as ws:
+            held.execute("BEGIN IMMEDIATE")  # the intent row cannot be committed now
+            early: str | None = None
+            try:
+                await ws.send(json.dumps(order("held")))
+                with contextlib.suppress(TimeoutError):
+                    early = str(await asyncio.wait_for(ws.recv(), 1.0))
+                seen_while_held = ws_orders(world)
+            finally:
+                held.execute("ROLLBACK")
+            answer = json.loads(early) if early else await request_answer(ws, "held")
+            return seen_while_held, early, answer
+
+    try:
+        seen_while_held, early, answer = run(bot())
+    finally:
+        held.close()
+    assert seen_while_held == [], "the order reached the exchange before its intent row"
+    assert early is None, early
+    assert answer["status"] == 200, answer
+    assert len(ws_orders(world)) == 1
+    intents = world.gateway.rows("intent")
+    assert [r.row.request_kind for r in intents] == ["order_place"]
+
+
+def test_answers_are_matched_after_the_bot_has_them_and_before_anything_else(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer's result row is written after the answer went out (here: long after, the
+    timer pushed out of the way). The bot's next frame, reusing the id it was answered
+    on, is judged only once the answer was matched (not refused as a duplicate); the
+    session's end matches what is left; and the row's latency is the answer's arrival,
+    not the moment it was matched."""
+    monkeypatch.setattr(gateway_ws, "MATCH_AFTER_S", 60.0)
+
+    async def bot() -> tuple[dict[str, Any], dict[str, Any], float]:
+        async with connect(world, "/ws-api/v3") as ws:
+            first = await request(ws, order(7))
+            started = time.perf_counter()
+            again = await request(ws, order(7))  # the same id, once its answer came
+            round_trip_ms = (time.perf_counter() - started) * 1000
+            await asyncio.sleep(1.5)  # matched only when the session ends, after this
+            return first, again, round_trip_ms
+
+    first, again, round_trip_ms = run(bot())
+    assert first["status"] == 200 and again["status"] == 200, again
+    assert len(ws_orders(world)) == 2
+    assert wait_until(lambda: len(world.gateway.rows("result")) >= 2)
+    results = world.gateway.rows("result")
+    assert [r.row.status for r in results] == [200, 200]
+    assert not any("before an answer" in (r.row.detail or "") for r in results)
+    last = results[-1].row.latency_ms
+    assert last is not None and last <= round_trip_ms + 2  # within the bot's own wait
 
 
 def test_a_bot_with_only_a_token_receives_its_own_order_updates(world: World) -> None:

@@ -5,6 +5,7 @@ and the frame signed is rebuilt from the judged request, the bot's params intact
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl, quote
 
 import httpx
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from keybroker.exchanges import binance, bybit, okx
 from keybroker.exchanges.base import RestTwin, WebSocketSupport
 from keybroker.gateway.outgoing import request_for
-from keybroker.gateway.websocket import judged_call
+from keybroker.gateway.websocket import Signed, id_key, judged_call, masked_frame, query_params
 from keybroker.model import Credential
 from keybroker.secret import Secret
 
@@ -110,3 +111,54 @@ def test_a_body_twin_is_signed_from_the_judged_body() -> None:
     signed = json.loads(okx.ws_sign_call(judged_call(call, request), CREDENTIAL, 0))
     assert signed == {"op": "order", "id": "4", "args": [json.loads(call.rest.content)]}
     assert signed["args"][0]["clOrdId"] == AWKWARD and signed["args"][0]["sz"] == "0.5"
+
+
+QUERIES = [
+    "",
+    "a=1",
+    "a",
+    "a=",
+    "=x",
+    "a==b",
+    "&&a=1&&b=2&",
+    "a=1&a=2",
+    "a=1;b=2",
+    "symbol=BTCUSDT&price=20000&newClientOrderId=kb0123",
+    "a=b+c&d=%26%3D",
+    "k%20ey=v%2Fal&x=%zz",
+    "a=%C3%BC%E2%82%AC+%2B",
+]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_query_params_read_a_query_exactly_as_parse_qsl_does(query: str) -> None:
+    assert query_params(query) == dict(parse_qsl(query, keep_blank_values=True))
+
+
+def test_a_binance_twins_query_escapes_each_value_as_quote_does() -> None:
+    """Values with nothing to escape are taken as they are; every other is quoted."""
+    values = ["BTCUSDT", "0.001", "a_b-c.d~e", "", AWKWARD, "a+b", "100%", "x y", "ü"]
+    params = {f"p{i}": value for i, value in enumerate(values)}
+    call = binance.ws_read_call(json.dumps({"id": 1, "method": "order.place", "params": params}))
+    expected = "&".join(f"{name}={quote(value, safe='')}" for name, value in params.items())
+    assert call.rest.query == expected
+    assert query_params(call.rest.query) == params
+
+
+def test_answers_are_matched_by_equal_ids_and_never_across_json_types() -> None:
+    ids: list[object] = [1, "1", 1.5, True, None, "true", {"a": 1, "b": [2]}, [1, "1"], 0, ""]
+    keys = [id_key(value) for value in ids]
+    assert len(set(map(repr, keys))) == len(ids)  # each id its own key
+    for value, key in zip(ids, keys, strict=True):
+        assert id_key(json.loads(json.dumps(value))) == key  # the same id read back
+    assert id_key({"b": [2], "a": 1}) == id_key({"a": 1, "b": [2]})
+    assert len({id_key(1), id_key("1"), id_key(True), id_key(1.0)}) == 4
+
+
+def test_a_signed_frame_shows_no_signature_in_its_repr() -> None:
+    call = binance.ws_read_call(FRAMES[0][2])
+    binance_key = Credential("bn", "binance", "FAKE-api-key-123", Secret("FAKE-secret-456"))
+    signed = Signed(text := binance.ws_sign_call(call, binance_key, 0), masked_frame(text))
+    signature = json.loads(signed.text)["params"]["signature"]
+    shown = repr(signed) + str(signed)
+    assert signature not in shown and "FAKE-api-key-123" not in shown
