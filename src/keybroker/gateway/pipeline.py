@@ -93,6 +93,8 @@ class Job:
     """What ``request`` spends from the rate-limit budgets (``charges``), worked out once."""
     intent_id: int | None = None
     """Its intent row, when ``judge`` already made it durable (``admit_beside_intent``)."""
+    ahead: SignAhead | None = None
+    """Its signature in OpenBao, started as soon as the request was final (``sign_ahead``)."""
 
 
 async def handle(gateway: Gateway, incoming: Incoming) -> Response:
@@ -100,14 +102,18 @@ async def handle(gateway: Gateway, incoming: Incoming) -> Response:
     started = time.perf_counter()
     gateway.in_flight += 1
     try:
-        judged = await judge(gateway, incoming, started, intent_early=True)
+        judged = await judge(gateway, incoming, started, early=True)
         if isinstance(judged, Response):
             return judged
         job = judged
-        if job.classified.kind == "public" and job.request.method == "GET":
-            outcome = await gateway.dedup.run(dedup_key(job), lambda: send(gateway, job))
-        else:
-            outcome = await send(gateway, job)  # 5.-9. limit, audit, sign, forward, audit
+        try:
+            if job.classified.kind == "public" and job.request.method == "GET":
+                outcome = await gateway.dedup.run(dedup_key(job), lambda: send(gateway, job))
+            else:
+                outcome = await send(gateway, job)  # 5.-9. limit, audit, sign, forward, audit
+        finally:
+            if job.ahead is not None:
+                job.ahead.discard()  # unless sent: signed, never sent, nothing lost
     finally:
         gateway.in_flight -= 1
     response = answer(gateway, job, outcome)
@@ -121,7 +127,7 @@ async def judge(
     started: float,
     read: tuple[Credential, Policy] | None = None,
     *,
-    intent_early: bool = False,
+    early: bool = False,
 ) -> Job | Response:
     """Steps 2-4: the allowed request as a counted Job, or the audited refusal to answer.
 
@@ -129,8 +135,10 @@ async def judge(
     twins, so every rule, shared halt and count applies to them alike. ``read``:
     the caller's own ``credential_and_policy`` of this request, made just before
     with no wait since (the WebSocket's paper check), so one vault read serves both.
-    ``intent_early``: the caller lets an order's intent row be made here, during
-    a shared store's admission (``admit_beside_intent``); the Job then carries it.
+    ``early``: the caller (REST's ``handle``) takes work started before the
+    decision: a signature in OpenBao (``sign_ahead``) and, with a shared store,
+    an order's intent row made during its admission (``admit_beside_intent``).
+    The Job carries both; a refusal drops the signature.
     """
     try:
         # 2. resolve the credential; its policy and the halts come with the same vault read
@@ -161,12 +169,60 @@ async def judge(
         refused = await refuse(gateway, incoming, error_response(error), str(error))
         observe_added(gateway, "unknown", started, None)
         return refused
+    ahead = sign_ahead(gateway, job) if early else None
+    try:
+        judged = await decide(gateway, job, policy, started, early=early, reread_halts=reread_halts)
+    except BaseException:
+        if ahead is not None:
+            ahead.discard()
+        raise
+    if ahead is None:
+        return judged
+    if isinstance(judged, Response):
+        ahead.discard()  # refused: signed, never sent
+        return judged
+    return dataclasses.replace(judged, ahead=ahead)
+
+
+def sign_ahead(gateway: Gateway, job: Job) -> SignAhead | None:
+    """Step 7 started now, for a key in OpenBao: its round trip then overlaps the policy,
+    the admission and the intent row's fsync; it is sent only if all of them allow it.
+
+    Not for paper or public requests (nothing to sign in OpenBao), nor for exchanges
+    with nonces: a nonce drawn before a wait for budget could reach the exchange after
+    a later one.
+    """
+    if job.paper or job.classified.kind == "public" or job.profile.uses_nonce:
+        return None
+    if not isinstance(job.credential.secret, RemoteKey):
+        return None
+    return SignAhead(functools.partial(sign, gateway, job, job.request))
+
+
+async def decide(
+    gateway: Gateway,
+    job: Job,
+    policy: Policy,
+    started: float,
+    *,
+    early: bool,
+    reread_halts: bool,
+) -> Job | Response:
+    """Step 4 of ``judge``: prices and exchange facts where the policy needs them, a shared
+    store's admission, the policy's decision; the counted Job, or the audited refusal."""
+    incoming, credential, classified, intents = (
+        job.incoming,
+        job.credential,
+        job.classified,
+        job.intents,
+    )
+    shared = gateway.coordination is not None and gateway.coordination.backend != "memory"
     prices = await last_prices(gateway, job) if needs_prices(policy, job) else {}
     known = await exchange_facts(gateway, job, policy, prices)
     intent_id = None
     try:
         if (
-            intent_early
+            early
             and shared
             and classified.kind == "order_place"
             and gateway.coordination is not None
@@ -207,12 +263,12 @@ async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
         return await deny(
             gateway, job, "rate_limited", str(limited), error=limited, intent_id=job.intent_id
         )
-    build: Build = functools.partial(sign, gateway, job, job.request)
+    build: Build = job.ahead or functools.partial(sign, gateway, job, job.request)
     if job.intent_id is not None:
         intent_id = job.intent_id  # 6. made durable during the shared store's admission
     else:
-        ahead = None
-        if not job.paper and isinstance(job.credential.secret, RemoteKey):
+        ahead = job.ahead
+        if ahead is None and not job.paper and isinstance(job.credential.secret, RemoteKey):
             build = ahead = SignAhead(build)  # 7. starts now: OpenBao's round trip overlaps 6.
         try:
             intent_id = await gateway.write_now(  # 6. audit

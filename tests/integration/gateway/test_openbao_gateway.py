@@ -172,6 +172,31 @@ def test_orders_signed_in_openbao_reach_the_exchange(
     assert connection is not None and connection.wrapped_secret_id is None
 
 
+def test_an_order_refused_while_its_early_signature_is_pending_is_answered_and_never_sent(
+    setup: Setup, start_gateway: Callable[..., Gateway], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A key in OpenBao starts signing as soon as the request is final, before the policy
+    # decides. A refusal must neither wait for that signature nor let it out.
+    setup.kb("openbao", "setup", env=setup.bao_env())  # a fresh single-use secret id
+    gateway = start_gateway(setup.home, openbao_timeout_s=1.0)
+    client = gateway.client()
+    assert wait_until(lambda: client.get("/_/status").json()["openbao"]["state"] == "ready")
+    journal = f"{setup.exchange_url}/__emulator__/journal"
+    sent_before = len(httpx.get(journal).json()["entries"])
+    setup.bao.pause()  # the early signature cannot finish
+    try:
+        refused = client.post("/bn/api/v3/order", data={**_order(50_020), "quantity": "1"})
+    finally:
+        setup.bao.resume()
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["rule"] == "max_notional"
+    assert client.post("/bn/api/v3/order", data=_order(50_021)).status_code == 200
+    entries = httpx.get(journal).json()["entries"]
+    orders = [e for e in entries[sent_before:] if e["path"] == "/api/v3/order"]
+    assert [e["params"].get("price") for e in orders] == ["50021"]
+    assert not any("never retrieved" in record.getMessage() for record in caplog.records)
+
+
 def test_a_burst_goes_to_openbao_in_batches(
     setup: Setup, start_gateway: Callable[..., Gateway]
 ) -> None:
