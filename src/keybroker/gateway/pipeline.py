@@ -171,7 +171,9 @@ async def judge(
         return refused
     ahead = sign_ahead(gateway, job) if early else None
     try:
-        judged = await decide(gateway, job, policy, started, early=early, reread_halts=reread_halts)
+        judged = await decide(
+            gateway, job, policy, started, early=early, shared=shared, reread_halts=reread_halts
+        )
     except BaseException:
         if ahead is not None:
             ahead.discard()
@@ -206,17 +208,13 @@ async def decide(
     started: float,
     *,
     early: bool,
+    shared: bool,
     reread_halts: bool,
 ) -> Job | Response:
     """Step 4 of ``judge``: prices and exchange facts where the policy needs them, a shared
     store's admission, the policy's decision; the counted Job, or the audited refusal."""
-    incoming, credential, classified, intents = (
-        job.incoming,
-        job.credential,
-        job.classified,
-        job.intents,
-    )
-    shared = gateway.coordination is not None and gateway.coordination.backend != "memory"
+    incoming, credential = job.incoming, job.credential
+    classified, intents = job.classified, job.intents
     prices = await last_prices(gateway, job) if needs_prices(policy, job) else {}
     known = await exchange_facts(gateway, job, policy, prices)
     intent_id = None
