@@ -33,12 +33,13 @@ CLOSE_WITHIN_S = 10.0
 
 
 class ClosingLoop(asyncio.SelectorEventLoop):
-    """A selector loop that remembers every connection it opened (``create_connection``)."""
+    """A selector loop that remembers every connection it opened: ``create_connection``'s,
+    and sockets connected with ``sock_connect`` (``redis_link``'s own, over plain TCP)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.opened: list[tuple[asyncio.BaseTransport, Any]] = []
-        """(transport, its socket): asyncio's TransportSocket, whose fileno() is -1 once closed."""
+        self.opened: list[tuple[asyncio.BaseTransport | None, Any]] = []
+        """(transport or None, its socket), whose fileno() is -1 once closed."""
 
     async def create_connection(self, *args: Any, **kwargs: Any) -> Any:
         transport, protocol = await super().create_connection(*args, **kwargs)
@@ -47,7 +48,11 @@ class ClosingLoop(asyncio.SelectorEventLoop):
             self.opened.append((transport, sock))
         return transport, protocol
 
-    def still_open(self) -> list[tuple[asyncio.BaseTransport, Any]]:
+    async def sock_connect(self, sock: Any, address: Any) -> None:
+        self.opened.append((None, sock))
+        await super().sock_connect(sock, address)
+
+    def still_open(self) -> list[tuple[asyncio.BaseTransport | None, Any]]:
         return [(transport, sock) for transport, sock in self.opened if sock.fileno() != -1]
 
 
@@ -72,8 +77,11 @@ async def _settle(within_s: float) -> None:
     if not left:
         return
     names = [repr(sock) for _, sock in left]
-    for transport, _ in left:
-        transport.abort()
+    for transport, sock in left:
+        if transport is not None:
+            transport.abort()
+        else:
+            sock.close()
     while loop.still_open() and loop.time() < deadline + 5:
         await asyncio.sleep(0.01)
     raise AssertionError(f"connections still open {within_s} s after the scenario: {names}")

@@ -83,6 +83,26 @@ def test_a_connection_left_open_fails_the_test_and_is_closed() -> None:
         listener.close()
 
 
+def test_a_socket_connected_by_hand_and_left_open_fails_the_test_and_is_closed() -> None:
+    # redis_link drives its own socket over plain TCP (sock_connect, no transport).
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    seen: list[socket.socket] = []
+
+    async def leaky() -> None:
+        sock = socket.socket()
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        seen.append(sock)  # never closed
+
+    try:
+        with pytest.raises(AssertionError, match=r"connections still open 0\.2 s after"):
+            run_closed(leaky, within_s=0.2)
+        assert seen[0].fileno() == -1
+    finally:
+        listener.close()
+
+
 def test_the_scenario_answer_and_its_tasks() -> None:
     cancelled: list[bool] = []
 
