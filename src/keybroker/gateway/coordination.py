@@ -23,14 +23,16 @@ The pieces, each with an in-process default:
   ``CoordinationUnavailable`` when the store cannot answer, so that orders
   fail closed. Given the order's charges, a shared store may take its
   budget in the same round trip; what it did comes back as a ``Prepaid``,
-  which ``refund`` undoes if the policy refuses the order;
+  which ``refund`` undoes if the policy refuses the order. It is sent when
+  the call returns (``writes_at_once``) and answered when awaited, so an
+  order's intent row can be committed in between;
 - ``sync``: called by the gateway's poller after it reread the vault;
   publishes this host's halts and revocations and reads everyone else's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
@@ -64,7 +66,13 @@ class Coordination(Protocol):
     def nonces(self) -> Nonces: ...
     def activity(self, clock: Clock) -> Activity: ...
     async def start(self, gateway: Gateway) -> None: ...
-    async def admit_order(
+    @property
+    def writes_at_once(self) -> bool:
+        """Whether ``admit_order`` has sent its admission when it returns (nothing to send
+        counts): otherwise the loop must turn before the admission is on its way."""
+        ...
+
+    def admit_order(
         self,
         credential: str,
         bot: str,
@@ -72,7 +80,7 @@ class Coordination(Protocol):
         *,
         orders: int = 0,
         notional: Decimal = Decimal(0),
-    ) -> Prepaid | None: ...
+    ) -> Awaitable[Prepaid | None]: ...
     def refund(self, prepaid: Prepaid) -> None: ...
     async def sync(self, gateway: Gateway) -> None: ...
     async def close(self) -> None: ...
@@ -92,6 +100,10 @@ class InProcess:
     @property
     def answering(self) -> bool:
         return True  # this process is the store
+
+    @property
+    def writes_at_once(self) -> bool:
+        return True  # nothing to send
 
     def limiter(self) -> Limiter:
         return MemoryLimiter(clock=self._clock)

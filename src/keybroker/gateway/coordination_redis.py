@@ -83,8 +83,14 @@ from keybroker.gateway.dedup import SharedFetches
 from keybroker.gateway.nonces import BLOCK, Nonces
 from keybroker.gateway.upstream import Received
 from keybroker.ratelimit import Charge, Limiter, Prepaid
-from keybroker.ratelimit.redis import NAMESPACE, STORE_FAILURES, RedisLimiter, StoreHealth
-from keybroker.ratelimit.redis_link import Link
+from keybroker.ratelimit.redis import (
+    NAMESPACE,
+    STORE_FAILURES,
+    Offer,
+    RedisLimiter,
+    StoreHealth,
+)
+from keybroker.ratelimit.redis_link import Link, LinkScript
 from keybroker.ratelimit.redis_scripts import PRELUDE, TRY_ALL
 from keybroker.secret import Secret
 from keybroker.vault import Vault
@@ -383,7 +389,13 @@ class RedisCoordination:
             self._probe(), name="keybroker-redis-probe"
         )
 
-    async def admit_order(
+    @property
+    def writes_at_once(self) -> bool:
+        """Whether ``admit_order`` puts the admission on the wire before it returns (the
+        link's plain-TCP socket, open): the caller need not let the loop turn for it."""
+        return self.link is not None and self.link.writes_at_once
+
+    def admit_order(
         self,
         credential: str,
         bot: str,
@@ -391,7 +403,7 @@ class RedisCoordination:
         *,
         orders: int = 0,
         notional: Decimal = Decimal(0),
-    ) -> Prepaid | None:
+    ) -> Awaitable[Prepaid | None]:
         """Fresh halts and order counts for this order; CoordinationUnavailable if none come.
 
         In the same script, unless the credential is halted, ``orders`` and
@@ -402,6 +414,12 @@ class RedisCoordination:
         before the order (what its policy compares with its limits). The
         ``Admission`` that says what was done is undone by ``refund`` if
         the policy then refuses the order; None when nothing was done.
+
+        The script is sent when this returns (``writes_at_once``: already on
+        the wire), so the caller may commit the order's intent row before
+        awaiting the answer; await it exactly once, or what it counted is
+        never given back. CoordinationUnavailable is raised here, unsent,
+        while the store is known to be down.
         """
         self.unavailable_unless_up()
         now = self._clock.now_ms()
@@ -420,8 +438,30 @@ class RedisCoordination:
             keys += offer.keys
             args[5] = 1
             args += offer.args
+        script = self._admit
+        if isinstance(script, LinkScript):
+            answer = script.start(keys, args)
+        else:  # redis-py's Script: a task, so that it goes out as soon as the loop turns
+            answer = asyncio.ensure_future(script(keys=keys, args=args))
+        # What the script counts, should it count: ``refund`` takes it back.
+        counts = Admission(
+            (), now, keys=(keys[1], keys[2], keys[3]), order_id=order_id, orders=orders
+        )
+        counts.notional = counted
+        return self._admitted(answer, counts, credential, bot, offer)
+
+    async def _admitted(
+        self,
+        sent: Awaitable[Any],
+        counts: Admission,
+        credential: str,
+        bot: str,
+        offer: Offer | None,
+    ) -> Prepaid | None:
+        """``admit_order``'s answer read: the halts and counts learned, and what was done
+        (``counts`` with the budget, if taken; only the budget for a halted credential)."""
         try:
-            answer = await self._admit(keys=keys, args=args)
+            answer = await sent
         except STORE_FAILURES as error:
             self.health.failed(error)
             self.unavailable_unless_up()
@@ -432,18 +472,16 @@ class RedisCoordination:
         if self._gateway is not None:
             self._gateway.access.shared_halts = shared
         if self._activity is not None:
-            self._activity.learn(credential, bot, int(by_credential), int(by_bot), used, now)
+            self._activity.learn(
+                credential, bot, int(by_credential), int(by_bot), used, counts.taken_ms
+            )
+        limiter = self._limiter
         prepaid = limiter.accepted(offer, taken) if offer is not None and limiter else None
-        if credential in shared or "*" in shared or (orders <= 0 and counted == "0"):
+        if credential in shared or "*" in shared or (counts.orders <= 0 and counts.notional == "0"):
             return prepaid  # nothing was counted (a halted credential takes no budget either)
-        return Admission(
-            prepaid.charges if prepaid is not None else (),
-            prepaid.taken_ms if prepaid is not None else now,  # when try_all took the budget
-            keys=(keys[1], keys[2], keys[3]),
-            order_id=order_id,
-            orders=orders,
-            notional=counted,
-        )
+        if prepaid is not None:  # when try_all took the budget
+            counts.charges, counts.taken_ms = prepaid.charges, prepaid.taken_ms
+        return counts
 
     def refund(self, prepaid: Prepaid) -> None:
         """Undo an admission whose order the policy refused: its budget and its counts."""

@@ -18,7 +18,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import unquote
@@ -229,10 +229,10 @@ async def decide(
                 policy, classified, intents, facts(gateway, job, prices, known, reread_halts=False)
             ).allowed
         ):  # as things stood before the admission: worth an intent row now
-            admission, intent_id = await admit_beside_intent(
+            pending, intent_id = await admit_beside_intent(
                 gateway, job, prices, known, reread_halts=reread_halts
             )
-            job, context = await admission
+            job, context = await pending
         else:
             job, context = await admitted(gateway, job, prices, known, reread_halts=reread_halts)
     except KeybrokerError as error:
@@ -248,8 +248,7 @@ async def decide(
         observe_added(gateway, classified.kind, started, None)
         return denied
     settle(gateway.facts, credential, classified.kind, known)  # open orders, positions
-    job = count_orders(gateway, job, prices)
-    return job if intent_id is None else dataclasses.replace(job, intent_id=intent_id)
+    return count_orders(gateway, job, prices, intent_id=intent_id)
 
 
 async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
@@ -490,20 +489,23 @@ async def last_prices(gateway: Gateway, job: Job) -> dict[str, Decimal]:
     return prices
 
 
-def count_orders(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> Job:
+def count_orders(
+    gateway: Gateway, job: Job, prices: dict[str, Decimal], *, intent_id: int | None = None
+) -> Job:
     """Count allowed orders at once, so that requests arriving together share one limit.
 
     Notional is quote quantity, or quantity times the limit price, or (market
     orders) times the last price where the gateway fetched one. The job that
-    comes back carries it, for the intent row (a restart counts it again).
+    comes back carries it, for the intent row (a restart counts it again), and
+    ``intent_id``, the intent row already made for it, if any.
     """
     if job.classified.kind != "order_place" or not job.intents:
-        return job
+        return job if intent_id is None else dataclasses.replace(job, intent_id=intent_id)
     notional = counted_notional(job, prices)
     gateway.activity.record(
         job.credential.name, job.incoming.bot.bot, orders=len(job.intents), notional=notional
     )
-    return dataclasses.replace(job, notional=notional)
+    return dataclasses.replace(job, notional=notional, intent_id=intent_id)
 
 
 def counted_notional(job: Job, prices: dict[str, Decimal]) -> Decimal:
@@ -518,25 +520,25 @@ def counted_notional(job: Job, prices: dict[str, Decimal]) -> Decimal:
     return notional
 
 
-async def admit(gateway: Gateway, job: Job, prices: dict[str, Decimal]) -> Job:
-    """A new order's shared halts and counts, fresh, with the order counted in them; 503
-    (CoordinationUnavailable) when the store is down. Right before the policy decides, so
-    the count is one step with the check for every gateway; a shared store takes the
-    order's budget in the same round trip when it fits now."""
+def admission(
+    gateway: Gateway, job: Job, notional: Decimal | None
+) -> Awaitable[Prepaid | None] | None:
+    """A new order's admission in a shared store, sent now: its fresh halts and counts, the
+    order counted in them and, when it fits now, its budget taken, in one round trip; None
+    where there is no shared store or this is no order. CoordinationUnavailable (503) when
+    the store is known to be down. ``notional``: what ``count_orders`` will count."""
     coordination = gateway.coordination
     if job.classified.kind != "order_place" or coordination is None:
-        return job
+        return None
     if coordination.backend == "memory":
-        return job  # this gateway's own counts are the only ones (count_orders)
-    counted = bool(job.intents)  # what count_orders will count, should the policy allow it
-    prepaid = await coordination.admit_order(
+        return None  # this gateway's own counts are the only ones (count_orders)
+    return coordination.admit_order(
         job.credential.name,
         job.incoming.bot.bot,
         budget_now(gateway, job),
         orders=len(job.intents),
-        notional=counted_notional(job, prices) if counted else Decimal(0),
+        notional=notional or Decimal(0),
     )
-    return job if prepaid is None else dataclasses.replace(job, prepaid=prepaid)
 
 
 async def admitted(
@@ -546,15 +548,22 @@ async def admitted(
     known: Known,
     *,
     reread_halts: bool,
+    sent: Awaitable[Prepaid | None] | None = None,
 ) -> tuple[Job, PolicyContext]:
-    """``admit``, and the policy's context as that admission left it.
+    """The order admitted (``admission``, or ``sent``, one already under way), and the
+    policy's context as that admission left it.
 
-    The context is read with no wait after the admission: the counts a shared
-    store answered are those from just before this order (which it counted),
-    and an order admitted after it must not lend this one its counts, which
-    already hold this order.
+    Right before the policy decides, so the count is one step with the check
+    for every gateway. The context is read with no wait after the admission:
+    the counts a shared store answered are those from just before this order
+    (which it counted), and an order admitted after it must not lend this one
+    its counts, which already hold this order.
     """
-    job = await admit(gateway, job, prices)
+    if sent is None:
+        sent = admission(gateway, job, counted_notional(job, prices) if job.intents else None)
+    prepaid = await sent if sent is not None else None
+    if prepaid is not None:
+        job = dataclasses.replace(job, prepaid=prepaid)
     return job, facts(gateway, job, prices, known, reread_halts=reread_halts)
 
 
@@ -565,35 +574,41 @@ async def admit_beside_intent(
     known: Known,
     *,
     reread_halts: bool,
-) -> tuple[asyncio.Future[tuple[Job, PolicyContext]], int]:
+) -> tuple[Awaitable[tuple[Job, PolicyContext]], int]:
     """``admitted`` under way, and the order's intent row, committed while the store answers.
 
     The fsync and a shared store's round trip (Redis: about 0.7 ms from an
     idle gateway here) each cost more than the p50 the store may add (#9), so
     they run side by side; an order then waits for the slower, not the sum.
+    The admission is on the wire before the commit holds the loop (the link
+    writes at once; otherwise ``write_now`` lets the loop turn first), and
+    its answer, there by the time the commit is done, is read at once.
     The row is written before the store's word, for an order the policy
     allowed as things stood: if the store refuses it (a halt, a shared count,
     the store down) or the policy does with the fresh counts, the row that
     follows is a refusal naming this intent (``intent_id``), and nothing leaves.
+    Await the first result exactly once.
     """
     notional = counted_notional(job, prices) if job.intents else None  # as count_orders
-    intent = dataclasses.replace(job, notional=notional)
-    admission = asyncio.ensure_future(
-        admitted(gateway, job, prices, known, reread_halts=reread_halts)
-    )
+    sent = admission(gateway, job, notional)
+    coordination = gateway.coordination
+    beside = sent is not None and coordination is not None and not coordination.writes_at_once
     try:
-        intent_id = await gateway.write_now(row(intent, "intent", decision="allow"), beside=True)
+        intent = dataclasses.replace(job, notional=notional)
+        intent_id = await gateway.write_now(row(intent, "intent", decision="allow"), beside=beside)
     except BaseException:
-        admission.add_done_callback(functools.partial(_refund, gateway))
+        if sent is not None:  # its answer still comes: what it counted and took goes back
+            answered = asyncio.ensure_future(sent)
+            answered.add_done_callback(functools.partial(_refund, gateway))
         raise
-    return admission, intent_id
+    return admitted(gateway, job, prices, known, reread_halts=reread_halts, sent=sent), intent_id
 
 
-def _refund(gateway: Gateway, admission: asyncio.Future[tuple[Job, PolicyContext]]) -> None:
+def _refund(gateway: Gateway, answered: asyncio.Future[Prepaid | None]) -> None:
     """Give back what an admission took for an order whose intent row failed."""
-    if admission.cancelled() or admission.exception() is not None:
+    if answered.cancelled() or answered.exception() is not None:
         return
-    prepaid = admission.result()[0].prepaid
+    prepaid = answered.result()
     if prepaid is not None and gateway.coordination is not None:
         gateway.coordination.refund(prepaid)
 
