@@ -225,14 +225,20 @@ async def decide(
             and classified.kind == "order_place"
             and gateway.coordination is not None
             and gateway.coordination.answering  # an order refused at once needs no intent
-            and evaluate(
+        ):
+            notional = counted_notional(job, prices) if intents else None  # as count_orders
+            sent = admission(gateway, job, notional)  # on its way while the policy looks
+            if evaluate(
                 policy, classified, intents, facts(gateway, job, prices, known, reread_halts=False)
-            ).allowed
-        ):  # as things stood before the admission: worth an intent row now
-            pending, intent_id = await admit_beside_intent(
-                gateway, job, prices, known, reread_halts=reread_halts
-            )
-            job, context = await pending
+            ).allowed:  # as things stood before the admission: worth an intent row now
+                pending, intent_id = await admit_beside_intent(
+                    gateway, job, prices, known, sent, notional, reread_halts=reread_halts
+                )
+                job, context = await pending
+            else:
+                job, context = await admitted(
+                    gateway, job, prices, known, reread_halts=reread_halts, sent=sent
+                )
         else:
             job, context = await admitted(gateway, job, prices, known, reread_halts=reread_halts)
     except KeybrokerError as error:
@@ -572,10 +578,13 @@ async def admit_beside_intent(
     job: Job,
     prices: dict[str, Decimal],
     known: Known,
+    sent: Awaitable[Prepaid | None] | None,
+    notional: Decimal | None,
     *,
     reread_halts: bool,
 ) -> tuple[Awaitable[tuple[Job, PolicyContext]], int]:
-    """``admitted`` under way, and the order's intent row, committed while the store answers.
+    """``admitted`` for an admission already sent, and the order's intent row, committed
+    while the store answers.
 
     The fsync and a shared store's round trip (Redis: about 0.7 ms from an
     idle gateway here) each cost more than the p50 the store may add (#9), so
@@ -589,8 +598,6 @@ async def admit_beside_intent(
     follows is a refusal naming this intent (``intent_id``), and nothing leaves.
     Await the first result exactly once.
     """
-    notional = counted_notional(job, prices) if job.intents else None  # as count_orders
-    sent = admission(gateway, job, notional)
     coordination = gateway.coordination
     beside = sent is not None and coordination is not None and not coordination.writes_at_once
     try:
