@@ -27,6 +27,11 @@ clients in this process. Printed, not asserted, with the targets beside:
    differences). The 45 bots share this one process, which bounds both.
 
     $ python bench/bench_websocket.py --parts relay,fanout   # skip the orders
+    $ python bench/bench_websocket.py --parts orders --redis # the gateway on a redis-server
+
+With ``--redis`` the gateway shares its counts and budgets through a local
+redis-server (``bench_redis.py``'s gateway): an order's admission is then a
+round trip to Redis, run beside its intent row's commit.
 
 Every key and token here is fake.
 """
@@ -53,6 +58,7 @@ from bench_gateway import (
     SECRET,
     Server,
     _child,
+    cpu_seconds,
     free_port,
     make_home,
     percentile,
@@ -193,6 +199,7 @@ def main() -> None:
     parser.add_argument(
         "--parts", default="relay,orders,fanout", help="which measures, comma-separated"
     )
+    parser.add_argument("--redis", action="store_true", help="the gateway on a redis-server")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     with tempfile.TemporaryDirectory() as folder:
@@ -205,19 +212,30 @@ def main() -> None:
         token = make_home(home, credentials, 1)[0]
         no_limits = {name: HIGH for name in ("REQUEST_WEIGHT", "RAW_REQUESTS", "ORDERS_10S")}
         no_limits["ORDERS_1D"] = HIGH
-        gateway = start_gateway(home / "vault.db", home / "audit.db", no_limits)
+        store = None
+        if args.redis:
+            from bench_redis import start_gateway as start_shared_gateway
+            from bench_redis import start_redis
+
+            store, redis_url = start_redis(Path(folder))
+            gateway = start_shared_gateway(home / "vault.db", home / "audit.db", redis_url)
+        else:
+            gateway = start_gateway(home / "vault.db", home / "audit.db", no_limits)
         auth = {"X-Keybroker-Token": token}
         try:
             stream = "/ws/btcusdt@trade"
             if "relay" in parts:
                 relay(args, streams.url, gateway.url, auth, stream)
             if "orders" in parts:
-                orders(args, emulator.url, gateway.url, auth)
+                orders(args, emulator.url, gateway.url, auth, gateway.process.pid)
             if "fanout" in parts:
                 fanout(args, fast.url, gateway.url, auth, stream)
         finally:
             for server in (gateway, emulator, streams, fast):
                 server.stop()
+            if store is not None:
+                store.terminate()
+                store.wait()
 
 
 def relay(
@@ -244,7 +262,9 @@ def relay(
     print("  (target <= 200 us)")
 
 
-def orders(args: argparse.Namespace, emulator: str, gateway: str, auth: dict[str, str]) -> None:
+def orders(
+    args: argparse.Namespace, emulator: str, gateway: str, auth: dict[str, str], pid: int
+) -> None:
     # Rounds alternate straight and through, as for the relay; each round is a new
     # connection both ways (its first tenth left out).
     api = "/ws-api/v3"
@@ -252,13 +272,16 @@ def orders(args: argparse.Namespace, emulator: str, gateway: str, auth: dict[str
     through_orders: list[float] = []
     differences: list[float] = []
     per_round = max(50, args.orders // args.order_rounds)
+    cpu = 0.0  # the gateway's, over the rounds through it (its connection set-up included)
     for _ in range(args.order_rounds):
         one = asyncio.run(
             order_round_trips(ws(emulator) + api, {}, signed_ws_order, per_round, 100)
         )
+        spent = cpu_seconds(pid)
         two = asyncio.run(
             order_round_trips(ws(gateway) + "/bn" + api, auth, unsigned_ws_order, per_round, 100)
         )
+        cpu += cpu_seconds(pid) - spent
         differences.append(percentile(two, 50) - percentile(one, 50))
         direct_orders += one
         through_orders += two
@@ -269,6 +292,8 @@ def orders(args: argparse.Namespace, emulator: str, gateway: str, auth: dict[str
     rounds = ", ".join(f"{d:.0f}" for d in differences)
     print(f"  added p50 {statistics.median(differences):.0f} us, median of the rounds ({rounds})")
     print(f"  (target p50 <= 1000 us); added p99 {added_p99:.0f} us")
+    per_order = cpu / (per_round * args.order_rounds) * 1e6
+    print(f"  the gateway's CPU per order: {per_order:.0f} us")
 
 
 def fanout(
