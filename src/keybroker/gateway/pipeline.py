@@ -234,13 +234,15 @@ async def decide(
                 pending, intent_id = await admit_beside_intent(
                     gateway, job, prices, known, sent, notional, reread_halts=reread_halts
                 )
-                job, context = await pending
+                prepaid, context = await pending
             else:
-                job, context = await admitted(
+                prepaid, context = await admitted(
                     gateway, job, prices, known, reread_halts=reread_halts, sent=sent
                 )
         else:
-            job, context = await admitted(gateway, job, prices, known, reread_halts=reread_halts)
+            prepaid, context = await admitted(
+                gateway, job, prices, known, reread_halts=reread_halts
+            )
     except KeybrokerError as error:
         response = error_response(error)
         refused = await refuse(gateway, incoming, response, str(error), intent_id=intent_id)
@@ -248,13 +250,13 @@ async def decide(
         return refused
     decision = evaluate(policy, classified, intents, context)  # 4. the policy
     if not decision.allowed:
-        if job.prepaid is not None and gateway.coordination is not None:
-            gateway.coordination.refund(job.prepaid)  # it never leaves: budget, counts back
+        if prepaid is not None and gateway.coordination is not None:
+            gateway.coordination.refund(prepaid)  # it never leaves: budget, counts back
         denied = await deny(gateway, job, decision.rule, decision.detail, intent_id=intent_id)
         observe_added(gateway, classified.kind, started, None)
         return denied
     settle(gateway.facts, credential, classified.kind, known)  # open orders, positions
-    return count_orders(gateway, job, prices, intent_id=intent_id)
+    return count_orders(gateway, job, prices, prepaid=prepaid, intent_id=intent_id)
 
 
 async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
@@ -496,22 +498,30 @@ async def last_prices(gateway: Gateway, job: Job) -> dict[str, Decimal]:
 
 
 def count_orders(
-    gateway: Gateway, job: Job, prices: dict[str, Decimal], *, intent_id: int | None = None
+    gateway: Gateway,
+    job: Job,
+    prices: dict[str, Decimal],
+    *,
+    prepaid: Prepaid | None = None,
+    intent_id: int | None = None,
 ) -> Job:
     """Count allowed orders at once, so that requests arriving together share one limit.
 
     Notional is quote quantity, or quantity times the limit price, or (market
     orders) times the last price where the gateway fetched one. The job that
-    comes back carries it, for the intent row (a restart counts it again), and
-    ``intent_id``, the intent row already made for it, if any.
+    comes back carries it, for the intent row (a restart counts it again),
+    with what the order's admission did (``prepaid``) and the intent row
+    already made for it (``intent_id``), if any: one copy of the job.
     """
     if job.classified.kind != "order_place" or not job.intents:
-        return job if intent_id is None else dataclasses.replace(job, intent_id=intent_id)
+        if prepaid is None and intent_id is None:
+            return job
+        return dataclasses.replace(job, prepaid=prepaid, intent_id=intent_id)
     notional = counted_notional(job, prices)
     gateway.activity.record(
         job.credential.name, job.incoming.bot.bot, orders=len(job.intents), notional=notional
     )
-    return dataclasses.replace(job, notional=notional, intent_id=intent_id)
+    return dataclasses.replace(job, notional=notional, prepaid=prepaid, intent_id=intent_id)
 
 
 def counted_notional(job: Job, prices: dict[str, Decimal]) -> Decimal:
@@ -555,9 +565,9 @@ async def admitted(
     *,
     reread_halts: bool,
     sent: Awaitable[Prepaid | None] | None = None,
-) -> tuple[Job, PolicyContext]:
-    """The order admitted (``admission``, or ``sent``, one already under way), and the
-    policy's context as that admission left it.
+) -> tuple[Prepaid | None, PolicyContext]:
+    """The order admitted (``admission``, or ``sent``, one already under way): what the
+    admission did (``refund`` undoes it), and the policy's context as it left it.
 
     Right before the policy decides, so the count is one step with the check
     for every gateway. The context is read with no wait after the admission:
@@ -568,9 +578,7 @@ async def admitted(
     if sent is None:
         sent = admission(gateway, job, counted_notional(job, prices) if job.intents else None)
     prepaid = await sent if sent is not None else None
-    if prepaid is not None:
-        job = dataclasses.replace(job, prepaid=prepaid)
-    return job, facts(gateway, job, prices, known, reread_halts=reread_halts)
+    return prepaid, facts(gateway, job, prices, known, reread_halts=reread_halts)
 
 
 async def admit_beside_intent(
@@ -582,7 +590,7 @@ async def admit_beside_intent(
     notional: Decimal | None,
     *,
     reread_halts: bool,
-) -> tuple[Awaitable[tuple[Job, PolicyContext]], int]:
+) -> tuple[Awaitable[tuple[Prepaid | None, PolicyContext]], int]:
     """``admitted`` for an admission already sent, and the order's intent row, committed
     while the store answers.
 
@@ -601,8 +609,8 @@ async def admit_beside_intent(
     coordination = gateway.coordination
     beside = sent is not None and coordination is not None and not coordination.writes_at_once
     try:
-        intent = dataclasses.replace(job, notional=notional)
-        intent_id = await gateway.write_now(row(intent, "intent", decision="allow"), beside=beside)
+        intent = row(job, "intent", notional=notional, decision="allow")
+        intent_id = await gateway.write_now(intent, beside=beside)
     except BaseException:
         if sent is not None:  # its answer still comes: what it counted and took goes back
             answered = asyncio.ensure_future(sent)
@@ -786,7 +794,9 @@ def order_fields(
     return fields
 
 
-def row(job: Job, kind: str, **values: object) -> AuditRow:
+def row(job: Job, kind: str, *, notional: Decimal | None = None, **values: object) -> AuditRow:
+    """The audit row of ``kind`` for ``job``; ``notional``: the counted notional to record
+    when the job does not carry it yet (an intent row made before the policy's decision)."""
     ids = [intent.client_order_id for intent in job.intents if intent.client_order_id]
     return AuditRow(
         kind,
@@ -797,7 +807,7 @@ def row(job: Job, kind: str, **values: object) -> AuditRow:
         method=job.request.method,
         path=job.request.url.raw_path.split(b"?", 1)[0].decode("ascii", "replace"),
         request_kind=job.classified.kind,
-        order=order_fields(job.intents, job.notional),
+        order=order_fields(job.intents, job.notional if notional is None else notional),
         client_order_id=",".join(ids) if ids else None,
         paper=job.paper,
         **values,  # type: ignore[arg-type]
