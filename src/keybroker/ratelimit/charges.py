@@ -75,6 +75,13 @@ class Prepaid:
         return True
 
 
+@functools.lru_cache(maxsize=1024)
+def owners_of(key: str) -> tuple[str, ...]:
+    """Every prefix of ``key`` ending before a ``:``, and ``key`` itself: the owners whose
+    budgets and pauses cover it. Remembered: each response asks it for the same few keys."""
+    return (*(key[:i] for i, ch in enumerate(key) if ch == ":"), key)
+
+
 def host_prefix(exchange: str, environment: str, host: str) -> str:
     """The owner of ``host``'s IP-wide budgets; every key for that host starts with it.
 

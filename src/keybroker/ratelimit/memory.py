@@ -30,7 +30,7 @@ from keybroker.clock import Clock, SystemClock
 from keybroker.errors import RateLimited
 from keybroker.exchanges.base import RateLimit
 from keybroker.ratelimit.bucket import Bucket, make_bucket
-from keybroker.ratelimit.charges import Charge, apply_overrides
+from keybroker.ratelimit.charges import Charge, apply_overrides, owners_of
 
 
 @dataclass(slots=True)
@@ -149,8 +149,7 @@ class MemoryLimiter:
         if not usage:
             return
         now = self._clock.now_ms()
-        owners = [key_prefix[:i] for i, ch in enumerate(key_prefix) if ch == ":"]
-        owners.append(key_prefix)
+        owners = owners_of(key_prefix)
         for name, used in usage.items():
             for owner in owners:
                 budget = self._budgets.get(f"{owner}:{name}")

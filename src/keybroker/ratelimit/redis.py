@@ -50,7 +50,7 @@ from keybroker.clock import Clock, SystemClock
 from keybroker.errors import CoordinationUnavailable, RateLimited
 from keybroker.exchanges.base import RateLimit
 from keybroker.ratelimit.bucket import default_margin_ms
-from keybroker.ratelimit.charges import Charge, Prepaid, apply_overrides
+from keybroker.ratelimit.charges import Charge, Prepaid, apply_overrides, owners_of
 from keybroker.ratelimit.memory import MemoryLimiter
 from keybroker.ratelimit.redis_link import Link
 from keybroker.ratelimit.redis_scripts import ACQUIRE, CORRECT, PEEK, RAISE_UNTIL, REFUND
@@ -183,9 +183,9 @@ def _share_of(limit: RateLimit, share: float) -> RateLimit:
     return dataclasses.replace(limit, capacity=limit.capacity * share, endpoint_capacities=())
 
 
-def pause_keys(key: str) -> list[str]:
+def pause_keys(key: str) -> tuple[str, ...]:
     """Every prefix of ``key`` a pause may be set on (``MemoryLimiter._paused_until``'s rule)."""
-    return [key[:i] for i, ch in enumerate(key) if ch == ":"] + [key]
+    return owners_of(key)
 
 
 class RedisLimiter:
