@@ -445,9 +445,13 @@ class RedisCoordination:
             answer = asyncio.ensure_future(script(keys=keys, args=args))
         # What the script counts, should it count: ``refund`` takes it back.
         counts = Admission(
-            (), now, keys=(keys[1], keys[2], keys[3]), order_id=order_id, orders=orders
+            (),
+            now,
+            keys=(keys[1], keys[2], keys[3]),
+            order_id=order_id,
+            orders=orders,
+            notional=counted,
         )
-        counts.notional = counted
         return self._admitted(answer, counts, credential, bot, offer)
 
     async def _admitted(

@@ -228,9 +228,17 @@ async def decide(
         ):
             notional = counted_notional(job, prices) if intents else None  # as count_orders
             sent = admission(gateway, job, notional)  # on its way while the policy looks
-            if evaluate(
-                policy, classified, intents, facts(gateway, job, prices, known, reread_halts=False)
-            ).allowed:  # as things stood before the admission: worth an intent row now
+            try:  # as things stood before the admission: is it worth an intent row now?
+                looks_allowed = evaluate(
+                    policy,
+                    classified,
+                    intents,
+                    facts(gateway, job, prices, known, reread_halts=False),
+                ).allowed
+            except BaseException:
+                give_back_when_answered(gateway, sent)
+                raise
+            if looks_allowed:
                 pending, intent_id = await admit_beside_intent(
                     gateway, job, prices, known, sent, notional, reread_halts=reread_halts
                 )
@@ -612,15 +620,21 @@ async def admit_beside_intent(
         intent = row(job, "intent", notional=notional, decision="allow")
         intent_id = await gateway.write_now(intent, beside=beside)
     except BaseException:
-        if sent is not None:  # its answer still comes: what it counted and took goes back
-            answered = asyncio.ensure_future(sent)
-            answered.add_done_callback(functools.partial(_refund, gateway))
+        give_back_when_answered(gateway, sent)
         raise
     return admitted(gateway, job, prices, known, reread_halts=reread_halts, sent=sent), intent_id
 
 
+def give_back_when_answered(gateway: Gateway, sent: Awaitable[Prepaid | None] | None) -> None:
+    """For an admission sent whose order goes no further (its intent row failed): its
+    answer still comes, and what it counted and took then goes back (``refund``)."""
+    if sent is not None:
+        answered = asyncio.ensure_future(sent)
+        answered.add_done_callback(functools.partial(_refund, gateway))
+
+
 def _refund(gateway: Gateway, answered: asyncio.Future[Prepaid | None]) -> None:
-    """Give back what an admission took for an order whose intent row failed."""
+    """Give back what an admission took for an order that goes no further."""
     if answered.cancelled() or answered.exception() is not None:
         return
     prepaid = answered.result()

@@ -12,6 +12,7 @@ redis-server and the emulator.
 from __future__ import annotations
 
 import signal
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
@@ -121,3 +122,37 @@ def test_an_order_the_policy_refuses_as_things_stand_gets_no_intent_row(
     assert [r.row.kind for r in order_rows(gw.audit_path)] == ["denied"]
     with redis_clean.client() as client:  # its count went back (the admission counted it)
         assert wait_until(lambda: client.zcard("keybroker:orders:credential:bn") == 0)
+
+
+def test_an_order_whose_intent_row_cannot_be_written_never_leaves_and_its_admission_goes_back(
+    tmp_path: Path, emulator: StartEmulator, gateway: StartGateway, redis_clean: RedisServer
+) -> None:
+    # The admission is already in Redis when the commit fails (a full disk, here a trigger
+    # that refuses every row): the order must not leave, and its count and budget must
+    # come back once Redis's answer does, though nothing awaits that answer any more.
+    exchange = emulator("binance")
+    gw = gateway(*host(tmp_path, "a", exchange.url), redis_url=Secret(redis_clean.url), gateways=1)
+    client = gw.client()
+    assert client.post("/bn/api/v3/order", data=LIMIT_BUY).status_code == 200
+    with redis_clean.client() as store:
+        assert store.zcard("keybroker:orders:credential:bn") == 1
+    conn = sqlite3.connect(gw.audit_path)
+    conn.execute(
+        "CREATE TRIGGER disk_full BEFORE INSERT ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    conn.commit()
+    try:
+        failed = client.post("/bn/api/v3/order", data=LIMIT_BUY)
+    finally:
+        conn.execute("DROP TRIGGER disk_full")
+        conn.commit()
+        conn.close()
+
+    assert failed.status_code == 503, failed.text
+    assert failed.json()["error"] == "audit_unavailable"
+    assert len(exchange.requests_to("/api/v3/order", "POST")) == 1  # it never left
+    with redis_clean.client() as store:  # counted by the admission, given back after
+        assert wait_until(lambda: store.zcard("keybroker:orders:credential:bn") == 1)
+        assert store.zcard("keybroker:orders:bot:bot1") == 1
+    assert client.post("/bn/api/v3/order", data=LIMIT_BUY).status_code == 200
