@@ -13,43 +13,20 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-from decimal import Decimal
 from pathlib import Path
 
 from gateway_testkit import (
     LIMIT_BUY,
     StartEmulator,
     StartGateway,
-    make_vault,
-    new_token,
     wait_until,
 )
+from redis_hosts import host, order_rows
 
-from keybroker.audit import StoredRow, read_rows
 from keybroker.clock import SystemClock
 from keybroker.gateway.activity import Activity
-from keybroker.policy import Policy
 from keybroker.secret import Secret
-from keybroker.vault import Vault
 from redis_server import RedisServer, StartRedis
-
-FOUR_A_MINUTE = Policy(
-    scopes=("read", "trade"),
-    symbols=("BTCUSDT",),
-    max_notional=Decimal(5000),
-    max_orders_per_minute=4,
-)
-
-
-def host(tmp_path: Path, name: str, exchange_url: str) -> tuple[Vault, str]:
-    vault = make_vault(
-        tmp_path / name, {"bn": ("binance", exchange_url)}, policies={"bn": FOUR_A_MINUTE}
-    )
-    return vault, new_token(vault, "bot1", ["bn"])
-
-
-def order_rows(audit: Path) -> list[StoredRow]:
-    return [r for r in read_rows(audit) if r.row.kind in ("intent", "denied", "result")]
 
 
 def test_an_order_another_gateways_orders_leave_no_room_for_is_refused_after_its_intent_row(

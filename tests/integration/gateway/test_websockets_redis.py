@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,34 +27,12 @@ from gateway_testkit import (
     Gateway,
     StartEmulator,
     StartGateway,
-    make_vault,
-    new_token,
     wait_until,
 )
+from redis_hosts import host, order_rows
 
-from keybroker.audit import StoredRow, read_rows
-from keybroker.policy import Policy
 from keybroker.secret import Secret
-from keybroker.vault import Vault
 from redis_server import RedisServer, StartRedis
-
-FOUR_A_MINUTE = Policy(
-    scopes=("read", "trade"),
-    symbols=("BTCUSDT",),
-    max_notional=Decimal(5000),
-    max_orders_per_minute=4,
-)
-
-
-def host(tmp_path: Path, name: str, exchange_url: str) -> tuple[Vault, str]:
-    vault = make_vault(
-        tmp_path / name, {"bn": ("binance", exchange_url)}, policies={"bn": FOUR_A_MINUTE}
-    )
-    return vault, new_token(vault, "bot1", ["bn"])
-
-
-def order_rows(audit: Path) -> list[StoredRow]:
-    return [r for r in read_rows(audit) if r.row.kind in ("intent", "denied", "result")]
 
 
 def ws_orders(exchange: Emulator) -> list[dict[str, Any]]:
