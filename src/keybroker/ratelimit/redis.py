@@ -183,11 +183,6 @@ def _share_of(limit: RateLimit, share: float) -> RateLimit:
     return dataclasses.replace(limit, capacity=limit.capacity * share, endpoint_capacities=())
 
 
-def pause_keys(key: str) -> tuple[str, ...]:
-    """Every prefix of ``key`` a pause may be set on (``MemoryLimiter._paused_until``'s rule)."""
-    return owners_of(key)
-
-
 class RedisLimiter:
     """Weighted budgets shared by every gateway on one Redis (see the module docstring).
 
@@ -302,7 +297,7 @@ class RedisLimiter:
         if not usage:
             return
         self._fallback.observe(key_prefix, usage)
-        owners = pause_keys(key_prefix)
+        owners = owners_of(key_prefix)
         found = [
             (spend, float(used))
             for name, used in usage.items()
@@ -476,7 +471,7 @@ class RedisLimiter:
     def _new_offer(
         self, spends: Sequence[_Spend]
     ) -> tuple[tuple[str, ...], list[str], list[str | int | float]]:
-        prefixes = sorted({p for spend in spends for p in pause_keys(spend.key)})
+        prefixes = sorted({p for spend in spends for p in owners_of(spend.key)})  # pause keys
         hosts = sorted({spend.host for spend in spends if spend.host})
         keys = [self._key("b", spend.key) for spend in spends]
         keys += [self._key("p", prefix) for prefix in prefixes]
