@@ -557,6 +557,16 @@ def sqlite_commit_ms(directory: Path, count: int = 300) -> list[float]:
     return times
 
 
+def pin(pid: int | str, cpus: set[int]) -> None:
+    """Every thread of ``pid`` (or "self") on ``cpus``; threads made later inherit their maker's
+    set, so pinning a process that already runs must reach each thread that exists."""
+    with contextlib.suppress(OSError):  # the process has ended
+        threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+        for tid in threads:
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                os.sched_setaffinity(tid, cpus)
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process so far (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -62,6 +62,8 @@ from typing import Any
 
 import httpx
 
+from bench_gateway import pin
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from keybroker.audit import AuditLog, AuditRow
@@ -373,19 +375,6 @@ def _report_cpu(orders: int, cpu: dict[str, tuple[float, float]], back_to_back: 
     )
 
 
-def _threads(pid: int | str) -> list[int]:
-    with contextlib.suppress(OSError):
-        return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
-    return []
-
-
-def _pin(pid: int | str, cpus: set[int]) -> None:
-    """Every thread of ``pid`` on ``cpus`` (threads made later inherit their maker's set)."""
-    for tid in _threads(pid):
-        with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            os.sched_setaffinity(tid, cpus)
-
-
 def _pinned(
     client: httpx.Client, bao_pid: int, orders: int, rounds: int
 ) -> list[tuple[bool, float, float]]:
@@ -404,14 +393,14 @@ def _pinned(
     try:
         for number in range(rounds):
             pinned = number % 2 == 1
-            _pin(bao_pid, {cpus[1]} if pinned else everywhere)
-            _pin("self", {cpus[0]} if pinned else everywhere)
+            pin(bao_pid, {cpus[1]} if pinned else everywhere)
+            pin("self", {cpus[0]} if pinned else everywhere)
             latency = _latency(client, orders)
             added = percentile(latency["openbao"], 0.5) - percentile(latency["local"], 0.5)
             result.append((pinned, added, os.getloadavg()[0]))
     finally:
-        _pin(bao_pid, everywhere)
-        _pin("self", everywhere)
+        pin(bao_pid, everywhere)
+        pin("self", everywhere)
     return result
 
 

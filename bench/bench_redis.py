@@ -24,6 +24,13 @@ Printed, not asserted (targets beside the numbers):
    the same way. CPU time per request of each gateway process and of
    redis-server is printed too: it moves less with the machine's load
    than latency does.
+
+   Then order rounds alternate as-is with rounds where redis-server is
+   pinned to one core and both gateways to the other (``--pin-rounds``):
+   Redis on a host of its own, as several gateways on several hosts have
+   it. As-is on a 2-core machine, redis-server's work on each order (about
+   0.45 ms of CPU) runs on the cores the gateways use, and the difference
+   between the two kinds of round is what that sharing costs.
 2. Limiter decisions per second against one Redis (``RedisLimiter.acquire``
    with one charge, all granted, over the gateway's pipelined link), one
    caller and 32 concurrent callers in one process, beside ``MemoryLimiter``,
@@ -60,6 +67,7 @@ from bench_gateway import (
     free_port,
     make_home,
     percentile,
+    pin,
     start_emulator,
 )
 from keybroker.exchanges.base import RateLimit
@@ -206,6 +214,44 @@ def latency(
     ]
 
 
+def pinned_rounds(
+    targets: dict[str, str],
+    token: str,
+    pids: dict[str, int],
+    rounds: int,
+    per_round: int,
+) -> list[tuple[bool, float]]:
+    """Order rounds alternating as-is / pinned: (pinned, what Redis adds at p50 in ms).
+
+    Pinned: redis-server on one core, both gateways (every thread) on the
+    other, as when Redis runs on a host of its own, which is what several
+    gateways on several hosts have. As-is, redis-server's work on each
+    order runs on the cores the gateways use. The emulator and this client
+    still run on both cores; both gateways share one, so neither is favoured.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if rounds < 2 or len(cpus) < 2:
+        return []
+    everywhere = set(cpus)
+    result: list[tuple[bool, float]] = []
+    try:
+        for number in range(rounds):
+            pinned = number % 2 == 1
+            pin(pids["redis-server"], {cpus[1]} if pinned else everywhere)
+            for name in ("in-process", "redis"):
+                pin(pids[name], {cpus[0]} if pinned else everywhere)
+            times = asyncio.run(
+                interleaved(targets, "POST", "/bn/api/v3/order", token, per_round, 100)
+            )
+            result.append(
+                (pinned, percentile(times["redis"], 50) - percentile(times["in-process"], 50))
+            )
+    finally:
+        for pid in pids.values():
+            pin(pid, everywhere)
+    return result
+
+
 def script_calls(url: str) -> int:
     """Scripts Redis has run so far (INFO commandstats), to count them per request."""
 
@@ -329,6 +375,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--per-round", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=3.0, help="per decisions/s measure")
+    parser.add_argument(
+        "--pin-rounds",
+        type=int,
+        default=6,
+        help="order rounds alternating as-is / redis-server on a core of its own (0: none)",
+    )
     args = parser.parse_args()
 
     rows: list[tuple[str, str, str]] = []
@@ -351,14 +403,14 @@ def main() -> None:
             shared = start_gateway(root / "home" / "vault.db", root / "a2.db", redis_url)
             servers.append(shared)
             targets = {"in-process": memory.url, "redis": shared.url}
+            pids = {"in-process": memory.process.pid, "redis": shared.process.pid}
+            pids["redis-server"] = redis_process.pid
 
             for label, method, path in (
                 ("order", "POST", "/bn/api/v3/order"),
                 ("read", "GET", "/bn/api/v3/account"),
             ):
                 before = script_calls(redis_url)
-                pids = {"in-process": memory.process.pid, "redis": shared.process.pid}
-                pids["redis-server"] = redis_process.pid
                 cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
                 per_round = latency(targets, method, path, token, args.rounds, args.per_round)
                 sent = (args.rounds * args.per_round) + 30
@@ -395,6 +447,22 @@ def main() -> None:
                         f"{cpu['in-process']:.2f} / {cpu['redis']:.2f} / {cpu['redis-server']:.2f}",
                         "",
                     )
+                )
+            rounds = pinned_rounds(targets, token, pids, args.pin_rounds, args.per_round)
+            for pinned in (False, True):
+                added = sorted(a for kind, a in rounds if kind == pinned)
+                if not added:
+                    continue
+                where = "redis-server on its own core" if pinned else "as-is, alternating"
+                rows.append(
+                    (
+                        f"order, {where}: Redis adds at p50, median of {len(added)} rounds (ms)",
+                        f"{statistics.median(added):+.2f}",
+                        "<= +0.5",
+                    )
+                )
+                rows.append(
+                    ("order: ... each round, sorted (ms)", " ".join(f"{a:+.2f}" for a in added), "")
                 )
         finally:
             for server in reversed(servers):
