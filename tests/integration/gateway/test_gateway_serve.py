@@ -264,6 +264,30 @@ def test_a_remote_bind_with_tls_serves_https_and_keeps_the_socket_plain(
     assert "insecure" not in err
 
 
+def test_a_missing_or_mismatched_tls_file_is_one_line_before_anything_listens(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    exchange = emulator("binance")
+    home, _ = _home(tmp_path, exchange.url)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    cert, _ = _self_signed(tmp_path / "one")
+    _, other_key = _self_signed(tmp_path / "two")
+    for cert_file, key_file, says in (
+        (tmp_path / "missing.pem", other_key, "--tls-cert"),
+        (cert, other_key, "KEY_VALUES_MISMATCH"),
+    ):
+        process = serve_process(
+            home, "--port", "0", "--tls-cert", str(cert_file), "--tls-key", str(key_file)
+        )
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == 1, err
+        assert says in err and "unexpected" not in err
+        assert out == ""
+        assert not (home / "gateway.json").exists()  # doctor never sees a gateway that never ran
+        assert not (home / "gateway.sock").exists()
+
+
 def test_public_cache_ms_lets_pollers_share_one_upstream_request(
     tmp_path: Path, emulator: StartEmulator, served: list[Served]
 ) -> None:
