@@ -115,9 +115,12 @@ def connect_ccxt(
         ws_options = dict(client.options.get("ws") or {})
         ws_options["headers"] = {**dict(ws_options.get("headers") or {}), **headers}
         client.options["ws"] = ws_options
+    chosen = dict(given.get("options") or {})
     for option, value in _OPTIONS.get(client.id, {}).items():
-        if option not in dict(given.get("options") or {}):
+        if option not in chosen:
             client.options[option] = value
+    if client.id == "binance" and "fetchMarkets" not in chosen:
+        _only_spoken_market_types(client)
     _raise_gateway_errors(client, importlib.import_module("ccxt"))
     return client
 
@@ -129,6 +132,25 @@ def connect_ccxt(
 _OPTIONS: Mapping[str, Mapping[str, object]] = {
     "binance": {"fetchCurrencies": False, "fetchMargins": False},
 }
+
+# ccxt's Binance market types whose hosts the gateway does not speak (/dapi, /eapi):
+# exchanges/binance.py refuses their paths as unknown endpoints.
+_BINANCE_UNSPOKEN_TYPES = frozenset({"inverse", "option"})
+
+
+def _only_spoken_market_types(client: Any) -> None:
+    """Drop from ccxt's ``fetchMarkets`` the Binance types the gateway refuses.
+
+    ccxt's ``binance`` loads spot, linear and inverse markets before its first
+    call; the inverse list comes from /dapi, which the gateway answers with 403
+    unknown_endpoint, so every call of an unchanged bot (load_markets first)
+    failed with PermissionDenied. The caller's own ``fetchMarkets`` is kept.
+    """
+    fetch = client.options.get("fetchMarkets")
+    if isinstance(fetch, dict) and isinstance(fetch.get("types"), list):
+        types = [kind for kind in fetch["types"] if kind not in _BINANCE_UNSPOKEN_TYPES]
+        client.options["fetchMarkets"] = {**fetch, "types": types}
+
 
 # The gateway's own refusals (X-Keybroker-Error) as ccxt's error classes, so a bot's
 # existing `except ccxt.PermissionDenied` sees a policy denial for what it is.
