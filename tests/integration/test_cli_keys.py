@@ -342,6 +342,18 @@ def test_rotate_replaces_the_secret_and_records_the_old_key_id(vault: Kb) -> Non
     assert "replaced keys" in vault("keys", "show", "b1").stdout
 
 
+def test_rotate_to_the_same_api_key_never_says_to_delete_it_at_the_exchange(
+    vault: Kb,
+) -> None:
+    # Fixing a mistyped secret: the key at the exchange is the one in use.
+    vault("keys", "add", "b1", "-e", "binance", "--from-env", env=BINANCE_ENV)
+    fixed = {**BINANCE_ENV, "BINANCE_API_SECRET": "FAKEbinanceFixedSecret0000000000000000000003"}
+    run = vault("keys", "rotate", "b1", "--from-env", env=fixed)
+    assert "Delete that key" not in run.text
+    assert "do not delete it at binance" in run.stderr
+    assert stored(vault, "b1").secret == Secret(fixed["BINANCE_API_SECRET"])
+
+
 def test_rotate_interactive_and_from_stdin(vault: Kb) -> None:
     vault("keys", "add", "o1", "-e", "okx", "--from-env", env=OKX_ENV)
     vault("keys", "rotate", "o1", input="FAKEokxKey0002\nFAKEOKXSECRET0002\nFakeOkxPass2!\n")

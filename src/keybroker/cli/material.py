@@ -25,7 +25,7 @@ from keybroker.cli.passphrase import prompt_hidden
 from keybroker.errors import InvalidInput
 from keybroker.model import KEY_TYPES, KeyType, check_choice
 from keybroker.secret import Secret
-from keybroker.vault import KeyMaterial
+from keybroker.vault import KeyMaterial, Vault
 
 if TYPE_CHECKING:
     # Typing only: the exchange profiles (httpx, the signers) load when a key is added.
@@ -303,3 +303,20 @@ def from_prompts(profile: ExchangeProfile, requested_type: str | None) -> KeyMat
             f"{profile.name} API passphrase (the one set when the key was made)", confirm=False
         )
     return build(profile, key_type, api_key, secret, passphrase)
+
+
+def is_current_key(vault: Vault, name: str, material: KeyMaterial) -> bool:
+    """Whether ``material`` carries the API key ``name`` already uses (the vault unlocked).
+
+    A "rotation" to the same API key only replaces its secret or passphrase (fixing
+    a mistyped one); the key at the exchange is the one in use, so the advice to
+    delete the old key there would stop every bot on it, and an incident's leaked
+    key would stay in service while reported as rotated.
+    """
+    current = vault.credential(name)
+    try:
+        return current.api_key == material.api_key
+    finally:
+        current.secret.wipe()
+        if current.passphrase is not None:
+            current.passphrase.wipe()
