@@ -251,6 +251,25 @@ def test_every_command_has_help_with_an_example(kb: Kb, command: tuple[str, ...]
     assert "Usage: keybroker" in run.stdout
 
 
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (("halt",), "$KEYBROKER_REDIS_URL"),
+        (("resume",), "$KEYBROKER_REDIS_URL"),
+        (("serve",), "$KEYBROKER_REDIS_URL"),
+        (("serve",), "gateway.sock"),
+        (("keys", "add"), "openbao.json"),
+        (("openbao", "setup"), "openbao.json"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, tuple) else value,
+)
+def test_help_shows_the_defaults_written_in_brackets(
+    kb: Kb, command: tuple[str, ...], shown: str
+) -> None:
+    # Rich reads "[default: ...]" as a markup tag and drops it unless escaped.
+    assert shown in kb(*command, "--help").stdout
+
+
 def test_groups_without_a_command_show_their_help(kb: Kb) -> None:
     assert "import-env" in kb("keys").stdout
     assert "upgrade-kdf" in kb("vault").stdout

@@ -46,7 +46,7 @@ RedisOption = Annotated[
         "--redis",
         help=(
             "Also write the halt to the Redis that gateways on other hosts share "
-            f"(serve --redis) [default: ${REDIS_URL_VARIABLE} if set]."
+            f"(serve --redis) \\[default: ${REDIS_URL_VARIABLE} if set]."
         ),
         metavar="URL",
     ),
@@ -139,7 +139,7 @@ def resume(
             "--redis",
             help=(
                 "Also lift it in the Redis that gateways on other hosts share, wherever it was "
-                f"made [default: ${REDIS_URL_VARIABLE} if set]."
+                f"made \\[default: ${REDIS_URL_VARIABLE} if set]."
             ),
             metavar="URL",
         ),

@@ -97,7 +97,7 @@ OpenBaoAddr = Annotated[
     str | None,
     typer.Option(
         "--openbao-addr",
-        help="OpenBao's address [default: from <home>/openbao.json].",
+        help="OpenBao's address \\[default: from <home>/openbao.json].",
         metavar="URL",
     ),
 ]

@@ -49,7 +49,9 @@ AddrOption = Annotated[
     typer.Option(
         "--addr",
         "--openbao-addr",
-        help="OpenBao's address (https, or http to loopback) [default: from <home>/openbao.json].",
+        help=(
+            "OpenBao's address (https, or http to loopback) \\[default: from <home>/openbao.json]."
+        ),
         metavar="URL",
     ),
 ]
@@ -65,7 +67,7 @@ TokenFileOption = Annotated[
 MountOption = Annotated[
     str | None,
     typer.Option(
-        "--mount", help="The transit engine's mount path [default: transit].", metavar="PATH"
+        "--mount", help="The transit engine's mount path \\[default: transit].", metavar="PATH"
     ),
 ]
 CaCertOption = Annotated[

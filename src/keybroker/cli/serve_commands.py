@@ -63,7 +63,7 @@ def serve(
         Path | None,
         typer.Option(
             "--uds",
-            help=f"Unix socket path (mode 0600) [default: <home>/{SOCKET_NAME}].",
+            help=f"Unix socket path (mode 0600) \\[default: <home>/{SOCKET_NAME}].",
             metavar="PATH",
         ),
     ] = None,
@@ -128,7 +128,7 @@ def serve(
             help=(
                 "Share rate limits, halts, revocations, nonces and order counts with other "
                 "gateways through this Redis: redis://[:PASSWORD@]HOST:PORT/DB, or rediss:// "
-                f"for TLS [default: ${REDIS_URL_VARIABLE}, else nothing is shared]."
+                f"for TLS \\[default: ${REDIS_URL_VARIABLE}, else nothing is shared]."
             ),
             metavar="URL",
         ),
