@@ -133,23 +133,26 @@ _OPTIONS: Mapping[str, Mapping[str, object]] = {
     "binance": {"fetchCurrencies": False, "fetchMargins": False},
 }
 
-# ccxt's Binance market types whose hosts the gateway does not speak (/dapi, /eapi):
-# exchanges/binance.py refuses their paths as unknown endpoints.
-_BINANCE_UNSPOKEN_TYPES = frozenset({"inverse", "option"})
+# The one ccxt ``binance`` market type whose REST and WebSocket both go through the
+# gateway under that class; futures bots use exchange="binanceusdm".
+_BINANCE_MARKET_TYPES = ("spot",)
 
 
 def _only_spoken_market_types(client: Any) -> None:
-    """Drop from ccxt's ``fetchMarkets`` the Binance types the gateway refuses.
+    """Load only spot markets into ccxt's ``binance`` unless the bot chose its own.
 
-    ccxt's ``binance`` loads spot, linear and inverse markets before its first
-    call; the inverse list comes from /dapi, which the gateway answers with 403
-    unknown_endpoint, so every call of an unchanged bot (load_markets first)
-    failed with PermissionDenied. The caller's own ``fetchMarkets`` is kept.
+    ccxt's default also loads linear and inverse markets before the first call.
+    The inverse list comes from /dapi, which the gateway refuses (403
+    unknown_endpoint), so every call of an unchanged bot failed with
+    PermissionDenied. Linear markets share their ids with spot (BTCUSDT), and
+    ccxt.pro tells a spot stream from a futures one by the exchange's host name
+    ("/stream" in its URL), which the gateway's URL does not carry: with them
+    loaded, ``watch_ticker("BTC/USDT")`` filed every update under BTC/USDT:USDT
+    and never returned.
     """
     fetch = client.options.get("fetchMarkets")
     if isinstance(fetch, dict) and isinstance(fetch.get("types"), list):
-        types = [kind for kind in fetch["types"] if kind not in _BINANCE_UNSPOKEN_TYPES]
-        client.options["fetchMarkets"] = {**fetch, "types": types}
+        client.options["fetchMarkets"] = {**fetch, "types": list(_BINANCE_MARKET_TYPES)}
 
 
 # The gateway's own refusals (X-Keybroker-Error) as ccxt's error classes, so a bot's
