@@ -246,6 +246,15 @@ def test_stdin_key_without_a_passphrase_source_or_terminal_says_what_to_use(vaul
     assert "FAKEsecret0001" not in run.text
 
 
+def test_a_key_without_a_terminal_or_input_names_from_env_and_stdin(vault: Kb) -> None:
+    # A script that forgot --from-env: the hint must be about the key, not "aborted".
+    run = vault.subprocess("keys", "add", "b", "-e", "binance", input="", expect=1)
+    assert run.stderr.splitlines()[-1].endswith(
+        "keybroker: nothing was entered; without a terminal, give the key with --from-env or "
+        "--stdin (see --help)"
+    )
+
+
 def test_a_bad_name_is_refused_before_any_prompt(vault: Kb) -> None:
     run = vault("keys", "add", "bad name", "-e", "binance", input="", expect=1)
     assert run.stderr.startswith("keybroker: credential name must be 1-64 characters")

@@ -193,6 +193,17 @@ def test_passwd_prompts_for_the_new_passphrase_twice(vault: Kb) -> None:
     vault("vault", "verify", env={"KEYBROKER_PASSPHRASE": NEW_PASSPHRASE})
 
 
+def test_passwd_without_a_terminal_names_new_passphrase_file(vault: Kb) -> None:
+    # $KEYBROKER_PASSPHRASE holds the current passphrase here, never the new one:
+    # the hint must not send a script there.
+    run = vault.subprocess("vault", "passwd", input="", expect=1)
+    assert run.stderr.splitlines()[-1] == (
+        "keybroker: nothing was entered; without a terminal, give the new passphrase with "
+        "--new-passphrase-file"
+    )
+    vault("vault", "verify")  # unchanged
+
+
 def test_upgrade_kdf_raises_the_cost_and_refuses_to_lower_it(vault: Kb) -> None:
     run = vault(
         "vault",

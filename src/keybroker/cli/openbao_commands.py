@@ -202,7 +202,16 @@ def operator_token(file: Path | None, state: CliState) -> Secret:
     value = state.environ.get(TOKEN_VARIABLE, "")
     if value:
         return Secret(value.strip())
-    return Secret(prompt_hidden("OpenBao operator token", confirm=False))
+    return Secret(
+        prompt_hidden(
+            "OpenBao operator token",
+            confirm=False,
+            without_terminal=(
+                "nothing was entered; without a terminal, give the OpenBao operator token "
+                f"with --openbao-token-file or ${TOKEN_VARIABLE}"
+            ),
+        )
+    )
 
 
 def _read_token_file(path: Path) -> Secret:
