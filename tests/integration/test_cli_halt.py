@@ -115,3 +115,15 @@ def test_halt_and_resume_across_processes_and_restarts(kb: Kb) -> None:
         assert restarted.halted() == {}
     finally:
         restarted.close()
+
+
+def test_a_redis_that_does_not_answer_says_the_vault_halt_holds(kb: Kb) -> None:
+    # An emergency halt with --redis: the error must not read as "nothing was halted".
+    kb("keys", "add", "bn", "-e", "binance", "--from-env", env=BINANCE_ENV)
+    down = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    run = kb("halt", "bn", "--redis", down, expect=2, env={"KEYBROKER_PASSPHRASE": None})
+    assert "bn is halted in this vault" in run.stderr and "not in Redis" in run.stderr
+    assert [h["name"] for h in json.loads(kb("halt", "bn", "--json").stdout)] == ["bn"]
+    run = kb("resume", "bn", "--redis", down, expect=2)
+    assert "lifted in this vault, but not in Redis" in run.stderr
+    assert "keybroker resume bn --redis URL" in run.stderr

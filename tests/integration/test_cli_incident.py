@@ -117,6 +117,28 @@ def test_incident_walks_through_in_a_terminal(vault: Kb, terminal: StartTerminal
     assert shown["key_id"].endswith("0002")
 
 
+def test_incident_never_reports_the_key_at_risk_as_rotated(
+    vault: Kb, terminal: StartTerminal
+) -> None:
+    _setup(vault)
+    session = terminal("incident", "binance-main", env={"KEYBROKER_PASSPHRASE": PASSPHRASE})
+    session.expect("Revoke the tokens of grid?")
+    session.send("n")
+    session.expect("Done: is the key disabled at the exchange?")
+    session.send("n")
+    session.expect("Rotate binance-main to a new key now")
+    session.send("y")
+    session.expect("binance API key")
+    session.send(BINANCE_ENV["BINANCE_API_KEY"])  # the leaked key again, by mistake
+    session.expect("binance API secret (not shown): ")
+    session.send(BINANCE_ENV["BINANCE_API_SECRET"])
+    session.expect("that is the key at risk")
+    session.finish()
+    assert "rotated" not in _events(vault, "binance-main")
+    shown = json.loads(vault("keys", "show", "binance-main", "--json").stdout)
+    assert shown["key_history"] == [] and shown["rotated_at"] is None
+
+
 def test_incident_doctor_run_is_scoped_to_the_credential(vault: Kb) -> None:
     _setup(vault)
     report = json.loads(vault("incident", "okx-side", "--yes", "--json").stdout)

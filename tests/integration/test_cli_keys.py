@@ -246,6 +246,15 @@ def test_stdin_key_without_a_passphrase_source_or_terminal_says_what_to_use(vaul
     assert "FAKEsecret0001" not in run.text
 
 
+def test_a_key_without_a_terminal_or_input_names_from_env_and_stdin(vault: Kb) -> None:
+    # A script that forgot --from-env: the hint must be about the key, not "aborted".
+    run = vault.subprocess("keys", "add", "b", "-e", "binance", input="", expect=1)
+    assert run.stderr.splitlines()[-1].endswith(
+        "keybroker: nothing was entered; without a terminal, give the key with --from-env or "
+        "--stdin (see --help)"
+    )
+
+
 def test_a_bad_name_is_refused_before_any_prompt(vault: Kb) -> None:
     run = vault("keys", "add", "bad name", "-e", "binance", input="", expect=1)
     assert run.stderr.startswith("keybroker: credential name must be 1-64 characters")
@@ -340,6 +349,18 @@ def test_rotate_replaces_the_secret_and_records_the_old_key_id(vault: Kb) -> Non
     assert [entry["key_id"] for entry in shown["key_history"]] == ["FAKE…0001"]
     assert shown["rotated_at"] is not None
     assert "replaced keys" in vault("keys", "show", "b1").stdout
+
+
+def test_rotate_to_the_same_api_key_never_says_to_delete_it_at_the_exchange(
+    vault: Kb,
+) -> None:
+    # Fixing a mistyped secret: the key at the exchange is the one in use.
+    vault("keys", "add", "b1", "-e", "binance", "--from-env", env=BINANCE_ENV)
+    fixed = {**BINANCE_ENV, "BINANCE_API_SECRET": "FAKEbinanceFixedSecret0000000000000000000003"}
+    run = vault("keys", "rotate", "b1", "--from-env", env=fixed)
+    assert "Delete that key" not in run.text
+    assert "do not delete it at binance" in run.stderr
+    assert stored(vault, "b1").secret == Secret(fixed["BINANCE_API_SECRET"])
 
 
 def test_rotate_interactive_and_from_stdin(vault: Kb) -> None:

@@ -193,6 +193,17 @@ def test_passwd_prompts_for_the_new_passphrase_twice(vault: Kb) -> None:
     vault("vault", "verify", env={"KEYBROKER_PASSPHRASE": NEW_PASSPHRASE})
 
 
+def test_passwd_without_a_terminal_names_new_passphrase_file(vault: Kb) -> None:
+    # $KEYBROKER_PASSPHRASE holds the current passphrase here, never the new one:
+    # the hint must not send a script there.
+    run = vault.subprocess("vault", "passwd", input="", expect=1)
+    assert run.stderr.splitlines()[-1] == (
+        "keybroker: nothing was entered; without a terminal, give the new passphrase with "
+        "--new-passphrase-file"
+    )
+    vault("vault", "verify")  # unchanged
+
+
 def test_upgrade_kdf_raises_the_cost_and_refuses_to_lower_it(vault: Kb) -> None:
     run = vault(
         "vault",
@@ -249,6 +260,25 @@ def test_every_command_has_help_with_an_example(kb: Kb, command: tuple[str, ...]
     run = kb(*command, "--help")
     assert "Example:" in run.stdout
     assert "Usage: keybroker" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (("halt",), "$KEYBROKER_REDIS_URL"),
+        (("resume",), "$KEYBROKER_REDIS_URL"),
+        (("serve",), "$KEYBROKER_REDIS_URL"),
+        (("serve",), "gateway.sock"),
+        (("keys", "add"), "openbao.json"),
+        (("openbao", "setup"), "openbao.json"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, tuple) else value,
+)
+def test_help_shows_the_defaults_written_in_brackets(
+    kb: Kb, command: tuple[str, ...], shown: str
+) -> None:
+    # Rich reads "[default: ...]" as a markup tag and drops it unless escaped.
+    assert shown in kb(*command, "--help").stdout
 
 
 def test_groups_without_a_command_show_their_help(kb: Kb) -> None:

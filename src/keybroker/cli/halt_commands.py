@@ -26,7 +26,7 @@ import typer
 from keybroker.cli.context import CliState, open_vault, unlock
 from keybroker.cli.output import print_json, say, warn
 from keybroker.cli.passphrase import FILE_HELP
-from keybroker.errors import UsageError
+from keybroker.errors import KeybrokerError, UsageError
 from keybroker.secret import Secret
 from keybroker.settings import REDIS_URL_VARIABLE
 from keybroker.vault import Halt
@@ -46,7 +46,7 @@ RedisOption = Annotated[
         "--redis",
         help=(
             "Also write the halt to the Redis that gateways on other hosts share "
-            f"(serve --redis) [default: ${REDIS_URL_VARIABLE} if set]."
+            f"(serve --redis) \\[default: ${REDIS_URL_VARIABLE} if set]."
         ),
         metavar="URL",
     ),
@@ -108,7 +108,16 @@ def halt(
         from keybroker.gateway.coordination_redis import publish_halt, shown_url
 
         made = next(h for h in halts if h.name == (target or EVERY))
-        publish_halt(store, made.name, made.halted_at, origin=f"cli:{state.vault_path}")
+        try:
+            publish_halt(store, made.name, made.halted_at, origin=f"cli:{state.vault_path}")
+        except KeybrokerError as error:
+            # The vault's halt is written and holds: say so, or in an emergency the
+            # error alone reads as "nothing was halted".
+            raise type(error)(
+                f"{_label(target)} is halted in this vault (gateways using it stop within a "
+                f"second), but not in Redis: {error}; gateways on other hosts go on: rerun "
+                f"keybroker halt {target or '--all'} --redis URL when Redis answers"
+            ) from None
         if not json_output:
             say(f"Published to {shown_url(store.reveal_text())}: gateways on every host stop.")
     if json_output:
@@ -139,7 +148,7 @@ def resume(
             "--redis",
             help=(
                 "Also lift it in the Redis that gateways on other hosts share, wherever it was "
-                f"made [default: ${REDIS_URL_VARIABLE} if set]."
+                f"made \\[default: ${REDIS_URL_VARIABLE} if set]."
             ),
             metavar="URL",
         ),
@@ -160,7 +169,15 @@ def resume(
     if store is not None:
         from keybroker.gateway.coordination_redis import lift_halt
 
-        lift_halt(store, target)
+        try:
+            lift_halt(store, target)
+        except KeybrokerError as error:
+            lifted = "every halt" if target is None else f"the halt of {target}"
+            raise type(error)(
+                f"{lifted} is lifted in this vault, but not in Redis: {error}; gateways on "
+                "other hosts refuse orders until: keybroker resume "
+                f"{target or '--all'} --redis URL"
+            ) from None
     if json_output:
         print_json(_halts_json(halts))
     elif target is None:

@@ -189,13 +189,21 @@ def _rotate(
         interactive,
     ):
         return Step("rotate", "pending", f"make a new key at {record.exchange}, then: {command}")
-    from keybroker.cli.material import from_prompts
+    from keybroker.cli.material import from_prompts, is_current_key
     from keybroker.exchanges import get_profile
 
     try:
         _ensure_unlocked(vault, state, passphrase_file)
         material = from_prompts(get_profile(record.exchange), record.key_type)
         try:
+            if is_current_key(vault, record.name, material):
+                # The key at risk stays in service: never report that as rotated.
+                return Step(
+                    "rotate",
+                    "failed",
+                    f"that is the key at risk ({record.key_id}), not a new one; make a new "
+                    f"key at {record.exchange}, then: {command}",
+                )
             rotated = vault.rotate(record.name, material)
         finally:
             material.secret.wipe()

@@ -18,7 +18,14 @@ import typer
 
 from keybroker.cli import clipboard, envfile
 from keybroker.cli.context import CliState, open_vault, show_help_without_command, unlock
-from keybroker.cli.material import EnvNames, from_environment, from_json, from_mapping, from_prompts
+from keybroker.cli.material import (
+    EnvNames,
+    from_environment,
+    from_json,
+    from_mapping,
+    from_prompts,
+    is_current_key,
+)
 from keybroker.cli.output import note, print_json, print_table, say, warn
 from keybroker.cli.passphrase import FILE_HELP
 from keybroker.errors import (
@@ -90,7 +97,7 @@ OpenBaoAddr = Annotated[
     str | None,
     typer.Option(
         "--openbao-addr",
-        help="OpenBao's address [default: from <home>/openbao.json].",
+        help="OpenBao's address \\[default: from <home>/openbao.json].",
         metavar="URL",
     ),
 ]
@@ -529,8 +536,16 @@ def rotate(
         unlock(vault, state, passphrase_file)
         if material is None:
             material = from_prompts(profile, key_type or old.key_type)
+        same_key = is_current_key(vault, name, material)
         record = vault.rotate(name, material)
     material.secret.wipe()
+    if same_key:
+        say(f"Updated {record.name}: the same API key {record.key_id}, with the secret given now.")
+        warn(
+            f"this is not a rotation: {record.key_id} is still the key in use, so do not delete "
+            f"it at {old.exchange}. To rotate, make a new key there first, then run this again."
+        )
+        return
     say(f"Rotated {record.name}: new {record.key_type} key {record.key_id}.")
     say(
         f"The old secret ({old.key_id}) is forgotten by the vault. Delete that key at "

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, cast
 import typer
 
 from keybroker.cli.passphrase import prompt_hidden
-from keybroker.errors import InvalidInput
+from keybroker.errors import InvalidInput, UsageError
 from keybroker.model import KEY_TYPES, KeyType, check_choice
 from keybroker.secret import Secret
-from keybroker.vault import KeyMaterial
+from keybroker.vault import KeyMaterial, Vault
 
 if TYPE_CHECKING:
     # Typing only: the exchange profiles (httpx, the signers) load when a key is added.
@@ -274,15 +274,25 @@ def _is_file(text: str) -> bool:
         return False
 
 
+_NO_TERMINAL = (
+    "nothing was entered; without a terminal, give the key with --from-env or --stdin (see --help)"
+)
+
+
 def from_prompts(profile: ExchangeProfile, requested_type: str | None) -> KeyMaterial:
     """Ask for the key: the API key shows as typed; secrets and private keys do not."""
     key_type = prompt_key_type(profile, requested_type)
-    api_key: str = typer.prompt(f"{profile.name} API key", err=True)
+    try:
+        api_key: str = typer.prompt(f"{profile.name} API key", err=True)
+    except typer.Abort:
+        # End of input, as in a script or CI: say how to give the key instead.
+        raise UsageError(_NO_TERMINAL) from None
     if key_type in PRIVATE_KEY_TYPES:
         # Hidden even though a path is not secret: people paste the key itself here.
         answer = prompt_hidden(
             f"{key_type} private key: path to its PEM file, or a one-line base64 key (not shown)",
             confirm=False,
+            without_terminal=_NO_TERMINAL,
         ).strip()
         if is_pem(answer):
             # A prompt reads one line; the rest of a pasted PEM is still waiting in the
@@ -296,10 +306,31 @@ def from_prompts(profile: ExchangeProfile, requested_type: str | None) -> KeyMat
         else:
             secret = answer
     else:
-        secret = prompt_hidden(f"{profile.name} API secret (not shown)", confirm=False)
+        secret = prompt_hidden(
+            f"{profile.name} API secret (not shown)", confirm=False, without_terminal=_NO_TERMINAL
+        )
     passphrase = None
     if profile.needs_passphrase:
         passphrase = prompt_hidden(
-            f"{profile.name} API passphrase (the one set when the key was made)", confirm=False
+            f"{profile.name} API passphrase (the one set when the key was made)",
+            confirm=False,
+            without_terminal=_NO_TERMINAL,
         )
     return build(profile, key_type, api_key, secret, passphrase)
+
+
+def is_current_key(vault: Vault, name: str, material: KeyMaterial) -> bool:
+    """Whether ``material`` carries the API key ``name`` already uses (the vault unlocked).
+
+    A "rotation" to the same API key only replaces its secret or passphrase (fixing
+    a mistyped one); the key at the exchange is the one in use, so the advice to
+    delete the old key there would stop every bot on it, and an incident's leaked
+    key would stay in service while reported as rotated.
+    """
+    current = vault.credential(name)
+    try:
+        return current.api_key == material.api_key
+    finally:
+        current.secret.wipe()
+        if current.passphrase is not None:
+            current.passphrase.wipe()

@@ -49,7 +49,9 @@ AddrOption = Annotated[
     typer.Option(
         "--addr",
         "--openbao-addr",
-        help="OpenBao's address (https, or http to loopback) [default: from <home>/openbao.json].",
+        help=(
+            "OpenBao's address (https, or http to loopback) \\[default: from <home>/openbao.json]."
+        ),
         metavar="URL",
     ),
 ]
@@ -65,7 +67,7 @@ TokenFileOption = Annotated[
 MountOption = Annotated[
     str | None,
     typer.Option(
-        "--mount", help="The transit engine's mount path [default: transit].", metavar="PATH"
+        "--mount", help="The transit engine's mount path \\[default: transit].", metavar="PATH"
     ),
 ]
 CaCertOption = Annotated[
@@ -200,7 +202,16 @@ def operator_token(file: Path | None, state: CliState) -> Secret:
     value = state.environ.get(TOKEN_VARIABLE, "")
     if value:
         return Secret(value.strip())
-    return Secret(prompt_hidden("OpenBao operator token", confirm=False))
+    return Secret(
+        prompt_hidden(
+            "OpenBao operator token",
+            confirm=False,
+            without_terminal=(
+                "nothing was entered; without a terminal, give the OpenBao operator token "
+                f"with --openbao-token-file or ${TOKEN_VARIABLE}"
+            ),
+        )
+    )
 
 
 def _read_token_file(path: Path) -> Secret:

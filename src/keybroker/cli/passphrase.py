@@ -70,7 +70,11 @@ def current_passphrase(file: Path | None, environ: Mapping[str, str]) -> Secret:
 
 
 def new_passphrase(
-    file: Path | None, environ: Mapping[str, str], *, use_environment: bool = True
+    file: Path | None,
+    environ: Mapping[str, str],
+    *,
+    use_environment: bool = True,
+    file_option: str = "--passphrase-file",
 ) -> Secret:
     """A passphrase to set (at init or passwd), at least MIN_LENGTH characters.
 
@@ -82,9 +86,17 @@ def new_passphrase(
     value = environ.get(PASSPHRASE_VARIABLE, "") if use_environment else ""
     if value:
         return _long_enough(Secret(value))
+    sources = f"{file_option} or {PASSPHRASE_VARIABLE}" if use_environment else file_option
     for _ in range(_PROMPT_ATTEMPTS):
         candidate = Secret(
-            prompt_hidden(f"New vault passphrase (at least {MIN_LENGTH} characters)", True)
+            prompt_hidden(
+                f"New vault passphrase (at least {MIN_LENGTH} characters)",
+                True,
+                without_terminal=(
+                    f"nothing was entered; without a terminal, give the new passphrase "
+                    f"with {sources}"
+                ),
+            )
         )
         if _length(candidate) >= MIN_LENGTH:
             return candidate
@@ -105,7 +117,15 @@ def _length(passphrase: Secret) -> int:
     return len(passphrase.reveal().decode("utf-8", "replace"))
 
 
-def prompt_hidden(text: str, confirm: bool) -> str:
+NO_TERMINAL = (
+    "nothing was entered; without a terminal, use --passphrase-file or "
+    "KEYBROKER_PASSPHRASE for the vault, --from-env or --stdin for keys"
+)
+
+
+def prompt_hidden(text: str, confirm: bool, *, without_terminal: str = NO_TERMINAL) -> str:
+    """Ask without echo; ``without_terminal`` is the error when nothing can be read,
+    naming the option that gives this value another way."""
     # getpass reads from /dev/tty when there is one, so a piped stdin (keys add
     # --stdin) still leaves the prompt on the terminal. Without any terminal it
     # falls back to stdin and warns that input "may be echoed"; nothing echoes
@@ -118,8 +138,5 @@ def prompt_hidden(text: str, confirm: bool) -> str:
             )
         except typer.Abort:
             # End of input (or Ctrl-C): in CI this is "no source was configured".
-            raise UsageError(
-                "nothing was entered; without a terminal, use --passphrase-file or "
-                "KEYBROKER_PASSPHRASE for the vault, --from-env or --stdin for keys"
-            ) from None
+            raise UsageError(without_terminal) from None
     return value

@@ -63,7 +63,7 @@ def serve(
         Path | None,
         typer.Option(
             "--uds",
-            help=f"Unix socket path (mode 0600) [default: <home>/{SOCKET_NAME}].",
+            help=f"Unix socket path (mode 0600) \\[default: <home>/{SOCKET_NAME}].",
             metavar="PATH",
         ),
     ] = None,
@@ -128,7 +128,7 @@ def serve(
             help=(
                 "Share rate limits, halts, revocations, nonces and order counts with other "
                 "gateways through this Redis: redis://[:PASSWORD@]HOST:PORT/DB, or rediss:// "
-                f"for TLS [default: ${REDIS_URL_VARIABLE}, else nothing is shared]."
+                f"for TLS \\[default: ${REDIS_URL_VARIABLE}, else nothing is shared]."
             ),
             metavar="URL",
         ),
@@ -180,6 +180,8 @@ def serve(
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("give --tls-cert and --tls-key together")
     tls = tls_cert is not None
+    if tls_cert is not None and tls_key is not None:
+        _check_tls(tls_cert, tls_key)
     remote = not is_loopback(host)
     if remote and not tls and not insecure_plaintext_remote:
         raise UsageError(
@@ -267,6 +269,31 @@ def _write_record(
             started_at=datetime.now(UTC).isoformat(),
         ),
     )
+
+
+def _check_tls(cert: Path, key: Path) -> None:
+    """Load the certificate and key once, before the vault is unlocked or a port bound.
+
+    uvicorn loads them only inside ``server.run()``, after the sockets are bound and
+    ``gateway.json`` says a TLS gateway started: a missing, unreadable or mismatched
+    file then surfaced as "unexpected FileNotFoundError" (or SSLError) instead of a
+    line naming the file, and ``keybroker doctor`` read the settings of a gateway
+    that never served.
+    """
+    import ssl
+
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if not path.expanduser().is_file():
+            raise UsageError(f"{option} {path}: no such file")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert.expanduser(), key.expanduser())
+    except OSError as error:  # ssl.SSLError is an OSError; so is a permission error
+        reason = getattr(error, "reason", None) or error.strerror or type(error).__name__
+        raise UsageError(
+            f"cannot use --tls-cert {cert} with --tls-key {key}: {reason} "
+            "(both PEM files, readable by you, the key matching the certificate)"
+        ) from None
 
 
 def _host_names(host: str, remote: bool) -> tuple[str, ...]:

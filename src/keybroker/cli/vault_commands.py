@@ -197,7 +197,12 @@ def passwd(
     with open_vault(state) as vault:
         unlock(vault, state, passphrase_file)
         # The environment holds the current passphrase, never the new one.
-        new = new_passphrase(new_passphrase_file, state.environ, use_environment=False)
+        new = new_passphrase(
+            new_passphrase_file,
+            state.environ,
+            use_environment=False,
+            file_option="--new-passphrase-file",
+        )
         try:
             vault.change_passphrase(new)
         finally:

@@ -115,9 +115,12 @@ def connect_ccxt(
         ws_options = dict(client.options.get("ws") or {})
         ws_options["headers"] = {**dict(ws_options.get("headers") or {}), **headers}
         client.options["ws"] = ws_options
+    chosen = dict(given.get("options") or {})
     for option, value in _OPTIONS.get(client.id, {}).items():
-        if option not in dict(given.get("options") or {}):
+        if option not in chosen:
             client.options[option] = value
+    if client.id == "binance" and "fetchMarkets" not in chosen:
+        _only_spoken_market_types(client)
     _raise_gateway_errors(client, importlib.import_module("ccxt"))
     return client
 
@@ -129,6 +132,28 @@ def connect_ccxt(
 _OPTIONS: Mapping[str, Mapping[str, object]] = {
     "binance": {"fetchCurrencies": False, "fetchMargins": False},
 }
+
+# The one ccxt ``binance`` market type whose REST and WebSocket both go through the
+# gateway under that class; futures bots use exchange="binanceusdm".
+_BINANCE_MARKET_TYPES = ("spot",)
+
+
+def _only_spoken_market_types(client: Any) -> None:
+    """Load only spot markets into ccxt's ``binance`` unless the bot chose its own.
+
+    ccxt's default also loads linear and inverse markets before the first call.
+    The inverse list comes from /dapi, which the gateway refuses (403
+    unknown_endpoint), so every call of an unchanged bot failed with
+    PermissionDenied. Linear markets share their ids with spot (BTCUSDT), and
+    ccxt.pro tells a spot stream from a futures one by the exchange's host name
+    ("/stream" in its URL), which the gateway's URL does not carry: with them
+    loaded, ``watch_ticker("BTC/USDT")`` filed every update under BTC/USDT:USDT
+    and never returned.
+    """
+    fetch = client.options.get("fetchMarkets")
+    if isinstance(fetch, dict) and isinstance(fetch.get("types"), list):
+        client.options["fetchMarkets"] = {**fetch, "types": list(_BINANCE_MARKET_TYPES)}
+
 
 # The gateway's own refusals (X-Keybroker-Error) as ccxt's error classes, so a bot's
 # existing `except ccxt.PermissionDenied` sees a policy denial for what it is.

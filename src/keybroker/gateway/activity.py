@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from keybroker.audit import read_rows
+from keybroker.audit import AuditLog, read_rows
 from keybroker.clock import Clock
 
 _MINUTE_MS = 60_000
@@ -66,18 +66,29 @@ class Activity:
         if day == self._clock.now_ms() // _DAY_MS:
             self._notional[credential] = (day, self.daily_notional(credential) + notional)
 
-    def rebuild(self, audit_path: Path) -> int:
-        """Count again what the audit log at ``audit_path`` says was sent today and in the
-        last minute; returns the number of order rows read. A missing log counts nothing."""
+    def rebuild(self, audit: Path | AuditLog) -> int:
+        """Count again what the audit log says was sent today and in the last minute;
+        returns the number of order rows read. A missing log counts nothing.
+
+        ``audit`` is the log's path, or the ``AuditLog`` this process has open: the
+        gateway passes its own, since reading by path opens and closes the file,
+        which drops every POSIX lock the open log holds on it, and the next
+        keybroker command to close the file elsewhere (``audit verify``, ``doctor``)
+        then deleted the WAL the gateway was still writing every row into.
+        """
         now = self._clock.now_ms()
         since = min(now - _MINUTE_MS, now // _DAY_MS * _DAY_MS)
-        if not audit_path.exists():
+        placed = {"kind": "intent", "request_kind": "order_place"}
+        if isinstance(audit, AuditLog):
+            rows = audit.read_rows(since_ms=since, match=placed)
+            denied = audit.read_rows(since_ms=since, match={"kind": "denied"})
+        elif not audit.exists():
             return 0
-        rows = read_rows(audit_path, since_ms=since, kind="intent", request_kind="order_place")
+        else:
+            rows = read_rows(audit, since_ms=since, match=placed)
+            denied = read_rows(audit, since_ms=since, kind="denied")
         refused = {  # intents a refusal closed (a shared store's admission said no): not sent
-            stored.row.intent_id
-            for stored in read_rows(audit_path, since_ms=since, kind="denied")
-            if stored.row.intent_id is not None
+            stored.row.intent_id for stored in denied if stored.row.intent_id is not None
         }
         for stored in rows:
             row = stored.row

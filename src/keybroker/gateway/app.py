@@ -114,7 +114,7 @@ def create_app(
             coordination=shared,
         )
         # Per-minute counts and the daily notional cap hold across restarts.
-        gateway.activity.rebuild(config.audit_path)
+        gateway.activity.rebuild(audit)  # the open log: see Activity.rebuild
         audit.on_append = functools.partial(
             gateway.metrics.observe, "keybroker_audit_write_seconds"
         )

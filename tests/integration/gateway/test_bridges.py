@@ -7,6 +7,7 @@ signatures as the exchange would. The bot side never holds the key.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,43 @@ def test_ccxt_through_the_gateway(
     intents = [row for row in world.gateway.audit() if row.row.kind == "intent"]
     assert {row.row.bot for row in intents} == {"bot1"}
     assert any(row.row.request_kind == "order_place" for row in intents)
+
+
+def test_ccxt_binance_unchanged_loads_its_markets_and_trades_through_the_gateway(
+    world: World,
+) -> None:
+    # The README's one changed line, with ccxt's own defaults: load_markets (the first
+    # thing create_order does) must not ask /dapi, which the gateway does not speak.
+    client = connect_ccxt("bn", gateway_url=world.gateway.url, token=world.gateway.token)
+    client.load_markets()
+    assert "BTC/USDT" in client.markets
+    placed = client.create_order("BTC/USDT", "limit", "buy", 0.001, 59000)
+    assert placed["id"]
+    assert not [row for row in world.gateway.audit() if row.row.kind == "denied"]
+    own = connect_ccxt(
+        "bn",
+        exchange="binance",
+        gateway_url=world.gateway.url,
+        token=world.gateway.token,
+        config={"options": {"fetchMarkets": {"types": ["inverse"]}}},
+    )
+    assert own.options["fetchMarkets"]["types"] == ["inverse"]  # the caller's choice stands
+
+
+def test_ccxt_pro_binance_unchanged_watches_a_spot_ticker(world: World) -> None:
+    # The README's `await exchange.watch_ticker("BTC/USDT")`, no config: it must return,
+    # not wait forever with every update filed under a futures symbol.
+    async def watch() -> dict[str, Any]:
+        exchange = connect_ccxt(
+            "bn", gateway_url=world.gateway.url, token=world.gateway.token, pro=True
+        )
+        try:
+            return await asyncio.wait_for(exchange.watch_ticker("BTC/USDT"), 15)
+        finally:
+            await exchange.close()
+
+    ticker = asyncio.run(watch())
+    assert ticker["symbol"] == "BTC/USDT" and ticker["last"] > 0
 
 
 def test_a_ccxt_withdrawal_is_denied_and_never_reaches_the_exchange(world: World) -> None:

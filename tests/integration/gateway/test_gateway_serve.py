@@ -25,7 +25,7 @@ from gateway_testkit import (
     serve_process,
 )
 
-from keybroker.audit import verify_chain
+from keybroker.audit import read_rows, verify_chain
 from keybroker.vault import Vault
 
 
@@ -102,6 +102,45 @@ def test_serve_listens_on_tcp_and_a_0600_socket_and_reports_hardening(
     assert verify_chain(home / "audit.db").ok
     assert_no_secret(err)
     assert token not in err
+
+
+def test_an_audit_command_elsewhere_never_takes_the_gateways_rows_away(
+    tmp_path: Path, emulator: StartEmulator, served: list[Served]
+) -> None:
+    # The gateway's start once read the log by path (open, close: every POSIX lock of
+    # the process on the file gone); the next `keybroker audit verify` then deleted
+    # the WAL the gateway kept writing into, and no later row was ever seen again.
+    exchange = emulator("binance")
+    home, token = _home(tmp_path, exchange.url)
+    gateway = Served(serve_process(home, "--port", "0"))
+    served.append(gateway)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("KEYBROKER_")}
+    verify = subprocess.run(
+        [sys.executable, "-m", "keybroker", "--home", str(home), "audit", "verify"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stderr
+    headers = {"X-Keybroker-Token": token}
+    for _ in range(3):
+        assert httpx.get(f"{gateway.url}/bn/api/v3/account", headers=headers).status_code == 200
+        denied = httpx.post(
+            f"{gateway.url}/bn/sapi/v1/capital/withdraw/apply",
+            data={"coin": "BTC"},
+            headers=headers,
+        )
+        assert denied.status_code == 403
+    deadline = time.monotonic() + 10
+    while len(read_rows(home / "audit.db", kind="result")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(read_rows(home / "audit.db", kind="result")) == 3  # one per account read
+    assert len(read_rows(home / "audit.db", kind="denied")) == 3
+    descriptors = Path(f"/proc/{gateway.process.pid}/fd")
+    held = [os.readlink(descriptors / fd) for fd in os.listdir(descriptors)]
+    assert not [name for name in held if "audit.db" in name and "(deleted)" in name]
 
 
 def test_a_halt_holds_across_a_restart(
@@ -262,6 +301,30 @@ def test_a_remote_bind_with_tls_serves_https_and_keeps_the_socket_plain(
         assert client.get("/bn/api/v3/account", headers=headers).status_code == 200
     err = gateway.stop()
     assert "insecure" not in err
+
+
+def test_a_missing_or_mismatched_tls_file_is_one_line_before_anything_listens(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    exchange = emulator("binance")
+    home, _ = _home(tmp_path, exchange.url)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    cert, _ = _self_signed(tmp_path / "one")
+    _, other_key = _self_signed(tmp_path / "two")
+    for cert_file, key_file, says in (
+        (tmp_path / "missing.pem", other_key, "--tls-cert"),
+        (cert, other_key, "KEY_VALUES_MISMATCH"),
+    ):
+        process = serve_process(
+            home, "--port", "0", "--tls-cert", str(cert_file), "--tls-key", str(key_file)
+        )
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == 1, err
+        assert says in err and "unexpected" not in err
+        assert out == ""
+        assert not (home / "gateway.json").exists()  # doctor never sees a gateway that never ran
+        assert not (home / "gateway.sock").exists()
 
 
 def test_public_cache_ms_lets_pollers_share_one_upstream_request(
