@@ -382,6 +382,28 @@ def test_remove_with_yes(vault: Kb) -> None:
     assert json.loads(vault("keys", "list", "--json").stdout) == []
 
 
+def test_remove_and_add_again_name_the_bots_whose_tokens_outlive_the_credential(
+    vault: Kb,
+) -> None:
+    # Tokens name credentials: a key added again under a removed name is at once usable by
+    # every bot still holding a token for that name (removing needs no passphrase, so it
+    # cannot revoke them itself). Both commands say who; a revoked token is not named.
+    vault("keys", "add", "b1", "-e", "binance", "--from-env", env=BINANCE_ENV)
+    vault("keys", "add", "b2", "-e", "binance", "--from-env", env=BINANCE_ENV)
+    vault("tokens", "create", "grid", "-c", "b1")
+    vault("tokens", "create", "gone", "-c", "b1")
+    vault("tokens", "create", "elsewhere", "-c", "b2")
+    vault("tokens", "revoke", "gone")
+    removed = vault("keys", "remove", "b1", "--yes", env={"KEYBROKER_PASSPHRASE": None})
+    assert "bot grid holds a token for b1" in removed.stderr
+    assert "keybroker tokens revoke grid" in removed.stderr
+    assert "gone" not in removed.stderr and "elsewhere" not in removed.stderr
+    added = vault("keys", "add", "b1", "-e", "binance", "--from-env", env=BINANCE_ENV)
+    assert "bot grid holds a token for b1: they can use this key now" in added.text
+    alone = vault("keys", "add", "b3", "-e", "binance", "--from-env", env=BINANCE_ENV)
+    assert "token" not in alone.text
+
+
 def test_remove_without_a_terminal_and_without_yes_is_refused(vault: Kb) -> None:
     vault("keys", "add", "b1", "-e", "binance", "--from-env", env=BINANCE_ENV)
     run = vault.subprocess("keys", "remove", "b1", expect=1)

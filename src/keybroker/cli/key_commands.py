@@ -284,6 +284,7 @@ def add(
             record = keep(material)
         if paper:
             vault.set_policy(name, Policy(mode="paper").to_json())
+        bots = _bots_granted(vault, name)
     material.secret.wipe()
     say(
         f"Stored {record.name}: {record.exchange} {record.environment}, "
@@ -300,6 +301,10 @@ def add(
         )
     elif record.environment == "production":
         warn(f"{record.name} is a production key: it can move real money")
+    if bots:
+        # Tokens outlive a removed credential of the same name: a bot granted the old one
+        # trades with this key from its next request.
+        note(f"{_holders(bots)} for {name}: they can use this key now (keybroker tokens list).")
     if from_env:
         names = EnvNames.of(profile)
         note(
@@ -562,7 +567,9 @@ def remove(
     """Delete a credential from the vault (asks first unless --yes).
 
     Needs no passphrase: whoever can write the vault file can delete rows
-    anyway; the question guards against accidents. Example: keybroker keys remove old-bot --yes
+    anyway; the question guards against accidents. Bot tokens granted NAME stay valid (revoking
+    needs the passphrase): a key added again as NAME is theirs, so revoke them if it is not
+    meant for them. Example: keybroker keys remove old-bot --yes
     """
     state = CliState.of(ctx)
     with open_vault(state) as vault:
@@ -578,7 +585,32 @@ def remove(
             ):
                 raise UsageError(f"{name} was not removed")
         vault.remove(name)
+        bots = _bots_granted(vault, name)
     say(f"Removed {name}. Delete key {record.key_id} at {record.exchange} too.")
+    if bots:
+        # Tokens name credentials, and removing needs no passphrase, so they cannot be
+        # revoked here: say who could use a credential added again under this name.
+        warn(
+            f"{_holders(bots)} for {name}: a credential added again as {name} "
+            "is theirs to use at once. "
+            f"If that is not wanted: keybroker tokens revoke {bots[0] if len(bots) == 1 else 'BOT'}"
+        )
+
+
+def _bots_granted(vault: Vault, name: str) -> list[str]:
+    """Bots whose active tokens were granted ``name`` (read without the passphrase)."""
+    now = datetime.now(UTC)
+    return sorted(
+        {t.bot for t in vault.list_tokens() if t.state(now) == "active" and t.allows(name)}
+    )
+
+
+def _holders(bots: list[str]) -> str:
+    """Who holds tokens, for a warning: five bots named at most."""
+    if len(bots) == 1:
+        return f"bot {bots[0]} holds a token"
+    more = " and others" if len(bots) > 5 else ""
+    return f"bots {', '.join(bots[:5])}{more} hold tokens"
 
 
 @app.command("copy")
