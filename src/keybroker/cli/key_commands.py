@@ -567,9 +567,11 @@ def remove(
     """Delete a credential from the vault (asks first unless --yes).
 
     Needs no passphrase: whoever can write the vault file can delete rows
-    anyway; the question guards against accidents. Bot tokens granted NAME stay valid (revoking
-    needs the passphrase): a key added again as NAME is theirs, so revoke them if it is not
-    meant for them. Example: keybroker keys remove old-bot --yes
+    anyway; the question guards against accidents. Example: keybroker keys remove old-bot --yes
+
+    Bot tokens granted NAME stay valid (revoking them needs the passphrase):
+    a key added again as NAME is theirs to use, so revoke them unless it is
+    meant for them.
     """
     state = CliState.of(ctx)
     with open_vault(state) as vault:
