@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cli_harness import Kb
+from cli_harness import Kb, StartTerminal
 
 from keybroker.emulator import ApiKey, create_app, serve_in_thread
 from keybroker.secret import Secret
@@ -279,3 +279,25 @@ def test_serve_records_its_settings_for_the_doctor(vault: Kb, clean_repo: Path) 
     assert results["gateway.listen"][0]["status"] == "pass"
     assert results["audit.alerts"][0]["status"] == "pass"
     assert results["audit.chain"][0]["status"] == "pass"  # serve wrote start and stop events
+
+
+def test_a_terminal_sees_the_scan_progress_and_why_a_plain_directory_is_scanned_whole(
+    kb: Kb, tmp_path: Path, terminal: StartTerminal
+) -> None:
+    # Run from a big directory that is not a repository, doctor scanned for minutes with
+    # nothing on the screen: it now says what it scans and shows a bar while it does.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for number in range(30):
+        (plain / f"notes{number}.txt").write_text("nothing secret here\n")
+    session = terminal("doctor", "--repo", str(plain))
+    session.expect(f"{plain} is not a git work tree: scanning every file under it")
+    session.expect("scanning the files")
+    session.expect("/30")
+    session.expect("passed")
+
+
+def test_a_repository_gets_no_plain_directory_note(kb: Kb, clean_repo: Path) -> None:
+    run = kb.subprocess("doctor", "--repo", str(clean_repo), "--json", expect=None)
+    assert "not a git work tree" not in run.stderr
+    assert "scanning the" not in run.stderr  # no terminal: no bar

@@ -14,8 +14,9 @@ terminal to ask on; otherwise those checks say they could not look.
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,7 +24,7 @@ import typer
 
 from keybroker.cli import incident
 from keybroker.cli.context import CliState, unlock
-from keybroker.cli.output import print_json, print_table, say
+from keybroker.cli.output import note, print_json, print_table, say
 from keybroker.cli.passphrase import FILE_HELP
 from keybroker.errors import KeybrokerError, VaultNotFound
 from keybroker.settings import PASSPHRASE_VARIABLE
@@ -138,19 +139,28 @@ def doctor(
     assert state.settings is not None
     if not repo.is_dir():
         raise typer.BadParameter(f"{repo} is not a directory", param_hint="--repo")
+    from keybroker.doctor.scan import is_git_repository
+
+    if not is_git_repository(repo):
+        note(
+            f"keybroker doctor: {repo.resolve()} is not a git work tree: scanning every file "
+            "under it (--repo PATH names a bot's repository)"
+        )
     vault, problem = open_for_checks(state, passphrase_file, online=online, credential=None)
-    inputs = Inputs(
-        settings=state.settings,
-        environ=state.environ,
-        repo=repo.resolve(),
-        history=history,
-        online=online,
-        passphrase_file=passphrase_file,
-        vault=vault,
-        vault_problem=problem,
-    )
     try:
-        results = run(inputs)
+        with _scan_progress() as progress:
+            inputs = Inputs(
+                settings=state.settings,
+                environ=state.environ,
+                repo=repo.resolve(),
+                history=history,
+                online=online,
+                passphrase_file=passphrase_file,
+                vault=vault,
+                vault_problem=problem,
+                progress=progress,
+            )
+            results = run(inputs)
     finally:
         if vault is not None:
             vault.close()
@@ -161,3 +171,35 @@ def doctor(
     code = exit_code(results, strict=strict)
     if code:
         raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _scan_progress() -> Iterator[Callable[[str, int, int], None] | None]:
+    """A bar on stderr while the scans run, when stderr is a terminal (None otherwise).
+
+    A repository with many files, or a long history, takes minutes to scan;
+    without it the command looks hung. It is transient: the report replaces it.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("scanning the {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def show(what: str, done: int, total: int) -> None:
+        if what not in tasks:
+            tasks[what] = bar.add_task(what, total=total)
+        bar.update(tasks[what], completed=done, total=total)
+
+    with bar:
+        yield show

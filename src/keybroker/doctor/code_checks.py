@@ -18,6 +18,7 @@ from keybroker.doctor.result import Result
 from keybroker.doctor.scan import (
     SKIPPED_DIRECTORIES,
     Finding,
+    Progress,
     git_files,
     is_git_repository,
     scan_history,
@@ -43,9 +44,17 @@ def _secrets_result(name: str, findings: list[Finding], where: str, fix: str) ->
     )
 
 
+def _told(inputs: Inputs, what: str) -> Progress | None:
+    """The scan's progress, passed on to the caller's display with what is being scanned."""
+    show = inputs.progress
+    if show is None:
+        return None
+    return lambda done, total: show(what, done, total)
+
+
 def check_secrets_in_files(inputs: Inputs) -> list[Result]:
     """Exchange key shapes, key-named assignments and detect-secrets findings in the files."""
-    findings = scan_tree(inputs.repo)
+    findings = scan_tree(inputs.repo, progress=_told(inputs, "files"))
     return [
         _secrets_result(
             "secrets.files",
@@ -62,7 +71,7 @@ def check_secrets_in_history(inputs: Inputs) -> list[Result]:
     if not inputs.history:
         return []
     try:
-        findings = scan_history(inputs.repo)
+        findings = scan_history(inputs.repo, progress=_told(inputs, "git history"))
     except InvalidInput as error:
         return [Result("secrets", "secrets.history", "warn", str(error))]
     return [

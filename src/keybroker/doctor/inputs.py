@@ -78,6 +78,8 @@ class Inputs:
     vault_problem: str | None = None
     """Why the vault could not be opened or unlocked, when that is so."""
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    progress: Callable[[str, int, int], None] | None = None
+    """Told (what is scanned, done, in all) during the long scans, for a progress display."""
     system: SystemFacts = field(default_factory=SystemFacts.current)
     http: httpx.Client | None = None
     canary_subjects: Subjects | None = None

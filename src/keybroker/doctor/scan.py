@@ -29,7 +29,7 @@ import re
 import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,8 @@ from keybroker.exchanges import PROFILES, KeyPattern
 from keybroker.model import mask
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
+Progress = Callable[[int, int], None]
+"""Told (files scanned, files in all) as a scan goes: a big tree takes minutes."""
 """Bigger files (data, bundles, lockfiles of giant projects) are skipped."""
 ALLOWLIST_MARK = "pragma: allowlist secret"
 SKIPPED_DIRECTORIES = frozenset(
@@ -233,16 +235,23 @@ def files_to_scan(root: Path) -> list[str]:
     return list(walk_files(root))
 
 
-def scan_tree(root: Path, patterns: Sequence[KeyPattern] | None = None) -> list[Finding]:
+def scan_tree(
+    root: Path, patterns: Sequence[KeyPattern] | None = None, *, progress: Progress | None = None
+) -> list[Finding]:
     """Findings in the files of ``root`` as they are now."""
     patterns = exchange_patterns() if patterns is None else patterns
     findings: list[Finding] = []
+    names = files_to_scan(root)
     with (
         tempfile.TemporaryDirectory(prefix="keybroker-doctor-") as scratch,
         _detect_secrets_settings(),
     ):
-        for name in files_to_scan(root):
+        for done, name in enumerate(names):
+            if progress is not None:
+                progress(done, len(names))
             findings.extend(scan_file(root / name, name, patterns, Path(scratch)))
+    if progress is not None:
+        progress(len(names), len(names))
     return findings
 
 
@@ -285,7 +294,9 @@ def _read_blobs(root: Path, shas: Iterable[str]) -> Iterator[tuple[str, bytes]]:
         position += size + 1
 
 
-def scan_history(root: Path, patterns: Sequence[KeyPattern] | None = None) -> list[Finding]:
+def scan_history(
+    root: Path, patterns: Sequence[KeyPattern] | None = None, *, progress: Progress | None = None
+) -> list[Finding]:
     """Findings in every version of every file in git history, each at the commit adding it.
 
     A secret removed from the files is still in history, and anyone with a
@@ -305,7 +316,9 @@ def scan_history(root: Path, patterns: Sequence[KeyPattern] | None = None) -> li
         tempfile.TemporaryDirectory(prefix="keybroker-doctor-") as scratch,
         _detect_secrets_settings(),
     ):
-        for blob, content in _read_blobs(root, first_seen):
+        for done, (blob, content) in enumerate(_read_blobs(root, first_seen)):
+            if progress is not None:
+                progress(done, len(first_seen))
             if len(content) > MAX_FILE_BYTES:
                 continue
             commit, path = first_seen[blob]
@@ -323,6 +336,8 @@ def scan_history(root: Path, patterns: Sequence[KeyPattern] | None = None) -> li
                 if key not in reported:  # the same line in later versions: reported once
                     reported.add(key)
                     findings.append(finding)
+    if progress is not None:
+        progress(len(first_seen), len(first_seen))
     order = {commit: index for index, (commit, _, _) in reversed(list(enumerate(history)))}
     findings.sort(key=lambda f: (order.get(f.commit or "", 0), f.path, f.line))
     return findings

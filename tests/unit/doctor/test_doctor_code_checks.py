@@ -154,3 +154,22 @@ def test_no_env_file_passes(tmp_path: Path) -> None:
     assert [(r.name, r.status) for r in check_env_files(make_inputs(tmp_path / "h", repo))] == [
         ("env.files", "pass")
     ]
+
+
+def test_the_scans_tell_their_progress_file_by_file_and_find_the_same(tmp_path: Path) -> None:
+    # A big repository takes minutes: the CLI's bar is fed by these calls, which must
+    # count every file (and every blob of the history) and end at the total.
+    repo = leaky_repo(tmp_path / "repo")
+    told: list[tuple[str, int, int]] = []
+    inputs = make_inputs(
+        tmp_path / "home", repo, history=True, progress=lambda *step: told.append(step)
+    )
+    quiet = make_inputs(tmp_path / "home", repo, history=True)
+    assert check_secrets_in_files(inputs) == check_secrets_in_files(quiet)
+    assert check_secrets_in_history(inputs) == check_secrets_in_history(quiet)
+    for what in ("files", "git history"):
+        steps = [(done, total) for name, done, total in told if name == what]
+        total = steps[-1][1]
+        assert total >= 2  # bot.py and config.py, and their versions
+        assert [done for done, _ in steps] == list(range(total + 1))
+        assert {t for _, t in steps} == {total}
