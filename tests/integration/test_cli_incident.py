@@ -73,6 +73,25 @@ def test_incident_yes_json_halts_revokes_and_audits(vault: Kb) -> None:
         assert secret not in run.text
 
 
+def test_orders_that_went_out_stay_in_view_behind_a_flood_of_denials(vault: Kb) -> None:
+    # A bot hammering a key fills the log with denials and other credentials keep
+    # writing: the orders this key did send must still be the ones shown.
+    _setup(vault)
+    with AuditLog.open(vault.home / "audit.db") as log:
+        for _ in range(30):
+            log.append_sync(
+                AuditRow("denied", bot="grid", credential="binance-main", method="POST",
+                         path="/api/v3/order", request_kind="order_place", decision="deny",
+                         rule="max_notional")
+            )  # fmt: skip
+        for _ in range(5_100):  # more than the rows read for errors
+            log.append_sync(AuditRow("intent", bot="other", credential="okx-side", method="GET"))
+    report = json.loads(vault("incident", "binance-main", "--json").stdout)
+    assert [(o["kind"], o["order"]["symbol"]) for o in report["orders"]] == [("intent", "BTCUSDT")]
+    assert len(report["errors"]) == 10
+    assert {e["rule"] for e in report["errors"]} == {"max_notional"}
+
+
 def test_incident_json_alone_halts_but_asks_nothing(vault: Kb) -> None:
     _setup(vault)
     report = json.loads(vault("incident", "binance-main", "--json").stdout)

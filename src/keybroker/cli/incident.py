@@ -84,16 +84,28 @@ class _Audit:
 
 
 def _recent(path: Path, name: str) -> tuple[list[StoredRow], list[StoredRow]]:
-    """This credential's latest order rows and error rows (each at most SHOWN)."""
+    """This credential's latest orders sent (intent rows) and errors (each at most SHOWN).
+
+    Orders are read apart from errors: a bot hammering a halted key fills the
+    log with denials, which must not push out of sight the orders that did go
+    to the exchange; and only this credential's rows are read, however many
+    other credentials wrote since.
+    """
     if not path.is_file():
         return [], []
+    mine = {"credential": name}
     try:
-        rows = [r for r in read_rows(path, last=RECENT_ROWS) if r.row.credential == name]
+        orders = [
+            r
+            for kind in ORDER_KINDS
+            for r in read_rows(
+                path, last=SHOWN, match={**mine, "kind": "intent", "request_kind": kind}
+            )
+        ]
+        rows = read_rows(path, last=RECENT_ROWS, match=mine)
     except AuditError:
         return [], []
-    orders = [
-        r for r in rows if r.row.request_kind in ORDER_KINDS and r.row.kind in ("intent", "denied")
-    ]
+    orders.sort(key=lambda r: r.id)
     errors = [
         r
         for r in rows
