@@ -61,6 +61,7 @@ from keybroker.gateway.pipeline import (
     Incoming,
     Job,
     deny,
+    halted_while_waiting,
     handle,
     judge,
     row,
@@ -71,6 +72,7 @@ from keybroker.gateway.state import Gateway
 from keybroker.gateway.ws_protocol import WRITE_TEXT, frame_header
 from keybroker.model import Credential
 from keybroker.paper.keyless import is_keyless
+from keybroker.policy.rules import HALTED_DETAIL
 from keybroker.vault import BotToken
 
 log = logging.getLogger("keybroker.gateway")
@@ -949,11 +951,17 @@ class ApiSession:
             return None
         job = judged
         request = job.request
+        waited_from = time.perf_counter()
         try:
             await take_budget(gateway, job, request)
         except RateLimited as limited:
             await deny(gateway, job, "rate_limited", str(limited), error=limited)
             self.me.write(self._error(text, call.request_id, 429, "rate_limited", str(limited)))
+            return None
+        if halted_while_waiting(gateway, job, waited_from):  # a halt while it queued
+            denied = await deny(gateway, job, "kill_switch", HALTED_DETAIL)
+            status, code, message = _refusal_of(denied)
+            self.me.write(self._error(text, call.request_id, status, code, message))
             return None
         intent = row(job, "intent", decision="allow", detail="websocket")
         call_out = judged_call(call, request)
