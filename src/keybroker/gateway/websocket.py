@@ -43,6 +43,7 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, unquote
 
 import httpx
+from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
@@ -53,10 +54,10 @@ from websockets.speedups import apply_mask
 
 from keybroker.audit import AuditRow
 from keybroker.crypto.keys import RemoteKey
-from keybroker.errors import InvalidInput, KeybrokerError, KeyStoreError, RateLimited
+from keybroker.errors import BadToken, InvalidInput, KeybrokerError, KeyStoreError, RateLimited
 from keybroker.exchanges import get_profile
 from keybroker.exchanges.base import ExchangeProfile, RestTwin, WebSocketSupport, WsCall
-from keybroker.gateway.auth import BOT_SCOPE_KEY
+from keybroker.gateway.auth import BOT_SCOPE_KEY, token_of
 from keybroker.gateway.pipeline import (
     Incoming,
     Job,
@@ -164,6 +165,53 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
     text = reason.encode("utf-8")[:120].decode("utf-8", "ignore")
     with contextlib.suppress(Exception):
         await websocket.close(code=code, reason=text)
+
+
+def token_ended(gateway: Gateway, token: str) -> str | None:
+    """Why the bot's token no longer holds (revoked, expired), or None while it does.
+
+    The upgrade checked the token once; a connection lives for hours. This asks
+    the gateway's token cache again (a dict lookup while nothing changed; a
+    revocation by ``keybroker tokens revoke`` empties it within ``poll_interval_s``,
+    as for REST). A vault that cannot answer now is asked again next time.
+    """
+    try:
+        gateway.access.check_token(token)
+    except BadToken as error:
+        return str(error)
+    except KeybrokerError:
+        return None
+    return None
+
+
+def watch_token(websocket: WebSocket, me: Subscriber) -> asyncio.Task[None]:
+    """A task that closes the bot's connection ``me`` (1008) once its token is revoked or
+    expires: a bot cut off over REST must not keep its streams, nor an API session it
+    opened before. The caller cancels it when the connection ends."""
+    gateway: Gateway = websocket.scope["state"]["gateway"]
+    bot: BotToken = websocket.scope[BOT_SCOPE_KEY]
+    raw_path: bytes = websocket.scope.get("raw_path") or websocket.url.path.encode()
+    credential = unquote(raw_path.lstrip(b"/").partition(b"/")[0].decode("ascii", "replace"))
+    token = token_of(Headers(scope=websocket.scope))
+    return asyncio.create_task(_watch_token(gateway, token, bot, credential, me))
+
+
+async def _watch_token(
+    gateway: Gateway, token: str, bot: BotToken, credential: str, me: Subscriber
+) -> None:
+    while me.reason is None:
+        await asyncio.sleep(gateway.config.poll_interval_s)
+        ended = token_ended(gateway, token)
+        if ended is not None and me.reason is None:
+            await gateway.audit.append(
+                AuditRow(
+                    "event",
+                    bot=bot.bot,
+                    credential=credential,
+                    detail=f"websocket closed: {ended}",
+                )
+            )
+            me.end(1008, f"keybroker: {ended}")
 
 
 async def _connect(url: str, listener: Callable[[str], None] | None = None) -> ClientConnection:
@@ -474,6 +522,7 @@ class StreamHub:
         me = Subscriber.of(websocket, _combined if combined else _raw)
         joined: list[Channel] = []
         writer = asyncio.create_task(_drain(me))
+        watcher = watch_token(websocket, me)
         try:
             for name in names:
                 joined.append(await self.join(me, support, base, name))
@@ -504,6 +553,7 @@ class StreamHub:
         except (WebSocketDisconnect, RuntimeError):
             me.end(1000, "bye")
         finally:
+            watcher.cancel()
             for channel in joined:
                 await self.leave(me, channel)
             me.end(1000, "bye")
@@ -644,6 +694,7 @@ class UserStream:
             return
         writer = asyncio.create_task(_drain(me))
         keeper = asyncio.create_task(self._keep_alive())
+        watcher = watch_token(self.websocket, me)
         closed = asyncio.ensure_future(upstream.wait_closed())
         gone = asyncio.ensure_future(_until_gone(self.websocket))
         try:
@@ -652,7 +703,7 @@ class UserStream:
                 me.end(1012, "keybroker: the exchange closed the stream")
         finally:
             me.end(1000, "bye")
-            for task in (keeper, gone, closed):
+            for task in (keeper, watcher, gone, closed):
                 task.cancel()
             await upstream.close()
             with contextlib.suppress(Exception):
@@ -748,6 +799,7 @@ class ApiSession:
         self._login: asyncio.Queue[str] | None = None
         self._answers: list[tuple[str, int]] = []  # relayed (with when), not matched yet
         self._matching: asyncio.TimerHandle | None = None
+        self._token = token_of(Headers(scope=websocket.scope))  # checked again per frame
 
     async def run(self, target: str) -> None:
         try:
@@ -765,6 +817,7 @@ class ApiSession:
                     await writer
                 return
         beat = asyncio.create_task(_heartbeat(upstream, self.support))
+        watcher = watch_token(self.websocket, self.me)
         closed = asyncio.ensure_future(upstream.wait_closed())
         try:
             async with contextlib.aclosing(_frames_until(self.websocket, closed)) as frames:
@@ -783,6 +836,7 @@ class ApiSession:
         finally:
             closed.cancel()
             beat.cancel()
+            watcher.cancel()
             await upstream.close()
             lost = await self._lost()
             if lost:
@@ -893,6 +947,12 @@ class ApiSession:
         gateway, name = self.gateway, self.credential.name
         if self._answers:  # the ids answered so far are free again, as the bot saw
             self._match_answers()
+        ended = token_ended(gateway, self._token)
+        if ended is not None:  # revoked or expired since the upgrade: nothing more is sent
+            request_id = self.support.request_id(text)
+            await self._refuse(text, request_id, 401, "bad_token", ended, method="WEBSOCKET")
+            self.me.end(1008, f"keybroker: {ended}")
+            return None
         try:
             call = self.support.read_call(text)
         except InvalidInput as error:
