@@ -991,6 +991,15 @@ class ApiSession:
                 text, call.request_id, 503, "vault_unavailable", str(error), method=call.method
             )
             return None
+        if not same_key(credential, self.credential):
+            # Rotated (or re-pointed) since the upgrade: this session signs, and on OKX and
+            # Bybit is logged in, with the old key. The bot reconnects to use the new one.
+            detail = f"the key of {name} was changed since this connection opened; reconnect"
+            await self._refuse(
+                text, call.request_id, 503, "credential_changed", detail, method=call.method
+            )
+            self.me.end(1012, f"keybroker: {detail}")
+            return None
         if policy.is_paper or is_keyless(credential):
             # The paper venue answers over REST; over a WebSocket a paper order would
             # reach the exchange, so a paper credential's frames are refused here.
@@ -1130,6 +1139,24 @@ class ApiSession:
             )
         )
         self.me.write(self._error(text, request_id, status, code, detail))
+
+
+def same_key(now: Credential, then: Credential) -> bool:
+    """Whether ``now`` (the vault's credential for this frame) signs as ``then`` (the one
+    a WebSocket API session opened with): the same api key, key type, environment, base
+    URL (``Credential``'s equality), and the same secret and passphrase, or remote key."""
+    if now is then:
+        return True
+    if now != then:
+        return False
+    new, old = now.secret, then.secret
+    if isinstance(new, RemoteKey) or isinstance(old, RemoteKey):
+        return (
+            isinstance(new, RemoteKey)
+            and isinstance(old, RemoteKey)
+            and (new.store, new.key_name) == (old.store, old.key_name)
+        )
+    return new == old and now.passphrase == then.passphrase
 
 
 def judged_call(call: WsCall, judged: httpx.Request) -> WsCall:
