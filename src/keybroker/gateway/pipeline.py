@@ -49,6 +49,7 @@ from keybroker.gateway.state import Gateway
 from keybroker.gateway.upstream import Build, Failure, Received, forwardable_request_headers
 from keybroker.model import Credential
 from keybroker.policy import Policy, PolicyContext, evaluate, order_notional
+from keybroker.policy.rules import HALTED_DETAIL
 from keybroker.ratelimit import Charge, Prepaid, charges_for, host_prefix, request_prefix
 from keybroker.vault import BotToken
 
@@ -57,6 +58,8 @@ log = logging.getLogger("keybroker.gateway")
 READ_KINDS = frozenset({"public", "account_read", "order_read"})
 ORDER_KINDS = frozenset({"order_place", "order_cancel"})
 RECOVERED_HEADER = "x-keybroker-order-lookup"
+WAITED_S = 0.001
+"""A budget wait at least this long reads the halts again (``halted_while_waiting``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +272,7 @@ async def decide(
 
 async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
     """Steps 5-9: budget, durable intent row, signature, the exchange, result row."""
+    waited_from = time.perf_counter()
     try:
         await take_budget(gateway, job, job.request)  # 5. rate limit (or 429 here)
     except RateLimited as limited:
@@ -276,6 +280,9 @@ async def send(gateway: Gateway, job: Job) -> Received | Failure | Response:
         return await deny(
             gateway, job, "rate_limited", str(limited), error=limited, intent_id=job.intent_id
         )
+    if halted_while_waiting(gateway, job, waited_from):
+        paper_route.not_on_the_way(gateway, job)
+        return await deny(gateway, job, "kill_switch", HALTED_DETAIL, intent_id=job.intent_id)
     build: Build = job.ahead or functools.partial(sign, gateway, job, job.request)
     if job.intent_id is not None:
         intent_id = job.intent_id  # 6. made durable during the shared store's admission
@@ -746,6 +753,20 @@ async def take_budget(
         fairness_key=fairness_key or job.incoming.bot.bot,
         deadline_s=gateway.config.rate_limit_deadline_s,
     )
+
+
+def halted_while_waiting(gateway: Gateway, job: Job, waited_from: float) -> bool:
+    """Whether an order that queued for its budget since ``waited_from`` (``perf_counter``)
+    was halted meanwhile: it must not leave then.
+
+    Its halts were read when it was judged, but a queue can hold it for up to
+    ``rate_limit_deadline_s`` (10 s): a runaway bot's queued orders would
+    otherwise keep leaving after ``keybroker halt`` had said the halt was in
+    force. An order granted at once pays for no second read.
+    """
+    if job.classified.kind != "order_place" or time.perf_counter() - waited_from < WAITED_S:
+        return False
+    return gateway.access.is_halted(job.credential.name, fresh=True)
 
 
 def budget_now(gateway: Gateway, job: Job) -> list[Charge]:

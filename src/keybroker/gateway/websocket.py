@@ -43,6 +43,7 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, unquote
 
 import httpx
+from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
@@ -53,14 +54,15 @@ from websockets.speedups import apply_mask
 
 from keybroker.audit import AuditRow
 from keybroker.crypto.keys import RemoteKey
-from keybroker.errors import InvalidInput, KeybrokerError, KeyStoreError, RateLimited
+from keybroker.errors import BadToken, InvalidInput, KeybrokerError, KeyStoreError, RateLimited
 from keybroker.exchanges import get_profile
 from keybroker.exchanges.base import ExchangeProfile, RestTwin, WebSocketSupport, WsCall
-from keybroker.gateway.auth import BOT_SCOPE_KEY
+from keybroker.gateway.auth import BOT_SCOPE_KEY, token_of
 from keybroker.gateway.pipeline import (
     Incoming,
     Job,
     deny,
+    halted_while_waiting,
     handle,
     judge,
     row,
@@ -71,6 +73,7 @@ from keybroker.gateway.state import Gateway
 from keybroker.gateway.ws_protocol import WRITE_TEXT, frame_header
 from keybroker.model import Credential
 from keybroker.paper.keyless import is_keyless
+from keybroker.policy.rules import HALTED_DETAIL
 from keybroker.vault import BotToken
 
 log = logging.getLogger("keybroker.gateway")
@@ -162,6 +165,53 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
     text = reason.encode("utf-8")[:120].decode("utf-8", "ignore")
     with contextlib.suppress(Exception):
         await websocket.close(code=code, reason=text)
+
+
+def token_ended(gateway: Gateway, token: str) -> str | None:
+    """Why the bot's token no longer holds (revoked, expired), or None while it does.
+
+    The upgrade checked the token once; a connection lives for hours. This asks
+    the gateway's token cache again (a dict lookup while nothing changed; a
+    revocation by ``keybroker tokens revoke`` empties it within ``poll_interval_s``,
+    as for REST). A vault that cannot answer now is asked again next time.
+    """
+    try:
+        gateway.access.check_token(token)
+    except BadToken as error:
+        return str(error)
+    except KeybrokerError:
+        return None
+    return None
+
+
+def watch_token(websocket: WebSocket, me: Subscriber) -> asyncio.Task[None]:
+    """A task that closes the bot's connection ``me`` (1008) once its token is revoked or
+    expires: a bot cut off over REST must not keep its streams, nor an API session it
+    opened before. The caller cancels it when the connection ends."""
+    gateway: Gateway = websocket.scope["state"]["gateway"]
+    bot: BotToken = websocket.scope[BOT_SCOPE_KEY]
+    raw_path: bytes = websocket.scope.get("raw_path") or websocket.url.path.encode()
+    credential = unquote(raw_path.lstrip(b"/").partition(b"/")[0].decode("ascii", "replace"))
+    token = token_of(Headers(scope=websocket.scope))
+    return asyncio.create_task(_watch_token(gateway, token, bot, credential, me))
+
+
+async def _watch_token(
+    gateway: Gateway, token: str, bot: BotToken, credential: str, me: Subscriber
+) -> None:
+    while me.reason is None:
+        await asyncio.sleep(gateway.config.poll_interval_s)
+        ended = token_ended(gateway, token)
+        if ended is not None and me.reason is None:
+            await gateway.audit.append(
+                AuditRow(
+                    "event",
+                    bot=bot.bot,
+                    credential=credential,
+                    detail=f"websocket closed: {ended}",
+                )
+            )
+            me.end(1008, f"keybroker: {ended}")
 
 
 async def _connect(url: str, listener: Callable[[str], None] | None = None) -> ClientConnection:
@@ -472,6 +522,7 @@ class StreamHub:
         me = Subscriber.of(websocket, _combined if combined else _raw)
         joined: list[Channel] = []
         writer = asyncio.create_task(_drain(me))
+        watcher = watch_token(websocket, me)
         try:
             for name in names:
                 joined.append(await self.join(me, support, base, name))
@@ -502,6 +553,7 @@ class StreamHub:
         except (WebSocketDisconnect, RuntimeError):
             me.end(1000, "bye")
         finally:
+            watcher.cancel()
             for channel in joined:
                 await self.leave(me, channel)
             me.end(1000, "bye")
@@ -642,6 +694,7 @@ class UserStream:
             return
         writer = asyncio.create_task(_drain(me))
         keeper = asyncio.create_task(self._keep_alive())
+        watcher = watch_token(self.websocket, me)
         closed = asyncio.ensure_future(upstream.wait_closed())
         gone = asyncio.ensure_future(_until_gone(self.websocket))
         try:
@@ -650,7 +703,7 @@ class UserStream:
                 me.end(1012, "keybroker: the exchange closed the stream")
         finally:
             me.end(1000, "bye")
-            for task in (keeper, gone, closed):
+            for task in (keeper, watcher, gone, closed):
                 task.cancel()
             await upstream.close()
             with contextlib.suppress(Exception):
@@ -746,6 +799,7 @@ class ApiSession:
         self._login: asyncio.Queue[str] | None = None
         self._answers: list[tuple[str, int]] = []  # relayed (with when), not matched yet
         self._matching: asyncio.TimerHandle | None = None
+        self._token = token_of(Headers(scope=websocket.scope))  # checked again per frame
 
     async def run(self, target: str) -> None:
         try:
@@ -763,6 +817,7 @@ class ApiSession:
                     await writer
                 return
         beat = asyncio.create_task(_heartbeat(upstream, self.support))
+        watcher = watch_token(self.websocket, self.me)
         closed = asyncio.ensure_future(upstream.wait_closed())
         try:
             async with contextlib.aclosing(_frames_until(self.websocket, closed)) as frames:
@@ -781,6 +836,7 @@ class ApiSession:
         finally:
             closed.cancel()
             beat.cancel()
+            watcher.cancel()
             await upstream.close()
             lost = await self._lost()
             if lost:
@@ -891,6 +947,12 @@ class ApiSession:
         gateway, name = self.gateway, self.credential.name
         if self._answers:  # the ids answered so far are free again, as the bot saw
             self._match_answers()
+        ended = token_ended(gateway, self._token)
+        if ended is not None:  # revoked or expired since the upgrade: nothing more is sent
+            request_id = self.support.request_id(text)
+            await self._refuse(text, request_id, 401, "bad_token", ended, method="WEBSOCKET")
+            self.me.end(1008, f"keybroker: {ended}")
+            return None
         try:
             call = self.support.read_call(text)
         except InvalidInput as error:
@@ -929,6 +991,15 @@ class ApiSession:
                 text, call.request_id, 503, "vault_unavailable", str(error), method=call.method
             )
             return None
+        if not same_key(credential, self.credential):
+            # Rotated (or re-pointed) since the upgrade: this session signs, and on OKX and
+            # Bybit is logged in, with the old key. The bot reconnects to use the new one.
+            detail = f"the key of {name} was changed since this connection opened; reconnect"
+            await self._refuse(
+                text, call.request_id, 503, "credential_changed", detail, method=call.method
+            )
+            self.me.end(1012, f"keybroker: {detail}")
+            return None
         if policy.is_paper or is_keyless(credential):
             # The paper venue answers over REST; over a WebSocket a paper order would
             # reach the exchange, so a paper credential's frames are refused here.
@@ -949,11 +1020,17 @@ class ApiSession:
             return None
         job = judged
         request = job.request
+        waited_from = time.perf_counter()
         try:
             await take_budget(gateway, job, request)
         except RateLimited as limited:
             await deny(gateway, job, "rate_limited", str(limited), error=limited)
             self.me.write(self._error(text, call.request_id, 429, "rate_limited", str(limited)))
+            return None
+        if halted_while_waiting(gateway, job, waited_from):  # a halt while it queued
+            denied = await deny(gateway, job, "kill_switch", HALTED_DETAIL)
+            status, code, message = _refusal_of(denied)
+            self.me.write(self._error(text, call.request_id, status, code, message))
             return None
         intent = row(job, "intent", decision="allow", detail="websocket")
         call_out = judged_call(call, request)
@@ -1062,6 +1139,24 @@ class ApiSession:
             )
         )
         self.me.write(self._error(text, request_id, status, code, detail))
+
+
+def same_key(now: Credential, then: Credential) -> bool:
+    """Whether ``now`` (the vault's credential for this frame) signs as ``then`` (the one
+    a WebSocket API session opened with): the same api key, key type, environment, base
+    URL (``Credential``'s equality), and the same secret and passphrase, or remote key."""
+    if now is then:
+        return True
+    if now != then:
+        return False
+    new, old = now.secret, then.secret
+    if isinstance(new, RemoteKey) or isinstance(old, RemoteKey):
+        return (
+            isinstance(new, RemoteKey)
+            and isinstance(old, RemoteKey)
+            and (new.store, new.key_name) == (old.store, old.key_name)
+        )
+    return new == old and now.passphrase == then.passphrase
 
 
 def judged_call(call: WsCall, judged: httpx.Request) -> WsCall:

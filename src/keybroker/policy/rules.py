@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 READ_KINDS = frozenset({"account_read", "order_read"})
 TRADE_KINDS = frozenset({"order_place", "order_cancel"})
+HALTED_DETAIL = "trading is halted for this credential; cancels and reads still pass"
+"""The kill switch's refusal: the policy's, and the gateway's for an order halted while
+it waited for rate-limit budget (``pipeline.halted_while_waiting``)."""
 _SHOWN = 40
 _HUNDRED = Decimal(100)
 
@@ -121,9 +124,7 @@ def evaluate(
             "this is a production credential and its policy does not allow production",
         )
     if kind == "order_place" and context.halted:
-        return Decision.deny(
-            "kill_switch", "trading is halted for this credential; cancels and reads still pass"
-        )
+        return Decision.deny("kill_switch", HALTED_DETAIL)
     if kind in TRADE_KINDS and "trade" not in policy.scopes:
         return Decision.deny("scope", "the policy does not grant the trade scope")
     if kind in READ_KINDS and "read" not in policy.scopes:
