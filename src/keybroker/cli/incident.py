@@ -270,8 +270,7 @@ def incident(
         if not json_output:
             say(f"Halted {name}: gateways using this vault refuse its new orders within a second.")
         orders, errors = _recent(audit_path, name)
-        bots = sorted(t.bot for t in vault.list_tokens() if t.state(halt.halted_at) == "active"
-                      and t.allows(name))  # fmt: skip
+        bots = vault.holders_of(name, halt.halted_at)
         if not json_output:
             _show_findings(record, orders, errors, bots)
         steps = [

@@ -284,7 +284,7 @@ def add(
             record = keep(material)
         if paper:
             vault.set_policy(name, Policy(mode="paper").to_json())
-        bots = _bots_granted(vault, name)
+        bots = vault.holders_of(name, datetime.now(UTC))
     material.secret.wipe()
     say(
         f"Stored {record.name}: {record.exchange} {record.environment}, "
@@ -587,7 +587,7 @@ def remove(
             ):
                 raise UsageError(f"{name} was not removed")
         vault.remove(name)
-        bots = _bots_granted(vault, name)
+        bots = vault.holders_of(name, datetime.now(UTC))
     say(f"Removed {name}. Delete key {record.key_id} at {record.exchange} too.")
     if bots:
         # Tokens name credentials, and removing needs no passphrase, so they cannot be
@@ -597,14 +597,6 @@ def remove(
             "is theirs to use at once. "
             f"If that is not wanted: keybroker tokens revoke {bots[0] if len(bots) == 1 else 'BOT'}"
         )
-
-
-def _bots_granted(vault: Vault, name: str) -> list[str]:
-    """Bots whose active tokens were granted ``name`` (read without the passphrase)."""
-    now = datetime.now(UTC)
-    return sorted(
-        {t.bot for t in vault.list_tokens() if t.state(now) == "active" and t.allows(name)}
-    )
 
 
 def _holders(bots: list[str]) -> str:

@@ -57,7 +57,7 @@ from keybroker.crypto.keys import RemoteKey
 from keybroker.errors import BadToken, InvalidInput, KeybrokerError, KeyStoreError, RateLimited
 from keybroker.exchanges import get_profile
 from keybroker.exchanges.base import ExchangeProfile, RestTwin, WebSocketSupport, WsCall
-from keybroker.gateway.auth import BOT_SCOPE_KEY, token_of
+from keybroker.gateway.auth import BOT_SCOPE_KEY, credential_of, token_of
 from keybroker.gateway.pipeline import (
     Incoming,
     Job,
@@ -191,7 +191,7 @@ def watch_token(websocket: WebSocket, me: Subscriber) -> asyncio.Task[None]:
     gateway: Gateway = websocket.scope["state"]["gateway"]
     bot: BotToken = websocket.scope[BOT_SCOPE_KEY]
     raw_path: bytes = websocket.scope.get("raw_path") or websocket.url.path.encode()
-    credential = unquote(raw_path.lstrip(b"/").partition(b"/")[0].decode("ascii", "replace"))
+    credential = credential_of(raw_path)
     token = token_of(Headers(scope=websocket.scope))
     return asyncio.create_task(_watch_token(gateway, token, bot, credential, me))
 

@@ -271,6 +271,13 @@ class TokenStore(VaultParts):
             rows = self._conn.execute(f"{_SELECT} {_ORDER}").fetchall()
         return [_from_row(row) for row in rows]
 
+    def holders_of(self, credential: str, now: datetime) -> list[str]:
+        """Bots whose token is active at ``now`` and granted ``credential``, sorted; works
+        locked (display only, as list_tokens: check_token authenticates)."""
+        return sorted(
+            {t.bot for t in self.list_tokens() if t.state(now) == "active" and t.allows(credential)}
+        )
+
     def revoked_token_hashes(self) -> list[bytes]:
         """SHA-256 of every revoked token, for gateways on other hosts to refuse; works locked.
 

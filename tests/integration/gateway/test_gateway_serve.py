@@ -23,6 +23,7 @@ from gateway_testkit import (
     make_vault,
     new_token,
     serve_process,
+    wait_until,
 )
 
 from keybroker.audit import read_rows, verify_chain
@@ -133,9 +134,7 @@ def test_an_audit_command_elsewhere_never_takes_the_gateways_rows_away(
             headers=headers,
         )
         assert denied.status_code == 403
-    deadline = time.monotonic() + 10
-    while len(read_rows(home / "audit.db", kind="result")) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(read_rows(home / "audit.db", kind="result")) >= 3, timeout=10)
     assert len(read_rows(home / "audit.db", kind="result")) == 3  # one per account read
     assert len(read_rows(home / "audit.db", kind="denied")) == 3
     descriptors = Path(f"/proc/{gateway.process.pid}/fd")
